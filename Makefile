@@ -1,0 +1,43 @@
+# Two commands set up a fresh machine: `make book` and `make test` (both create the environment first).
+PROFILE ?= toy
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup book test toy-model reproduce bench clean browser
+
+setup: $(STAMP)
+
+# Reinstalls only when the dependency files change.
+$(STAMP): pyproject.toml environment.yml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade-strategy only-if-needed -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name residual --display-name "Python (residual_lib)" >/dev/null
+	touch $(STAMP)
+
+# The site check needs Debian's chromium; installed here when we are root and it is missing.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the site check will be skipped (install Debian's 'chromium' package)"
+
+toy-model: setup
+	$(PY) -m residual_lib.toy.train --profile $(PROFILE)
+
+book: setup toy-model
+	$(PY) -m residual_lib.book build --profile $(PROFILE)
+
+test: setup browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+reproduce: setup
+	$(PY) -m residual_lib.reproduce --profile $(or $(PROFILE),paper) $(if $(MODELS),--models $(MODELS)) $(if $(DATASETS),--datasets $(DATASETS))
+	$(PY) -m residual_lib.book build --profile $(PROFILE)
+
+bench: setup
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf artifacts book/_build book/notebooks
