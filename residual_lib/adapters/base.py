@@ -12,6 +12,8 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
+from ..units import head_name, mlp_name
+
 Convention = Literal["paper", "centred"]
 CONVENTIONS: tuple[str, ...] = ("paper", "centred")
 
@@ -32,6 +34,16 @@ class Decomposition:
     head_coords: Tensor  # (B, L, H, r)
     mlp: Tensor          # (B, L, E)
     embedding: Tensor    # (B, E) the model's own image embedding for the same images
+
+    def to_units(self, bases: HeadBases) -> dict[str, Tensor]:
+        """{unit: (B, E)} in output space, in canonical order (`units.unit_names`)."""
+        B, L, H, _ = self.head_coords.shape
+        heads = torch.einsum("blhr,lhre->blhe", self.head_coords, bases.basis.to(self.head_coords)) \
+            + bases.offset.to(self.head_coords)
+        out = {"EMB": self.emb}
+        out.update({head_name(l, h): heads[:, l, h] for l in range(L) for h in range(H)})
+        out.update({mlp_name(l): self.mlp[:, l] for l in range(L)})
+        return out
 
 
 class ResidualModel(ABC):
