@@ -1,0 +1,62 @@
+"""Linear probes per unit: planted attributes are found, noise stays at chance, coordinates equal output space."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from residual_lib.probe import best_units, probe_accuracy
+from residual_lib.units import UnitSet
+
+
+def _world(n=600, e=24, r=6, seed=0):
+    """Three units: 'colour' carries label c linearly, 'shape' carries s, 'noise' neither."""
+    rng = np.random.default_rng(seed)
+    colour, shape = rng.integers(0, 4, n), rng.integers(0, 3, n)
+    means_c, means_s = rng.normal(size=(4, r)) * 3, rng.normal(size=(3, r)) * 3
+    coords = {"L0.H0": means_c[colour] + rng.normal(size=(n, r)),
+              "L0.H1": means_s[shape] + rng.normal(size=(n, r)),
+              "L0.H2": rng.normal(size=(n, r))}
+    bases = {u: np.linalg.qr(rng.normal(size=(e, r)))[0].T for u in coords}
+    offsets = {u: rng.normal(size=e) for u in coords}
+    emb = sum(coords[u] @ bases[u] + offsets[u] for u in coords)
+    return UnitSet(coords, bases, offsets, emb, colour), {"colour": colour, "shape": shape}
+
+
+def test_planted_attributes_are_found_and_noise_is_at_chance():
+    units, labels = _world()
+    table = probe_accuracy(units, labels, progress=False).set_index(["unit", "attribute"])
+    assert table.loc[("L0.H0", "colour"), "accuracy"] > 0.9
+    assert table.loc[("L0.H1", "shape"), "accuracy"] > 0.9
+    for unit, attribute in [("L0.H2", "colour"), ("L0.H2", "shape"), ("L0.H0", "shape")]:
+        row = table.loc[(unit, attribute)]
+        assert row.accuracy < row.chance + 0.12
+    best = best_units(table.reset_index()).set_index("attribute").unit
+    assert best.to_dict() == {"colour": "L0.H0", "shape": "L0.H1"}
+
+
+def test_coordinates_give_the_output_space_probe():
+    """Oracle: scikit-learn LogisticRegression on the (n, E) output-space vectors, same split, weak penalty."""
+    units, labels = _world(n=400)
+    ours = probe_accuracy(units, {"colour": labels["colour"]}, ["L0.H0"], C=1e4, progress=False).accuracy[0]
+    train, test = train_test_split(np.arange(400), test_size=0.3, random_state=0, stratify=labels["colour"])
+    x = units.output_space("L0.H0")
+    ref = LogisticRegression(C=1e4, max_iter=5000).fit(x[train], labels["colour"][train])
+    assert ours == pytest.approx(ref.score(x[test], labels["colour"][test]), abs=0.02)
+
+
+def test_deterministic_under_seed():
+    units, labels = _world(n=300)
+    a = probe_accuracy(units, labels, seed=3, progress=False)
+    b = probe_accuracy(units, labels, seed=3, progress=False)
+    assert a.equals(b)
+
+
+def test_bad_inputs_name_the_valid_values():
+    units, labels = _world(n=100)
+    with pytest.raises(ValueError, match="test_fraction=1.5"):
+        probe_accuracy(units, labels, test_fraction=1.5)
+    with pytest.raises(ValueError, match="single class"):
+        probe_accuracy(units, {"x": np.zeros(100)})
+    with pytest.raises(ValueError, match="has 50 entries"):
+        probe_accuracy(units, {"x": np.arange(50) % 2}, progress=False)
