@@ -1,0 +1,107 @@
+"""Linear ID and TwoNN: scikit-dimension's TwoNN as the oracle, known manifolds, duplicate/tie rules."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import skdim
+from sklearn.datasets import make_swiss_roll
+
+from residual_lib.intrinsic_dim import (TwoNN, layer_summary, linear_id, paper_ratio_check, two_nearest,
+                                        unit_intrinsic_dimensions)
+from residual_lib.paper import reference
+from residual_lib.synthetic_units import random_unit_set
+
+
+def test_linear_id_is_first_k_strictly_above_threshold():
+    assert linear_id(np.array([0.5, 0.3, 0.19, 0.01])) == 4  # cumulative 0.99 is not > 0.99
+    assert linear_id(np.array([0.5, 0.3, 0.195, 0.005])) == 3
+    assert linear_id(np.array([1.0, 0.0, 0.0])) == 1
+    assert linear_id(np.array([0.6, 0.4]), threshold=0.5) == 1
+    with pytest.raises(ValueError, match="threshold"):
+        linear_id(np.array([1.0]), threshold=1.0)
+
+
+def test_two_nearest_matches_brute_force():
+    import torch
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 7)) + 100.0  # far from the origin: the search centres first
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    ref = np.sort(d, axis=1)[:, :2]
+    r1, r2 = two_nearest(torch.from_numpy(x), chunk_elements=1000)
+    np.testing.assert_allclose(np.stack([r1.numpy(), r2.numpy()], 1), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_twonn_matches_scikit_dimension(seed):
+    """Oracle: skdim.id.TwoNN on the same data, within 2% (in fact to rounding: same fit, same neighbours)."""
+    rng = np.random.default_rng(seed)
+    x = np.tanh(rng.normal(size=(1500, 6)) @ rng.normal(size=(6, 40)))
+    ours = TwoNN(device="cpu").fit(x).dimension_
+    theirs = skdim.id.TwoNN(discard_fraction=0.1).fit(x).dimension_
+    assert ours == pytest.approx(theirs, rel=0.02)
+
+
+@pytest.mark.parametrize("d", [3, 8])
+def test_twonn_recovers_linear_subspace_in_100_dims(d):
+    rng = np.random.default_rng(d)
+    x = rng.normal(size=(3000, d)) @ np.linalg.qr(rng.normal(size=(100, d)))[0].T
+    assert TwoNN(device="cpu").fit(x).dimension_ == pytest.approx(d, rel=0.10)
+
+
+def test_twonn_recovers_swiss_roll():
+    x, _ = make_swiss_roll(3000, random_state=0)
+    assert TwoNN(device="cpu").fit(x).dimension_ == pytest.approx(2.0, rel=0.10)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_twonn_recovers_sphere(k):
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(3000, k + 1))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = x @ np.linalg.qr(rng.normal(size=(20, k + 1)))[0].T  # S^k embedded in 20 dims
+    assert TwoNN(device="cpu").fit(x).dimension_ == pytest.approx(k, rel=0.10)
+
+
+def test_duplicates_are_collapsed_and_ties_dropped():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(800, 4))
+    base = TwoNN(device="cpu").fit(x)
+    dup = TwoNN(device="cpu").fit(np.vstack([x, x[:100]]))
+    assert dup.n_duplicates_ == 100 and base.n_duplicates_ == 0
+    assert dup.dimension_ == base.dimension_
+    # An integer grid: every point has at least two neighbours at distance exactly 1 -> all tied.
+    grid = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
+    mixed = TwoNN(device="cpu").fit(np.vstack([grid, 1000.0 + x[:, :2]]))
+    assert mixed.n_ties_ == 100 and len(mixed.mu_) == 800
+    with pytest.raises(ValueError, match="need at least 2"):
+        TwoNN(device="cpu").fit(grid)
+
+
+def test_twonn_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="discard_fraction"):
+        TwoNN(discard_fraction=0.0).fit(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="distinct points"):
+        TwoNN().fit(np.ones((10, 3)))
+
+
+def test_unit_table_and_both_layer_ratios():
+    units = random_unit_set(n=400, n_layers=3, n_heads=2, r=12, embed_dim=24, latent_dim=2, seed=0)
+    df = unit_intrinsic_dimensions(units, device="cpu", progress=False)
+    assert list(df["unit"]) == units.heads
+    assert (df["linear_id"] >= 1).all() and (df["linear_id"] <= 12).all()
+    np.testing.assert_allclose(df["ratio"], df["linear_id"] / df["twonn_id"])
+    summary = layer_summary(df)
+    assert list(summary["layer"]) == [0, 1, 2] and (summary["n_heads"] == 2).all()
+    layer0 = df[df["layer"] == 0]
+    assert summary.loc[0, "ratio_mean_of_heads"] == pytest.approx((layer0["linear_id"] / layer0["twonn_id"]).mean())
+    assert summary.loc[0, "ratio_of_means"] == pytest.approx(layer0["linear_id"].mean() / layer0["twonn_id"].mean())
+    # latent dimension grows by one per layer, so TwoNN should too
+    assert summary["twonn_id"].is_monotonic_increasing
+
+
+def test_paper_ratio_column_is_not_ratio_of_means_everywhere():
+    """The paper's README counts 43 of 144 Fig 2/7 rows whose printed ratio is > 0.02 off L/N."""
+    check = paper_ratio_check(reference("fig2"))
+    assert len(check) == 144
+    assert (~check["matches_ratio_of_means"]).sum() == 43

@@ -1,0 +1,147 @@
+"""Spectral cosine similarity (Eq. 2-4): properties, scipy's subspace_angles as the oracle, batched tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.linalg import subspace_angles
+
+from residual_lib.pca import UnitPCA
+from residual_lib.spectral import (cross_model_correlation, dataset_order, dataset_similarities,
+                                   similarity_matrix, spectral_cosine_similarity, unit_similarities)
+from residual_lib.synthetic_units import random_unit_set
+
+
+def orthonormal_rows(rng, k, d):
+    return np.linalg.qr(rng.normal(size=(d, k)))[0].T
+
+
+@pytest.fixture
+def pair():
+    rng = np.random.default_rng(0)
+    u1, u2 = orthonormal_rows(rng, 6, 20), orthonormal_rows(rng, 4, 20)
+    return u1, u2, np.sort(rng.uniform(0.1, 3, 6))[::-1], np.sort(rng.uniform(0.1, 3, 4))[::-1]
+
+
+def test_identical_inputs_give_one(pair):
+    u1, _, w1, _ = pair
+    assert spectral_cosine_similarity(u1, u1, w1, w1) == pytest.approx(1.0, abs=1e-12)
+    assert spectral_cosine_similarity(u1, u1) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_symmetric_and_bounded(pair):
+    u1, u2, w1, w2 = pair
+    s = spectral_cosine_similarity(u1, u2, w1, w2)
+    assert 0.0 <= s <= 1.0
+    assert s == pytest.approx(spectral_cosine_similarity(u2, u1, w2, w1), abs=1e-12)
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        a, b = rng.normal(size=(rng.integers(1, 6), 8)), rng.normal(size=(rng.integers(1, 6), 8))
+        wa, wb = rng.uniform(0, 2, len(a)), rng.uniform(0, 2, len(b))
+        assert 0.0 <= spectral_cosine_similarity(a, b, wa, wb) <= 1.0 + 1e-12
+
+
+def test_orthogonal_sets_give_zero():
+    eye = np.eye(6)
+    assert spectral_cosine_similarity(eye[:3], eye[3:]) == 0.0
+
+
+def test_invariant_to_sign_flips_and_common_rotation(pair):
+    u1, u2, w1, w2 = pair
+    s = spectral_cosine_similarity(u1, u2, w1, w2)
+    signs = np.where(np.random.default_rng(1).random(6) > 0.5, -1.0, 1.0)
+    assert spectral_cosine_similarity(u1 * signs[:, None], u2, w1, w2) == pytest.approx(s, abs=1e-12)
+    rot = np.linalg.qr(np.random.default_rng(2).normal(size=(20, 20)))[0]
+    assert spectral_cosine_similarity(u1 @ rot, u2 @ rot, w1, w2) == pytest.approx(s, abs=1e-12)
+
+
+def test_invariant_to_weight_scale_and_sensitive_to_weights(pair):
+    u1, u2, w1, w2 = pair
+    s = spectral_cosine_similarity(u1, u2, w1, w2)
+    assert spectral_cosine_similarity(u1, u2, 7 * w1, 0.1 * w2) == pytest.approx(s, abs=1e-12)
+    assert spectral_cosine_similarity(u1, u2) != pytest.approx(s, abs=1e-6)
+
+
+def test_greedy_matching_by_hand():
+    # |cos| matrix [[0.8, 0.6], [0.6, 0.8]]: greedy takes (0,0) = 0.8 then (1,1) = 0.8.
+    u1 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    u2 = np.array([[0.8, 0.6], [-0.6, 0.8]])
+    w1, w2 = np.array([2.0, 1.0]), np.array([3.0, 1.0])
+    expected = np.sqrt(((0.8 * 2 * 3) ** 2 + (0.8 * 1 * 1) ** 2) / ((2 * 3) ** 2 + (1 * 1) ** 2))
+    assert spectral_cosine_similarity(u1, u2, w1, w2) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("k1,k2", [(3, 3), (5, 3), (2, 6)])
+def test_unweighted_principal_vectors_match_scipy_subspace_angles(k1, k2):
+    """Oracle: scipy.linalg.subspace_angles. Unweighted and given as principal vectors (cosine matrix
+    diagonal), the greedy picks cos(theta_n) for each principal angle, so sim = RMS of those cosines."""
+    rng = np.random.default_rng(k1 * 10 + k2)
+    a, b = orthonormal_rows(rng, k1, 12).T, orthonormal_rows(rng, k2, 12).T
+    left, _, right_t = np.linalg.svd(a.T @ b)
+    p, q = (a @ left).T, (b @ right_t.T).T
+    theta = subspace_angles(a, b)
+    expected = np.sqrt(np.mean(np.cos(theta) ** 2))
+    assert spectral_cosine_similarity(p, q) == pytest.approx(expected, abs=1e-10)
+
+
+def test_one_dimensional_case_is_absolute_cosine():
+    u, v = np.array([[1.0, 2.0, 2.0]]), np.array([[-2.0, 0.0, 1.0]])
+    cos = abs(u @ v.T)[0, 0] / (np.linalg.norm(u) * np.linalg.norm(v))
+    assert spectral_cosine_similarity(u, v) == pytest.approx(cos)
+    assert spectral_cosine_similarity(u, v) == pytest.approx(np.cos(subspace_angles(u.T, v.T))[0])
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="different spaces"):
+        spectral_cosine_similarity(np.eye(3), np.eye(4))
+    with pytest.raises(ValueError, match="non-negative"):
+        spectral_cosine_similarity(np.eye(3), np.eye(3), -np.ones(3), np.ones(3))
+
+
+@pytest.fixture(scope="module")
+def caches():
+    same = random_unit_set(n=300, n_layers=2, n_heads=2, r=8, embed_dim=16, seed=0)
+    resample = random_unit_set(n=300, n_layers=2, n_heads=2, r=8, embed_dim=16, seed=0)
+    other = random_unit_set(n=300, n_layers=2, n_heads=2, r=8, embed_dim=16, seed=9)
+    # same model (same bases), other data: keep the bases of `same`, resample the coordinates
+    rng = np.random.default_rng(4)
+    for u in resample.heads:
+        c = resample.unit_coords[u]
+        resample.unit_coords[u] = (c[rng.permutation(len(c))] + 0.3 * rng.normal(size=c.shape)).astype(np.float32)
+    for u in other.heads:
+        other.unit_bases[u], other.unit_offsets[u] = same.unit_bases[u], same.unit_offsets[u]
+    return same, resample, other
+
+
+def test_batched_table_equals_pairwise_function(caches):
+    same, resample, other = caches
+    pa = UnitPCA(units=same.heads, device="cpu", progress=False).fit(same)
+    pb = UnitPCA(units=same.heads, device="cpu", progress=False).fit(other)
+    table = unit_similarities(pa, pb, device="cpu")
+    assert list(table["unit"]) == same.heads
+    for _, row in table.iterrows():
+        ka, kb = row["k_a"], row["k_b"]
+        s = spectral_cosine_similarity(pa.components_[row["unit"]][:ka], pb.components_[row["unit"]][:kb],
+                                       pa.explained_variance_[row["unit"]][:ka], pb.explained_variance_[row["unit"]][:kb])
+        assert row["similarity"] == pytest.approx(s, abs=1e-10)
+    cum = np.cumsum(pa.explained_variance_ratio_["L0.H0"])
+    assert cum[table.loc[0, "k_a"] - 1] > 0.9 >= cum[table.loc[0, "k_a"] - 2]
+
+
+def test_dataset_similarities_order_and_matrix(caches):
+    same, resample, other = caches
+    sims = dataset_similarities(same, {"self": same, "resampled": resample, "other": other}, device="cpu", progress=False)
+    means = sims.groupby("dataset")["similarity"].mean()
+    assert means["self"] == pytest.approx(1.0)
+    assert dataset_order(sims) == ["self", "resampled", "other"]
+    mat = similarity_matrix(sims)
+    assert list(mat.index) == ["self", "resampled", "other"] and list(mat.columns) == same.heads
+
+
+def test_cross_model_correlation_is_pearson_of_dataset_profiles():
+    sims = pd.DataFrame({"model": ["A"] * 6 + ["B"] * 6, "dataset": list("xxyyzz") * 2, "unit": ["u", "v"] * 6,
+                         "similarity": [1, 0.8, 0.5, 0.5, 0.2, 0.0, 0.9, 0.9, 0.4, 0.6, 0.1, 0.3]})
+    corr = cross_model_correlation(sims)
+    expected = np.corrcoef([0.9, 0.5, 0.1], [0.9, 0.5, 0.2])[0, 1]
+    assert corr.loc["A", "B"] == pytest.approx(expected)
+    with pytest.raises(KeyError, match="model"):
+        cross_model_correlation(sims.drop(columns="model"))
