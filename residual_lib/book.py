@@ -1,0 +1,443 @@
+"""Execute the book's notebooks with papermill and build the Jupyter Book site.
+
+    python -m residual_lib.book run   --profile smoke [--only NAME ...] [-p key=value ...]
+    python -m residual_lib.book build --profile toy   [--only NAME ...] [-p key=value ...]
+
+`book/_toc.yml` is the single list of pages: every entry under `notebooks/` is a notebook whose
+Jupytext source is `notebooks/<name>.py` and whose executed copy is `book/notebooks/<name>.ipynb`.
+Parameters come from `notebooks/params/<profile>/_defaults.yaml` (keys a notebook does not declare
+are skipped) overlaid by `notebooks/params/<profile>/<name>.yaml` (keys must be declared), overlaid
+by `-p` overrides. Notebooks run with the `residual` kernel and the repository root as working
+directory. A failing cell stops that notebook; the others still run, then the command exits 1 and
+names every failing notebook and cell.
+"""
+
+import argparse
+import ast
+import csv
+import datetime
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from residual_lib import provenance
+from residual_lib.paths import REPO_ROOT
+
+PROFILES = ("toy", "smoke", "paper")
+KERNEL = "residual"
+DEFAULTS_FILE = "_defaults.yaml"
+PROVENANCE_TAG = "residual-provenance"
+INJECTED_TAG = "injected-parameters"
+# tqdm reads TQDM_* variables as defaults: sparse redraws keep papermill's stream logs a few lines long.
+TQDM_ENV = {"TQDM_MININTERVAL": "5", "TQDM_NCOLS": "100"}
+REPORT_FIELDS = ("notebook", "profile", "status", "runtime (s)", "peak memory (MiB)", "commit", "finished (UTC)")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Sphinx/myst-nb log lines that mean a page is wrong even when jupyter-book exits 0.
+LOG_PROBLEM = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|[Ee]xecution [Ff]ailed|CellExecutionError")
+
+
+class BookError(RuntimeError):
+    """A notebook, parameter file, toc entry or site build is wrong; the message says which and how."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a project's book, notebook sources, parameter files and executed notebooks live."""
+
+    root: Path = REPO_ROOT
+
+    @property
+    def book_dir(self) -> Path:
+        return self.root / "book"
+
+    @property
+    def toc(self) -> Path:
+        return self.book_dir / "_toc.yml"
+
+    @property
+    def params_dir(self) -> Path:
+        return self.root / "notebooks" / "params"
+
+    @property
+    def report(self) -> Path:
+        return self.book_dir / "_generated" / "build_report.csv"
+
+    @property
+    def build_log(self) -> Path:
+        return self.book_dir / "_build" / "build.log"
+
+    def source(self, name: str) -> Path:
+        return self.root / "notebooks" / f"{name}.py"
+
+    def executed(self, name: str) -> Path:
+        return self.book_dir / "notebooks" / f"{name}.ipynb"
+
+
+@dataclass
+class RunRecord:
+    """Outcome of one notebook run: what the build report shows."""
+
+    notebook: str
+    profile: str
+    status: str
+    runtime_s: float
+    peak_rss_mib: float | None
+    commit: str
+    finished_utc: str
+    error: str = ""
+
+    def row(self) -> dict[str, str]:
+        peak = "" if self.peak_rss_mib is None else f"{self.peak_rss_mib:.0f}"
+        return dict(zip(REPORT_FIELDS, (self.notebook, self.profile, self.status, f"{self.runtime_s:.1f}", peak,
+                                        self.commit, self.finished_utc)))
+
+
+def toc_files(toc: Path) -> list[str]:
+    """Every page named by a Jupyter Book toc, in reading order (root first)."""
+    if not toc.is_file():
+        raise BookError(f"table of contents {toc} does not exist")
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    found.append(str(node[key]))
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc.read_text()))
+    return found
+
+
+def toc_notebooks(layout: Layout) -> list[str]:
+    """Names of the notebooks the toc lists (entries `notebooks/<name>`), checking each has a source."""
+    names = [entry.split("/", 1)[1] for entry in toc_files(layout.toc) if entry.startswith("notebooks/")]
+    missing = [str(layout.source(n)) for n in names if not layout.source(n).is_file()]
+    if missing:
+        raise BookError(f"{layout.toc} lists notebooks without a Jupytext source: {', '.join(missing)}")
+    return names
+
+
+def select(names: list[str], only: list[str] | None) -> list[str]:
+    """The notebooks to run: all of `names`, or those in `only` (each must be a toc notebook)."""
+    if not only:
+        return names
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the toc lists: {', '.join(names) or 'none'}")
+    return [n for n in names if n in only]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise BookError(f"{path} must hold a mapping of parameter names to values, not {type(data).__name__}")
+    return data
+
+
+def parameter_files(params_dir: Path, profile: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(profile defaults, the notebook's own parameters) read from `<params_dir>/<profile>/`."""
+    if profile not in PROFILES:
+        raise BookError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    folder = params_dir / profile
+    own = folder / f"{name}.yaml"
+    if not own.is_file():
+        raise BookError(f"no parameter file {own} for notebook {name!r} in profile {profile!r}")
+    defaults = folder / DEFAULTS_FILE
+    return (_read_yaml(defaults) if defaults.is_file() else {}), _read_yaml(own)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings to a dict; values are parsed as YAML (`n=100` is an int, `ds=[a,b]` a list)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise BookError(f"override {item!r} is not of the form key=value (key a Python identifier)")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def merge_parameters(name: str, declared: list[str], defaults: dict[str, Any], own: dict[str, Any],
+                     overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults (declared keys only) < the notebook's file < overrides (declared keys only)."""
+    unknown = sorted(set(own) - set(declared))
+    if unknown:
+        raise BookError(f"parameter file of {name!r} sets {', '.join(unknown)}, which the notebook's "
+                        f"parameters cell does not declare; declared: {', '.join(declared) or 'none'}")
+    merged = {k: v for k, v in defaults.items() if k in declared}
+    merged.update(own)
+    merged.update({k: v for k, v in overrides.items() if k in declared})
+    return merged
+
+
+def declared_parameters(source: str) -> list[str]:
+    """Names assigned at top level in a parameters cell's source."""
+    names = []
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _parameters_cell(nb, name: str) -> int:
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return i
+    raise BookError(f"notebook {name!r} has no cell tagged 'parameters' (add `# %% tags=[\"parameters\"]`)")
+
+
+def load_notebook(layout: Layout, name: str):
+    """The Jupytext source of `name` as a notebook, with its declared parameter names."""
+    import jupytext
+
+    nb = jupytext.read(layout.source(name))
+    declared = declared_parameters(nb.cells[_parameters_cell(nb, name)].source)
+    return nb, declared
+
+
+def add_provenance_cell(nb, name: str, profile: str, declared: list[str]) -> None:
+    """Insert the hidden provenance cell right after the parameters cell (papermill's injected cell lands between)."""
+    import nbformat
+
+    code = ("from residual_lib import provenance\n"
+            f"provenance.show(profile={profile!r}, notebook={name!r},\n"
+            f"                parameters={{k: globals()[k] for k in {declared!r}}})")
+    cell = nbformat.v4.new_code_cell(code, metadata={"tags": [PROVENANCE_TAG, "remove-input"]})
+    nb.cells.insert(_parameters_cell(nb, name) + 1, cell)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python (residual_lib)", "language": "python"}
+
+
+class KernelMemory:
+    """Peak resident memory of the notebook's kernel, read from the kernel's high-water mark after each cell."""
+
+    def __init__(self) -> None:
+        self.peak_bytes: int | None = None
+
+    def sample(self, **_: Any) -> None:
+        """nbclient hook: read VmHWM (Linux) or current RSS of every ipykernel child of this process."""
+        try:
+            import psutil
+        except ImportError:
+            return
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if not any("ipykernel" in part for part in proc.cmdline()):
+                    continue
+                peak = _vm_hwm(proc.pid) or proc.memory_info().rss
+            except (psutil.Error, OSError):
+                continue
+            self.peak_bytes = max(self.peak_bytes or 0, peak)
+
+
+def _vm_hwm(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _source_cell_number(nb, index: int) -> int:
+    """1-based position of executed cell `index` among the cells of the Jupytext source."""
+    inserted = {PROVENANCE_TAG, INJECTED_TAG}
+    return sum(1 for cell in nb.cells[:index + 1] if not inserted & set(cell.metadata.get("tags", [])))
+
+
+def describe_failure(name: str, source: Path, nb, error) -> str:
+    """'notebook X failed in cell N' with the cell's source excerpt and the exception."""
+    lines = error.source.strip().splitlines()
+    excerpt = "\n".join("    | " + line for line in lines[:8]) + ("\n    | ..." if len(lines) > 8 else "")
+    trace = [ANSI.sub("", t) for t in error.traceback][-3:]
+    return (f"notebook {name!r} ({source}) failed in cell {_source_cell_number(nb, error.cell_index)} "
+            f"(In [{error.exec_count}]):\n{excerpt}\n  {error.ename}: {ANSI.sub('', error.evalue)}\n"
+            + "\n".join("    " + t.replace("\n", "\n    ") for t in trace))
+
+
+def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> None:
+    """Write the measured runtime and peak memory into the provenance output of an executed notebook."""
+    for cell in nb.cells:
+        if PROVENANCE_TAG not in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            rec = output.get("metadata", {}).get(provenance.METADATA_KEY)
+            if rec is None:
+                continue
+            rec = dict(rec, runtime_s=round(runtime_s, 1), peak_rss_mib=peak_rss_mib)
+            data, metadata = provenance.bundle(rec)
+            output["data"] = data
+            output["metadata"] = metadata
+
+
+def _kernel_env() -> None:
+    for key, value in TQDM_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+
+
+def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, Any],
+                 log_output: bool = True) -> RunRecord:
+    """Execute one notebook with papermill into `book/notebooks/<name>.ipynb` and measure it."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb, declared = load_notebook(layout, name)
+    defaults, own = parameter_files(layout.params_dir, profile, name)
+    params = merge_parameters(name, declared, defaults, own, overrides)
+    add_provenance_cell(nb, name, profile, declared)
+    out = layout.executed(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _kernel_env()
+    memory = KernelMemory()
+    start = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(layout.root), progress_bar=False,
+            stdout_file=sys.stdout if log_output else None, stderr_file=sys.stderr if log_output else None,
+            coalesce_streams=True, on_cell_executed=memory.sample, on_cell_error=memory.sample)
+    except PapermillExecutionError as exc:
+        executed = nbformat.read(out, as_version=4)
+        error = describe_failure(name, layout.source(name), executed, exc)
+    runtime = time.perf_counter() - start
+    peak = None if memory.peak_bytes is None else memory.peak_bytes / 2**20
+    executed = nbformat.read(out, as_version=4)
+    finalise_provenance(executed, runtime, peak)
+    nbformat.write(executed, out)
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, provenance.git_commit(),
+                     finished, error)
+
+
+def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None:
+    """Merge `records` into the build-report CSV (rows of notebooks not rerun are kept), in toc order."""
+    rows: dict[str, dict[str, str]] = {}
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = {r["notebook"]: r for r in csv.DictReader(f) if r.get("notebook") in order}
+    rows.update({r.notebook: r.row() for r in records})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows[n] for n in order if n in rows)
+    tmp.replace(path)
+
+
+def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
+        log_output: bool = True) -> list[RunRecord]:
+    """Execute the selected toc notebooks in toc order; raise BookError naming every failure."""
+    from tqdm.auto import tqdm
+
+    names = toc_notebooks(layout)
+    chosen = select(names, only)
+    overrides = overrides or {}
+    if overrides:
+        declared = {n: load_notebook(layout, n)[1] for n in chosen}
+        unused = [k for k in overrides if not any(k in d for d in declared.values())]
+        if unused:
+            raise BookError(f"override(s) {', '.join(unused)} match no parameter of {', '.join(chosen)}; "
+                            + "; ".join(f"{n}: {', '.join(d) or 'none'}" for n, d in declared.items()))
+    records = []
+    for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
+        print(f"== {name} ({profile})", file=sys.stderr, flush=True)
+        records.append(run_notebook(layout, name, profile, overrides, log_output))
+        print(f"== {name}: {records[-1].status} in {records[-1].runtime_s:.1f} s", file=sys.stderr, flush=True)
+    write_report(layout.report, records, names)
+    failures = [r.error for r in records if r.error]
+    if failures:
+        raise BookError(f"{len(failures)} of {len(records)} notebook(s) failed:\n\n" + "\n\n".join(failures))
+    return records
+
+
+def executed_errors(layout: Layout, names: list[str]) -> list[str]:
+    """Error outputs left in executed notebooks (a stale or hand-made page the runner did not check)."""
+    import nbformat
+
+    problems = []
+    for name in names:
+        path = layout.executed(name)
+        if not path.is_file():
+            problems.append(f"notebook {name!r} was not executed: {path} is missing")
+            continue
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    problems.append(f"notebook {name!r} cell {_source_cell_number(nb, i)} shows an error: "
+                                    f"{output.get('ename')}: {ANSI.sub('', output.get('evalue', ''))}")
+    return problems
+
+
+def log_problems(log: str) -> list[str]:
+    """Lines of a jupyter-book build log that report a warning, an error or a failed execution."""
+    return [line for line in log.splitlines() if LOG_PROBLEM.search(line)]
+
+
+def build_site(layout: Layout) -> Path:
+    """`jupyter-book build book -W --keep-going`, logged to book/_build/build.log; raise on any problem."""
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(layout.book_dir), "-W", "--keep-going"]
+    print("== " + " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=layout.root, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    layout.build_log.parent.mkdir(parents=True, exist_ok=True)
+    layout.build_log.write_text(log)
+    sys.stderr.write(log)
+    problems = log_problems(log) + executed_errors(layout, toc_notebooks(layout))
+    if proc.returncode != 0 or problems:
+        raise BookError(f"jupyter-book build failed (exit {proc.returncode}); full log: {layout.build_log}\n"
+                        + "\n".join(problems))
+    return layout.book_dir / "_build" / "html" / "index.html"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m residual_lib.book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command, help_text in (("run", "execute notebooks into book/notebooks/"),
+                               ("build", "run every selected notebook, then build the site")):
+        p = sub.add_parser(command, help=help_text)
+        p.add_argument("--profile", default="toy", choices=PROFILES)
+        p.add_argument("--only", nargs="+", metavar="NAME", help="run only these toc notebooks")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter in every selected notebook that declares it (YAML value)")
+        p.add_argument("--root", type=Path, default=REPO_ROOT,
+                       help="project root holding book/ and notebooks/ (default: this repository)")
+        p.add_argument("--quiet", action="store_true", help="do not echo the notebooks' own output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    layout = Layout(args.root.resolve())
+    try:
+        run(layout, args.profile, args.only, parse_overrides(args.param), log_output=not args.quiet)
+        if args.command == "build":
+            print(f"== site: {build_site(layout)}", file=sys.stderr)
+    except BookError as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

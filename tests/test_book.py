@@ -1,0 +1,189 @@
+"""The notebook runner (residual_lib.book): parameter merging, toc parsing, failures named, overrides, logs."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from residual_lib import book, provenance
+
+OK_NOTEBOOK = '''\
+# %% [markdown]
+# # A page that works
+
+# %% tags=["parameters"]
+n = 1  # doubled below
+label: str = "toy"
+
+# %%
+import time
+from tqdm.auto import tqdm
+
+for _ in tqdm(range(300), desc="steps"):
+    time.sleep(0.005)
+print("result", 2 * n, label)
+'''
+
+FAILING_NOTEBOOK = '''\
+# %% [markdown]
+# # A page that raises
+
+# %% tags=["parameters"]
+threshold = 3
+
+# %%
+values = list(range(threshold))
+
+# %%
+if len(values) == threshold:
+    raise ValueError("planted failure")
+'''
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
+    return subprocess.run([sys.executable, "-m", "residual_lib.book", *args], capture_output=True, text=True,
+                          env=env)
+
+
+def stream_text(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+
+
+def test_parse_overrides_reads_yaml_values():
+    assert book.parse_overrides(["n=100", "ds=[a, b]", "name=cpu", "x=0.5"]) == {
+        "n": 100, "ds": ["a", "b"], "name": "cpu", "x": 0.5}
+
+
+@pytest.mark.parametrize("bad", ["n", "=3", "two words=1"])
+def test_parse_overrides_rejects_malformed(bad):
+    with pytest.raises(book.BookError, match="key=value"):
+        book.parse_overrides([bad])
+
+
+def test_merge_parameters_precedence_and_undeclared_defaults():
+    merged = book.merge_parameters("nb", ["device", "n", "seed"], defaults={"device": "auto", "n": 1, "other": 9},
+                                   own={"n": 5}, overrides={"seed": 7, "unrelated": 1})
+    assert merged == {"device": "auto", "n": 5, "seed": 7}
+
+
+def test_merge_parameters_rejects_undeclared_key_in_notebook_file():
+    with pytest.raises(book.BookError, match=r"n_sampels.*declared: n, seed"):
+        book.merge_parameters("nb", ["n", "seed"], defaults={}, own={"n_sampels": 3}, overrides={})
+
+
+def test_parameter_files_merge_defaults_and_name_bad_profile(tmp_path):
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    (folder / "_defaults.yaml").write_text("device: auto\nn: 1\n")
+    (folder / "nb.yaml").write_text("n: 2\n")
+    assert book.parameter_files(tmp_path, "smoke", "nb") == ({"device": "auto", "n": 1}, {"n": 2})
+    with pytest.raises(book.BookError, match="unknown profile 'big'; valid: toy, smoke, paper"):
+        book.parameter_files(tmp_path, "big", "nb")
+    with pytest.raises(book.BookError, match="no parameter file .*other.yaml"):
+        book.parameter_files(tmp_path, "smoke", "other")
+
+
+def test_declared_parameters_sees_plain_and_annotated_assignments():
+    assert book.declared_parameters("a = 1  # note\nb: int = 2\nc, d = 3, 4\nimport os\n") == ["a", "b"]
+
+
+def test_toc_order_and_missing_source(book_project):
+    root = book_project({"ok": OK_NOTEBOOK})
+    layout = book.Layout(root)
+    assert book.toc_files(layout.toc) == ["intro", "notebooks/ok"]
+    assert book.toc_notebooks(layout) == ["ok"]
+    (root / "notebooks" / "ok.py").unlink()
+    with pytest.raises(book.BookError, match="without a Jupytext source: .*ok.py"):
+        book.toc_notebooks(layout)
+
+
+def test_select_names_unknown_notebooks():
+    assert book.select(["a", "b", "c"], ["c", "a"]) == ["a", "c"]
+    with pytest.raises(book.BookError, match="unknown notebook.*zz; the toc lists: a, b"):
+        book.select(["a", "b"], ["zz"])
+
+
+def test_write_report_keeps_rows_of_notebooks_not_rerun(tmp_path):
+    path = tmp_path / "report.csv"
+    rec = lambda name, t: book.RunRecord(name, "smoke", "ok", t, 100.0, "abc", "now")  # noqa: E731
+    book.write_report(path, [rec("a", 1.0), rec("b", 2.0), rec("gone", 3.0)], ["a", "b", "gone"])
+    book.write_report(path, [rec("b", 5.0)], ["a", "b"])
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["notebook"], r["runtime (s)"]) for r in rows] == [("a", "1.0"), ("b", "5.0")]
+
+
+def test_log_problems_flags_warnings_and_failed_execution():
+    log = "reading sources... [ 50%] intro\nfoo.md:3: WARNING: undefined label\nExecution Failed with traceback\nbuild ok"
+    assert book.log_problems(log) == ["foo.md:3: WARNING: undefined label", "Execution Failed with traceback"]
+
+
+def test_executed_errors_finds_error_outputs(book_project):
+    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0", outputs=[
+        nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])])])
+    layout.executed("ok").parent.mkdir(parents=True)
+    nbformat.write(nb, layout.executed("ok"))
+    assert book.executed_errors(layout, ["ok"]) == [
+        "notebook 'ok' cell 1 shows an error: ZeroDivisionError: division by zero"]
+
+
+def test_finalise_provenance_writes_runtime_into_output():
+    rec = {"notebook": "nb", "profile": "smoke", "parameters": {"n": "1"}, "commit": "abc", "residual_lib": "0",
+           "device": "cpu", "gpus": "none", "cpus": 2, "runtime_s": None, "peak_rss_mib": None}
+    data, metadata = provenance.bundle(rec)
+    assert provenance.NOT_MEASURED in data["text/plain"]
+    cell = nbformat.v4.new_code_cell("", metadata={"tags": [book.PROVENANCE_TAG]}, outputs=[
+        nbformat.v4.new_output("display_data", data=data, metadata=metadata)])
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    book.finalise_provenance(nb, 12.34, 256.0)
+    out = nb.cells[0].outputs[0]
+    assert out.metadata[provenance.METADATA_KEY]["runtime_s"] == 12.3
+    assert "12.3 s, peak memory 256 MiB" in out.data["text/html"]
+
+
+@pytest.mark.slow
+def test_failing_cell_is_named_and_other_notebooks_still_run(book_project):
+    root = book_project({"boom": FAILING_NOTEBOOK, "ok": OK_NOTEBOOK})
+    proc = run_cli("run", "--profile", "smoke", "--root", str(root))
+    assert proc.returncode == 1
+    assert "notebook 'boom'" in proc.stderr and "failed in cell 4" in proc.stderr
+    assert 'raise ValueError("planted failure")' in proc.stderr
+    assert "ValueError: planted failure" in proc.stderr
+    with (root / "book" / "_generated" / "build_report.csv").open() as f:
+        assert {r["notebook"]: r["status"] for r in csv.DictReader(f)} == {"boom": "failed", "ok": "ok"}
+    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
+    assert proc.returncode == 1 and "failed in cell 4" in proc.stderr
+    assert not (root / "book" / "_build" / "html" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_override_reaches_notebook_and_provenance(book_project):
+    root = book_project({"ok": OK_NOTEBOOK}, params={"ok": "label: from-file\n"}, defaults="n: 5\nseed: 1\n")
+    proc = run_cli("run", "--profile", "smoke", "--root", str(root), "-p", "n=21")
+    assert proc.returncode == 0, proc.stderr
+    nb = nbformat.read(root / "book" / "notebooks" / "ok.ipynb", as_version=4)
+    assert "result 42 from-file" in stream_text(nb)
+    (prov,) = [c for c in nb.cells if book.PROVENANCE_TAG in c.metadata.get("tags", [])]
+    rec = prov.outputs[0].metadata[provenance.METADATA_KEY]
+    assert rec["parameters"] == {"n": "21", "label": "'from-file'"} and rec["profile"] == "smoke"
+    assert rec["runtime_s"] > 0 and rec["peak_rss_mib"] > 10
+    bad = run_cli("run", "--profile", "smoke", "--root", str(root), "-p", "nn=1")
+    assert bad.returncode == 1 and "override(s) nn match no parameter of ok; ok: n, label" in bad.stderr
+
+
+@pytest.mark.slow
+def test_progress_bars_stay_a_few_lines(book_project):
+    """300 tqdm steps over ~1.5 s: default tqdm redraws ~15 times; the runner's settings keep it to a few."""
+    root = book_project({"ok": OK_NOTEBOOK})
+    proc = run_cli("run", "--profile", "smoke", "--root", str(root))
+    assert proc.returncode == 0, proc.stderr
+    redraws = [seg for seg in proc.stderr.replace("\r", "\n").splitlines() if seg.startswith("steps:")]
+    assert 1 <= len(redraws) <= 4, redraws
+    stored = stream_text(nbformat.read(root / "book" / "notebooks" / "ok.ipynb", as_version=4))
+    assert "\r" not in stored and stored.count("steps:") == 1 and "300/300" in stored
