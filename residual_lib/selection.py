@@ -1,0 +1,125 @@
+"""Coarse unit alignment (Section 4.1, Table 1): score heads, keep the top ones, zero-ablate the rest.
+
+Scores (one per head, higher is better):
+
+- ``U``: the mean over samples of the Pearson correlation between the head's output-space vector and the
+  model's output vector for the same sample (correlation across the E coordinates);
+- ``U|T``: the same after projecting both vectors onto the span of the task's class embeddings (the
+  orthogonal projector, so the score does not depend on a choice of basis for the span);
+- ``S``: the head's own zero-shot accuracy (the head alone, every other unit ablated).
+
+Controls: ``R`` random heads (mean and spread over seeds), ``H`` all heads, ``B`` the model itself.
+``O`` (one trained weight per head) uses `residual.HeadWeights` and the shared training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .zeroshot import ZeroShotClassifier, unit_sum
+
+SCORES = ("U", "U|T", "S")
+SWEEP_FRACTIONS = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50)  # 0.0 stands for "one head"
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) Pearson correlation of each row of a with the same row of b; 0 where a row is constant."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide((a * b).sum(axis=1), denom, out=np.zeros(len(a)), where=denom > 0)
+
+
+def span_projector(classifier: ZeroShotClassifier) -> np.ndarray:
+    """(E, E) orthogonal projector onto the span of the class embeddings."""
+    weights = classifier.weights.detach().cpu().numpy().astype(np.float64)
+    u, s, _ = np.linalg.svd(weights.T, full_matrices=False)
+    basis = u[:, s > s.max() * 1e-8]
+    return basis @ basis.T
+
+
+def correlation_scores(units, projector: np.ndarray | None = None) -> pd.Series:
+    """Per head: mean over samples of corr(head vector, output vector), optionally inside a projector's range."""
+    output = np.asarray(units.embedding, dtype=np.float64)
+    if projector is not None:
+        output = output @ projector
+    scores = {}
+    for head in units.heads:
+        rep = units.output_space(head).astype(np.float64)
+        scores[head] = float(_row_pearson(rep if projector is None else rep @ projector, output).mean())
+    return pd.Series(scores, name="score")
+
+
+def supervised_scores(units, classifier: ZeroShotClassifier) -> pd.Series:
+    """Per head: zero-shot accuracy of the head alone on (validation) units."""
+    return pd.Series({h: classifier.accuracy(units.output_space(h), units.labels) for h in units.heads}, name="score")
+
+
+def head_scores(units, classifier: ZeroShotClassifier, score: str) -> pd.Series:
+    """Per-head scores by one rule of SCORES (U, U|T, S)."""
+    if score == "U":
+        return correlation_scores(units)
+    if score == "U|T":
+        return correlation_scores(units, span_projector(classifier))
+    if score == "S":
+        return supervised_scores(units, classifier)
+    raise ValueError(f"unknown head score {score!r}; valid: {', '.join(SCORES)}")
+
+
+def n_kept(n_heads: int, fraction: float) -> int:
+    """Number of heads a fraction keeps: round(fraction * n_heads), at least one (fraction 0 means one head)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction of heads must be in [0, 1]; got {fraction}")
+    return max(1, int(round(fraction * n_heads)))
+
+
+def top_heads(scores: pd.Series, k: int) -> list[str]:
+    """The k best-scoring heads; ties broken by unit order (stable)."""
+    order = np.argsort(-scores.to_numpy(), kind="stable")
+    return [scores.index[i] for i in order[:k]]
+
+
+def random_heads(heads: Sequence[str], k: int, seed: int) -> list[str]:
+    """k heads drawn without replacement under a seed."""
+    rng = np.random.default_rng(seed)
+    return [heads[i] for i in sorted(rng.choice(len(heads), size=k, replace=False))]
+
+
+def kept_accuracy(units, classifier: ZeroShotClassifier, kept: Sequence[str]) -> float:
+    """Zero-shot accuracy of the sum of the kept units, every other unit zero-ablated (Eq. 5)."""
+    return classifier.accuracy(unit_sum(units, list(kept)), units.labels)
+
+
+def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fraction: float = 0.05,
+                     n_random: int = 10, scores: dict[str, pd.Series] | None = None) -> dict[str, float]:
+    """Test accuracies of U, U|T, S (top heads scored on `score_units`), R (mean, `R_std`), H and B."""
+    scores = scores or {s: head_scores(score_units, classifier, s) for s in SCORES}
+    heads = test_units.heads
+    k = n_kept(len(heads), fraction)
+    result = {s: kept_accuracy(test_units, classifier, top_heads(scores[s], k)) for s in SCORES}
+    random = [kept_accuracy(test_units, classifier, random_heads(heads, k, seed)) for seed in range(n_random)]
+    result.update(R=float(np.mean(random)), R_std=float(np.std(random)), k=k,
+                  H=kept_accuracy(test_units, classifier, heads),
+                  B=classifier.accuracy(test_units.embedding, test_units.labels))
+    return result
+
+
+def fraction_sweep(score_units, test_units, classifier: ZeroShotClassifier,
+                   fractions: Sequence[float] = SWEEP_FRACTIONS, n_random: int = 10,
+                   scores: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    """Long table (fraction, k, rule, accuracy) of test accuracy against the number of top heads kept."""
+    scores = scores or {s: head_scores(score_units, classifier, s) for s in SCORES}
+    heads = test_units.heads
+    rows = []
+    for fraction in fractions:
+        k = n_kept(len(heads), fraction)
+        for rule in SCORES:
+            rows.append({"fraction": fraction, "k": k, "rule": rule,
+                         "accuracy": kept_accuracy(test_units, classifier, top_heads(scores[rule], k))})
+        for seed in range(n_random):
+            rows.append({"fraction": fraction, "k": k, "rule": "R", "seed": seed,
+                         "accuracy": kept_accuracy(test_units, classifier, random_heads(heads, k, seed))})
+    return pd.DataFrame(rows)

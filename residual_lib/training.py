@@ -1,0 +1,217 @@
+"""One training loop for every alignment method (O, RD, RD*, RDY, Lin) and for full finetuning.
+
+A method is any ``nn.Module`` mapping a batch of precomputed features (N, ...) to image representations
+(N, E); the loss is the cross-entropy of the frozen zero-shot classifier's logits. As in the paper (Section
+4.2): Schedule-Free AdamW (the ``schedulefree`` package, switched between its train and eval modes: the
+averaged weights it evaluates are the ones saved), the learning rate picked by an LR range test (Smith 2017,
+the rule of PyTorch Lightning's ``lr_find``: steepest descent of the smoothed loss), at most 30 epochs, early
+stopping with patience 5 on validation accuracy, the best weights restored. Epoch 0 is the untrained method,
+so training can never return something worse on validation than where it started.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import schedulefree
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .zeroshot import ZeroShotClassifier
+
+VALIDATION_SEED = 42  # the authors' stratified 10% validation split of train
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the paper's (lr=None: chosen by the LR range test)."""
+
+    max_epochs: int = 30
+    patience: int = 5                  # epochs without a validation improvement before stopping
+    batch_size: int = 64               # the authors' batch size
+    lr: float | None = None
+    weight_decay: float = 0.0          # scales and head weights are not meant to shrink towards 0
+    min_lr: float = 1e-5               # LR range test: exponential sweep from min_lr to max_lr
+    max_lr: float = 10.0
+    range_steps: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+@dataclass
+class LRRangeTest:
+    """Loss against learning rate over one exponential sweep, and the rate it suggests."""
+
+    lrs: np.ndarray
+    losses: np.ndarray     # smoothed (exponential moving average, bias-corrected)
+    suggestion: float
+
+    def plot(self, ax=None, label: str | None = None):
+        """Loss against learning rate (log x), the suggestion marked."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        line, = ax.plot(self.lrs, self.losses, label=label)
+        ax.axvline(self.suggestion, color=line.get_color(), ls="--", lw=1)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)")
+        return ax
+
+
+@dataclass
+class TrainResult:
+    """What a training run chose and saw: the rate, the per-epoch history, the restored epoch."""
+
+    lr: float
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+    lr_range: LRRangeTest | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history) - 1
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+
+def validation_split(labels: np.ndarray, fraction: float = 0.1, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): a stratified `fraction` of the samples held out."""
+    index = np.arange(len(labels))
+    counts = np.bincount(np.asarray(labels))
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def _loss(method: nn.Module, classifier: ZeroShotClassifier, x: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(classifier.logits(method(x)), y)
+
+
+def embed(method: nn.Module, features: Tensor, batch_size: int = 1024, device: str = "cpu") -> Tensor:
+    """(N, E) the method's output for every sample, without gradients, on the CPU."""
+    method.eval()
+    with torch.no_grad():
+        return torch.cat([method(features[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(features), batch_size)])
+
+
+def evaluate(method: nn.Module, classifier: ZeroShotClassifier, features: Tensor, labels, batch_size: int = 1024,
+             device: str = "cpu") -> float:
+    """Zero-shot accuracy of the method's output on (features, labels)."""
+    return classifier.accuracy(embed(method, features, batch_size, device), labels)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(n, generator=generator)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _optimizer(method: nn.Module, lr: float, weight_decay: float) -> schedulefree.AdamWScheduleFree:
+    params = [p for p in method.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(method).__name__} has no trainable parameters (fit_reference / features first?)")
+    return schedulefree.AdamWScheduleFree(params, lr=lr, weight_decay=weight_decay)
+
+
+def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: Tensor, labels,
+                  config: TrainConfig | None = None, smoothing: float = 0.98) -> LRRangeTest:
+    """Train a copy of `method` for `range_steps` batches at exponentially growing rates; suggest a rate.
+
+    The suggestion is the rate where the smoothed loss falls fastest (first 10 and last point skipped, as
+    in Lightning); the sweep stops early once the loss exceeds 4x its best (divergence).
+    """
+    config = config or TrainConfig()
+    if not 0 < config.min_lr < config.max_lr:
+        raise ValueError(f"need 0 < min_lr < max_lr; got min_lr={config.min_lr}, max_lr={config.max_lr}")
+    torch.manual_seed(config.seed)
+    probe = copy.deepcopy(method).to(config.device)
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    optimizer = _optimizer(probe, config.min_lr, 0.0)
+    generator = torch.Generator().manual_seed(config.seed)
+    lrs = config.min_lr * (config.max_lr / config.min_lr) ** np.linspace(0, 1, config.range_steps)
+    batches: list[Tensor] = []
+    average, best, smoothed = 0.0, math.inf, []
+    probe.train()
+    optimizer.train()
+    for step, lr in enumerate(lrs):
+        if not batches:
+            batches = _batches(len(features), config.batch_size, generator)
+        idx = batches.pop()
+        for group in optimizer.param_groups:
+            group["lr"] = float(lr)
+        loss = _loss(probe, classifier, features[idx].to(config.device), labels[idx].to(config.device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        average = smoothing * average + (1 - smoothing) * loss.item()
+        smoothed.append(average / (1 - smoothing ** (step + 1)))
+        best = min(best, smoothed[-1])
+        if not math.isfinite(smoothed[-1]) or smoothed[-1] > 4 * best:
+            break
+    losses = np.array(smoothed)
+    lrs = lrs[:len(losses)]
+    lo, hi = min(10, len(losses) - 2), len(losses) - 1
+    window = losses[lo:hi] if hi - lo >= 2 else losses
+    start = lo if hi - lo >= 2 else 0
+    steepest = start + int(np.argmin(np.gradient(window))) if len(window) >= 2 else 0
+    return LRRangeTest(lrs=lrs, losses=losses, suggestion=float(lrs[steepest]))
+
+
+def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray],
+        val: tuple[Tensor, np.ndarray], config: TrainConfig | None = None) -> TrainResult:
+    """Train `method` in place on (features, labels) `train`, early-stopped on `val`; best weights restored."""
+    config = config or TrainConfig()
+    (x_train, y_train), (x_val, y_val) = train, val
+    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+        raise ValueError(f"features and labels differ in length: train {len(x_train)} vs {len(y_train)}, "
+                         f"val {len(x_val)} vs {len(y_val)}")
+    method.to(config.device)
+    y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    range_test = None
+    lr = config.lr
+    if lr is None:
+        range_test = lr_range_test(method, classifier, x_train, y_train, config)
+        lr = range_test.suggestion
+    torch.manual_seed(config.seed)
+    optimizer = _optimizer(method, lr, config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    optimizer.eval()
+    best_acc = evaluate(method, classifier, x_val, y_val, device=config.device)
+    best_state, best_epoch, waited = copy.deepcopy(method.state_dict()), 0, 0
+    history = [{"epoch": 0, "train_loss": float("nan"), "val_accuracy": best_acc}]
+    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {getattr(method, 'name', '') or type(method).__name__}",
+               disable=not config.progress, leave=False)
+    for epoch in bar:
+        method.train()
+        optimizer.train()
+        total = 0.0
+        for idx in _batches(len(x_train), config.batch_size, generator):
+            loss = _loss(method, classifier, x_train[idx].to(config.device), y_train[idx].to(config.device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        optimizer.eval()
+        acc = evaluate(method, classifier, x_val, y_val, device=config.device)
+        history.append({"epoch": epoch, "train_loss": total / len(x_train), "val_accuracy": acc})
+        bar.set_postfix(val_acc=f"{acc:.3f}")
+        if acc > best_acc:
+            best_acc, best_epoch, waited = acc, epoch, 0
+            best_state = copy.deepcopy(method.state_dict())
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    method.load_state_dict(best_state)
+    method.eval()
+    return TrainResult(lr=lr, best_epoch=best_epoch, best_val_accuracy=best_acc, history=history, lr_range=range_test)
