@@ -1,0 +1,364 @@
+"""Loaders for the real datasets declared in `data_manifests/datasets/*.yaml`.
+
+Each loader is `(spec, split, root) -> torch Dataset of (PIL RGB image, int label)` with a `.targets`
+array, and is picked by `source.kind` (see `SOURCE_LOADERS` in `residual_lib.datasets`):
+
+- ``torchvision``: a `torchvision.datasets` class (`source.dataset`), constructor arguments per source
+  split in `source.split_args`, downloaded into ``<root>/<source.path>`` when allowed.
+- ``huggingface``: a Hugging Face dataset repository (`source.repo` at `source.revision`) read from its
+  files directly (`huggingface_hub` + parquet via pyarrow, or webdataset tar shards), no loading script.
+- ``imagefolder``: ``<root>/<source.path>/<source split>/<class folder>/<image>``, classes in sorted order.
+- ``generated``: images made on the fly from (seed, split, index); no files at all.
+
+A manifest split names its source split (`from`, default the split's own name) and optionally carves it:
+`carve` is a list of stratified cuts (`fraction`, `keep: part | rest`, seed = the manifest's seed) and
+`subset: n` keeps a stratified n-sample (ImageNet's 80k). Without data and without network, loading raises
+`MissingDataError` naming the dataset, the source and what to do. Downloads are off when
+``RESIDUAL_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import os
+import tarfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .datasets import DatasetSpec
+
+
+class MissingDataError(FileNotFoundError):
+    """A dataset's files are absent and cannot be fetched; the message says what to do."""
+
+
+def downloads_allowed() -> bool:
+    """False when the user asked for offline mode (RESIDUAL_OFFLINE=1 or HF_HUB_OFFLINE=1)."""
+    return not any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes")
+                   for var in ("RESIDUAL_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def describe_source(spec: DatasetSpec) -> str:
+    """One line naming where a dataset comes from (repository and revision, torchvision class, folder)."""
+    src = spec.source
+    kind = src["kind"]
+    if kind == "torchvision":
+        return f"torchvision.datasets.{src['dataset']}"
+    if kind == "huggingface":
+        return f"Hugging Face dataset {src['repo']} (revision {src.get('revision', 'main')}, {src.get('format', 'parquet')})"
+    if kind == "imagefolder":
+        return f"image folders under <data root>/{src['path']}"
+    return f"generated ({src.get('pattern', 'uniform-noise')})"
+
+
+def _missing(spec: DatasetSpec, where: Path, todo: str) -> MissingDataError:
+    return MissingDataError(
+        f"dataset {spec.name!r} ({spec.title}) is not available: source {describe_source(spec)}, expected under {where}. "
+        f"{todo}")
+
+
+def _offline_todo(spec: DatasetSpec) -> str:
+    if spec.source.get("instructions"):
+        return spec.source["instructions"]
+    return ("Downloads are switched off (RESIDUAL_OFFLINE or HF_HUB_OFFLINE is set) or the network is unreachable: "
+            "run once with network access (unset those variables) to download it, or copy the files there.")
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+
+def _source_split(spec: DatasetSpec, split: str) -> str:
+    return spec.splits[split].get("from", split)
+
+
+def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarray:
+    """Indices (sorted) into the source split that make up the manifest split `split` (stratified cuts, seed)."""
+    from sklearn.model_selection import train_test_split
+
+    entry = spec.splits[split]
+    idx = np.arange(len(labels))
+    for step in entry.get("carve", []):
+        if step["keep"] not in ("part", "rest"):
+            raise ValueError(f"dataset {spec.name!r} split {split!r}: carve keep {step['keep']!r} is not 'part' or 'rest'")
+        rest, part = train_test_split(idx, test_size=step["fraction"], stratify=labels[idx], random_state=spec.seed)
+        idx = part if step["keep"] == "part" else rest
+    if "subset" in entry and entry["subset"] < len(idx):
+        idx, _ = train_test_split(idx, train_size=entry["subset"], stratify=labels[idx], random_state=spec.seed)
+    return np.sort(idx)
+
+
+class SplitView(Dataset):
+    """The rows `indices` of a base dataset, as (RGB PIL image, int label); `.targets` without decoding images."""
+
+    def __init__(self, base: Any, indices: np.ndarray, targets: np.ndarray):
+        self.base, self.indices, self.targets = base, np.asarray(indices), np.asarray(targets)[indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        image, _ = self.base[int(self.indices[i])]
+        return _rgb(image), int(self.targets[i])
+
+
+def _rgb(image: Any) -> Image.Image:
+    if not isinstance(image, Image.Image):
+        image = Image.open(io.BytesIO(image))
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _view(spec: DatasetSpec, split: str, base: Any, targets: np.ndarray) -> SplitView:
+    targets = np.asarray(targets, dtype=np.int64)
+    if len(targets) and (targets.min() < 0 or targets.max() >= spec.n_classes):
+        raise ValueError(f"dataset {spec.name!r}: source labels span {targets.min()}..{targets.max()} but the manifest "
+                         f"lists {spec.n_classes} class names")
+    return SplitView(base, split_indices(targets, spec, split), targets)
+
+
+# ---------------------------------------------------------------------------------------------- torchvision
+
+
+def _targets_of(ds: Any) -> np.ndarray:
+    for attr in ("targets", "labels", "_labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr))
+    if hasattr(ds, "_samples"):
+        return np.asarray([label for _, label in ds._samples])
+    raise TypeError(f"cannot read labels of {type(ds).__name__} without decoding images")
+
+
+def load_torchvision(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """A torchvision dataset (downloaded into <root>/<path> when allowed), cut to the manifest split."""
+    import torchvision.datasets as tvd
+
+    src = spec.source
+    cls = getattr(tvd, src["dataset"], None)
+    if cls is None:
+        raise ValueError(f"dataset {spec.name!r}: torchvision has no dataset class {src['dataset']!r}")
+    where = Path(root) / src.get("path", spec.name)
+    kwargs = dict(src["split_args"][_source_split(spec, split)])
+    try:
+        base = cls(str(where), **kwargs) if not src.get("download", True) else cls(str(where), download=False, **kwargs)
+    except (RuntimeError, FileNotFoundError, OSError) as missing:
+        if not src.get("download", True) or not downloads_allowed():
+            raise _missing(spec, where, _offline_todo(spec)) from missing
+        try:
+            base = cls(str(where), download=True, **kwargs)
+        except Exception as failed:  # network errors come in many types (URLError, HTTPError, OSError, RuntimeError)
+            raise _missing(spec, where, f"The download failed ({type(failed).__name__}: {failed}). "
+                           "Check the network, or download the files by hand into that folder.") from failed
+    return _view(spec, split, base, _targets_of(base))
+
+
+# ---------------------------------------------------------------------------------------------- image folders
+
+
+def load_imagefolder(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """Images in <root>/<path>/<source split>/<class folder>/; class folders in sorted order are labels 0..K-1."""
+    from torchvision.datasets import ImageFolder
+
+    where = Path(root) / spec.source["path"] / _source_split(spec, split)
+    if not where.is_dir():
+        raise _missing(spec, where, spec.source.get("instructions") or
+                       "Put one folder per class (sorted names = label order) with the images inside.")
+    base = ImageFolder(str(where))
+    if len(base.classes) != spec.n_classes:
+        raise ValueError(f"dataset {spec.name!r}: {where} has {len(base.classes)} class folders, the manifest "
+                         f"lists {spec.n_classes} class names")
+    return _view(spec, split, base, base.targets)
+
+
+# ---------------------------------------------------------------------------------------------- generated
+
+
+class GeneratedImages(Dataset):
+    """Images computed from (seed, split, index): uniform RGB noise, or class-coloured noise ("class-tinted")."""
+
+    def __init__(self, n: int, n_classes: int, image_size: int, pattern: str, seed: int):
+        if pattern not in ("uniform-noise", "class-tinted"):
+            raise ValueError(f"unknown generated pattern {pattern!r}; valid: 'uniform-noise', 'class-tinted'")
+        self.n, self.n_classes, self.image_size, self.pattern, self.seed = n, n_classes, image_size, pattern, seed
+        self.targets = np.arange(n) % n_classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"index {i} out of range for {self.n} generated images")
+        rng = np.random.default_rng([self.seed, i])
+        pixels = rng.integers(0, 256, size=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        label = int(self.targets[i])
+        if self.pattern == "class-tinted":
+            # A fixed per-class colour mixed into the noise, so that labels are learnable by a probe.
+            tint = np.random.default_rng([self.seed, 10**6 + label]).integers(0, 256, size=3)
+            pixels = ((pixels.astype(np.uint16) + 3 * tint) // 4).astype(np.uint8)
+        return Image.fromarray(pixels, "RGB"), label
+
+
+def load_generated(spec: DatasetSpec, split: str, root: Path) -> GeneratedImages:
+    """Generated images of the manifest split's size; the split's position salts the seed, so splits differ."""
+    src = spec.source
+    salt = list(spec.splits).index(split)
+    return GeneratedImages(n=int(spec.splits[split]["size"]), n_classes=spec.n_classes,
+                           image_size=int(src.get("image_size", 224)), pattern=src.get("pattern", "uniform-noise"),
+                           seed=spec.seed * 1000 + salt)
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face
+
+
+def _hf_files(spec: DatasetSpec, split: str, root: Path) -> list[Path]:
+    """Local paths of the repository files of one source split, fetched with huggingface_hub when allowed."""
+    src = spec.source
+    pattern = src["split_files"][_source_split(spec, split)]
+    local = Path(root) / "huggingface" / src["repo"].replace("/", "__")
+    found = sorted(p for p in local.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(local).as_posix(), pattern))
+    if found:
+        return found
+    if not downloads_allowed():
+        raise _missing(spec, local, _offline_todo(spec))
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id=src["repo"], repo_type="dataset", revision=src.get("revision", "main"),
+                                 allow_patterns=[pattern], local_dir=str(local))
+    except Exception as failed:  # huggingface_hub raises its own hierarchy plus requests/OSError ones
+        raise _missing(spec, local, f"The download failed ({type(failed).__name__}: {failed}). Check the network "
+                       f"and that the repository still exists at https://huggingface.co/datasets/{src['repo']}.") from failed
+    _record_revision(local, src, path)
+    found = sorted(p for p in local.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(local).as_posix(), pattern))
+    if not found:
+        raise _missing(spec, local, f"The repository has no files matching {pattern!r}; the manifest needs updating.")
+    return found
+
+
+def _record_revision(local: Path, src: dict, path: str) -> None:
+    """Keep which commit a moving revision (e.g. 'main') resolved to, for the reproduction record."""
+    from huggingface_hub import HfApi
+
+    try:
+        sha = HfApi().dataset_info(src["repo"], revision=src.get("revision", "main")).sha
+    except Exception:  # the record is informative; a failed lookup must not fail the load
+        sha = None
+    (local / "residual_source.json").write_text(json.dumps({"repo": src["repo"], "revision": src.get("revision"),
+                                                            "resolved_sha": sha, "path": str(path)}, indent=1))
+
+
+class ParquetImages(Dataset):
+    """Rows of parquet files with an image column ({bytes, path} struct) and an int label column.
+
+    Reads one row group at a time and keeps the last one, so in-order access decodes each group once.
+    """
+
+    def __init__(self, files: Sequence[Path], image_column: str, label_column: str):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as missing:
+            raise ImportError("reading Hugging Face parquet datasets needs pyarrow: pip install pyarrow") from missing
+        self.image_column, self.label_column = image_column, label_column
+        self.files = [pq.ParquetFile(str(f)) for f in files]
+        self.rows: list[tuple[int, int, int]] = []
+        targets = []
+        for fi, pf in enumerate(self.files):
+            for g in range(pf.num_row_groups):
+                labels = pf.read_row_group(g, columns=[label_column]).column(0).to_pylist()
+                self.rows.extend((fi, g, r) for r in range(len(labels)))
+                targets.extend(labels)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self._group: tuple[int, int] | None = None
+        self._images: list = []
+
+    def source_class_names(self) -> list[str] | None:
+        """The label names the files declare (Hugging Face ClassLabel metadata), if any."""
+        meta = self.files[0].schema_arrow.metadata or {}
+        info = json.loads(meta.get(b"huggingface", b"{}"))
+        feature = info.get("info", {}).get("features", {}).get(self.label_column, {})
+        return feature.get("names")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[bytes, int]:
+        fi, g, r = self.rows[i]
+        if self._group != (fi, g):
+            self._images = self.files[fi].read_row_group(g, columns=[self.image_column]).column(0).to_pylist()
+            self._group = (fi, g)
+        cell = self._images[r]
+        return (cell["bytes"] if isinstance(cell, dict) else cell), int(self.targets[i])
+
+
+class WebDatasetImages(Dataset):
+    """Samples of webdataset tar shards: members `<key>.<image ext>` and `<key>.<label ext>` (an int as text)."""
+
+    def __init__(self, files: Sequence[Path], image_keys: Sequence[str], label_key: str):
+        self.files = [str(f) for f in files]
+        self.items: list[tuple[int, tarfile.TarInfo]] = []
+        targets = []
+        for fi, path in enumerate(self.files):
+            with tarfile.open(path, "r:") as tar:
+                images, labels = {}, {}
+                for member in tar.getmembers():
+                    key, _, ext = member.name.partition(".")
+                    if ext in image_keys:
+                        images[key] = member
+                    elif ext == label_key:
+                        labels[key] = int(tar.extractfile(member).read().decode().strip())
+                for key in sorted(images.keys() & labels.keys()):
+                    self.items.append((fi, images[key]))
+                    targets.append(labels[key])
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self._open: dict[int, tarfile.TarFile] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[bytes, int]:
+        fi, member = self.items[i]
+        if fi not in self._open:
+            self._open[fi] = tarfile.open(self.files[fi], "r:")
+        return self._open[fi].extractfile(member).read(), int(self.targets[i])
+
+    def __getstate__(self) -> dict:
+        # Open tar handles do not pickle (DataLoader workers); each worker reopens its own.
+        return {**self.__dict__, "_open": {}}
+
+
+def _check_names(spec: DatasetSpec, theirs: Sequence[str] | None) -> None:
+    """Error if the source declares another number of classes; warning if its names differ from ours in order."""
+    if theirs is None:
+        return
+    if len(theirs) != spec.n_classes:
+        raise ValueError(f"dataset {spec.name!r}: {spec.source['repo']} declares {len(theirs)} labels, the manifest lists "
+                         f"{spec.n_classes} class names; fix the manifest")
+
+    def norm(s: str) -> str:
+        return "".join(ch for ch in s.lower() if ch.isalnum())
+    differ = [(i, a, b) for i, (a, b) in enumerate(zip(spec.class_names, theirs)) if norm(a) != norm(b)]
+    if differ:
+        # Wording often differs (e.g. 'AnnualCrop' vs 'annual crop land'); the order is what must agree.
+        warnings.warn(f"dataset {spec.name!r}: {len(differ)} of the source's label names differ from the manifest's, "
+                      f"first {differ[:3]} (index, ours, theirs); check that the label order agrees", stacklevel=2)
+
+
+def load_huggingface(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """A Hugging Face dataset repository read from its parquet files or webdataset shards, cut to the split."""
+    src = spec.source
+    files = _hf_files(spec, split, root)
+    fmt = src.get("format", "parquet")
+    if fmt == "parquet":
+        base = ParquetImages(files, src.get("image_column", "image"), src.get("label_column", "label"))
+        _check_names(spec, base.source_class_names())
+    elif fmt == "webdataset":
+        base = WebDatasetImages(files, src.get("image_keys", ["jpg", "png", "webp"]), src.get("label_key", "cls"))
+    else:
+        raise ValueError(f"dataset {spec.name!r}: unknown Hugging Face format {fmt!r}; valid: 'parquet', 'webdataset'")
+    return _view(spec, split, base, base.targets)
