@@ -1,0 +1,84 @@
+"""The results interface (save/load in the paper's long format) and the paper-vs-ours comparison."""
+
+import pandas as pd
+import pytest
+
+from residual_lib import results
+from residual_lib.paper import REFERENCES, reference
+
+
+@pytest.fixture(autouse=True)
+def artifacts(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv(results.RUN_ENV, "paper")
+    return tmp_path
+
+
+def test_save_and_load_round_trip_under_the_run(artifacts):
+    df = reference("table2_params").head(3)
+    path = results.save(df, "table2_params")
+    assert path == artifacts / "results" / "paper" / "table2_params.csv"
+    assert results.load("table2_params").equals(df.reset_index(drop=True))
+    assert results.load("table2_params", run="toy") is None
+
+
+def test_save_replaces_rows_with_the_same_keys_and_keeps_others():
+    first = pd.DataFrame({"model": ["CLIP-L", "CLIP-B"], "method": ["RD", "RD"], "params": [1, 2]})
+    results.save(first, "table2_params")
+    results.save(pd.DataFrame({"model": ["CLIP-L"], "method": ["RD"], "params": [43008]}), "table2_params")
+    got = results.load("table2_params").set_index("model")["params"].to_dict()
+    assert got == {"CLIP-B": 2, "CLIP-L": 43008}
+
+
+def test_save_refuses_columns_unlike_the_papers():
+    with pytest.raises(ValueError, match="accuracy"):
+        results.save(pd.DataFrame({"model": ["CLIP-L"], "dataset": ["MNIST"], "method": ["RD"]}), "table2")
+
+
+@pytest.mark.parametrize("name", list(results.KEYS))
+def test_the_papers_own_numbers_all_match(name):
+    comp = results.compare(name, reference(name))
+    assert set(comp["verdict"]) == {"match"}
+    assert len(comp) == len(reference(name)) * len(results.TOLERANCES[name])
+
+
+@pytest.mark.parametrize("name", list(results.KEYS))
+def test_nothing_saved_means_every_number_is_not_run(name):
+    assert set(results.compare(name, None)["verdict"]) == {"not run"}
+
+
+def test_verdicts_follow_the_stated_tolerance():
+    ours = reference("table2").copy()
+    ours.loc[0, "accuracy"] += 0.029   # inside 0.03
+    ours.loc[1, "accuracy"] -= 0.031   # outside
+    ours = ours.drop(index=2)          # not run
+    comp = results.compare("table2", ours)
+    assert list(comp["verdict"][:3]) == ["match", "differs", "not run"]
+    assert comp["diff"][1] == pytest.approx(-0.031)
+
+
+def test_exact_parameter_counts_match_the_printed_abbreviations():
+    """RD counts 24*16*64 + 24*768 = 43,008 and 12*12*64 + 12*512 = 15,360 match the printed 43k and 15.4k."""
+    ours = pd.DataFrame({"model": ["CLIP-L", "CLIP-B", "BLIP-L"], "method": ["RD", "RD", "RD"],
+                         "params": [43008, 15360, 30720]})
+    comp = results.compare("table2_params", ours).dropna(subset=["ours"])
+    assert set(comp["verdict"]) == {"match"} and len(comp) == 3
+
+
+def test_text_comparison_ignores_case_and_reports_differences():
+    ours = reference("fig4_order").copy()
+    ours["dataset"] = ours["dataset"].str.upper()
+    ours.loc[0, "dataset"] = "SOMETHING ELSE"
+    comp = results.compare("fig4_order", ours)
+    assert comp["verdict"].value_counts().to_dict() == {"match": len(ours) - 1, "differs": 1}
+
+
+def test_summary_counts_every_verdict():
+    comps = {name: results.compare(name, None) for name in ("table1", "fig9")}
+    table = results.summary(comps).set_index("reference")
+    assert table.loc["table1", "not run"] == len(reference("table1"))
+    assert table.loc["fig9", "paper numbers"] == 25
+
+
+def test_every_paper_reference_has_a_comparison():
+    assert set(results.KEYS) == set(REFERENCES)
