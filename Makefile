@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
+# Extra runner arguments, e.g. make book BOOK_ARGS='--only environment -p device=cpu'
+BOOK_ARGS ?=
 
 .PHONY: setup book test toy-model reproduce bench clean browser
 
@@ -26,8 +28,9 @@ browser:
 toy-model: setup
 	$(PY) -m residual_lib.toy.train --profile $(PROFILE)
 
+# Executes every notebook of book/_toc.yml with papermill, then builds book/_build/html (warnings are errors).
 book: setup toy-model
-	$(PY) -m residual_lib.book build --profile $(PROFILE)
+	$(PY) -m residual_lib.book build --profile $(PROFILE) $(BOOK_ARGS)
 
 test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -40,4 +43,4 @@ bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf artifacts book/_build book/notebooks
+	rm -rf artifacts book/_build book/notebooks book/_generated

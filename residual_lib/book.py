@@ -14,6 +14,7 @@ names every failing notebook and cell.
 
 import argparse
 import ast
+import contextlib
 import csv
 import datetime
 import os
@@ -23,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -284,10 +285,19 @@ def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> Non
             output["metadata"] = metadata
 
 
-def _kernel_env() -> None:
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """Environment the kernel inherits: sparse tqdm redraws (unless set) and inline figures (always)."""
+    saved = dict(os.environ)
     for key, value in TQDM_ENV.items():
         os.environ.setdefault(key, value)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # A headless MPLBACKEND (Agg, as test runners set) would leave figures out of the executed notebook.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, Any],
@@ -295,6 +305,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     """Execute one notebook with papermill into `book/notebooks/<name>.ipynb` and measure it."""
     import nbformat
     import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
     from papermill.exceptions import PapermillExecutionError
 
     nb, declared = load_notebook(layout, name)
@@ -303,23 +314,28 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     add_provenance_cell(nb, name, profile, declared)
     out = layout.executed(name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _kernel_env()
+    out.unlink(missing_ok=True)  # a stale page from an earlier run must not pass for this run's
     memory = KernelMemory()
     start = time.perf_counter()
     error = ""
     try:
-        papermill.execute_notebook(
-            nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(layout.root), progress_bar=False,
-            stdout_file=sys.stdout if log_output else None, stderr_file=sys.stderr if log_output else None,
-            coalesce_streams=True, on_cell_executed=memory.sample, on_cell_error=memory.sample)
+        with kernel_environment():
+            papermill.execute_notebook(
+                nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(layout.root), progress_bar=False,
+                stdout_file=sys.stdout if log_output else None, stderr_file=sys.stderr if log_output else None,
+                coalesce_streams=True, on_cell_executed=memory.sample, on_cell_error=memory.sample)
     except PapermillExecutionError as exc:
-        executed = nbformat.read(out, as_version=4)
-        error = describe_failure(name, layout.source(name), executed, exc)
+        error = describe_failure(name, layout.source(name), nbformat.read(out, as_version=4), exc)
+    except NoSuchKernel as exc:
+        raise BookError(f"Jupyter kernel {KERNEL!r} is not installed ({exc}); `make setup` installs it") from exc
+    except Exception as exc:  # a dead kernel or a timeout is this notebook's failure, reported with the others
+        error = f"notebook {name!r} ({layout.source(name)}) could not run: {type(exc).__name__}: {exc}"
     runtime = time.perf_counter() - start
     peak = None if memory.peak_bytes is None else memory.peak_bytes / 2**20
-    executed = nbformat.read(out, as_version=4)
-    finalise_provenance(executed, runtime, peak)
-    nbformat.write(executed, out)
+    if out.is_file():
+        executed = nbformat.read(out, as_version=4)
+        finalise_provenance(executed, runtime, peak)
+        nbformat.write(executed, out)
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, provenance.git_commit(),
                      finished, error)

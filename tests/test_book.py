@@ -187,3 +187,36 @@ def test_progress_bars_stay_a_few_lines(book_project):
     assert 1 <= len(redraws) <= 4, redraws
     stored = stream_text(nbformat.read(root / "book" / "notebooks" / "ok.ipynb", as_version=4))
     assert "\r" not in stored and stored.count("steps:") == 1 and "300/300" in stored
+
+
+FIGURE_NOTEBOOK = '''\
+# %% [markdown]
+# # A page with a figure
+
+# %% tags=["parameters"]
+slope = 2.0
+
+# %%
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+glue("slope_squared", slope**2, display=False)
+plt.plot([0, 1], [0, slope])
+plt.show()
+
+# %% [markdown]
+# The squared slope is {glue:text}`slope_squared:.1f`.
+'''
+
+
+@pytest.mark.slow
+def test_build_renders_figures_and_glued_numbers(book_project):
+    """Under a headless MPLBACKEND (as in tests) the page still gets its figure, and glue fills the prose."""
+    root = book_project({"figure": FIGURE_NOTEBOOK}, params={"figure": "slope: 3.0\n"})
+    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    html = (root / "book" / "_build" / "html" / "notebooks" / "figure.html").read_text()
+    assert "The squared slope is" in html and "9.0" in html
+    images = list((root / "book" / "_build" / "html" / "_images").glob("*.png"))
+    assert len(images) == 1 and images[0].name in html and images[0].read_bytes()[:4] == b"\x89PNG"
+    assert "Profile</th><td>smoke" in html and "slope=3.0" in html

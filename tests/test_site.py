@@ -1,0 +1,115 @@
+"""Site check: build the smoke book into a temporary project and look at every toc page as a reader would.
+
+Needs Debian's `chromium` for the screenshots (`make browser` installs it); screenshots land in
+`<artifacts>/site-check/` to be looked at.
+"""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from residual_lib import book, provenance
+from residual_lib.paths import REPO_ROOT, artifacts_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.site]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--window-size=1280,2000"]
+ERROR_MARKERS = ('class="output traceback', "Traceback (most recent call last)", "papermill-error-cell")
+
+
+class Images(HTMLParser):
+    """Collects the src of every <img> of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src") or "")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """Root of a temporary project holding this repo's book and notebooks, built in the smoke profile."""
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "_generated", "notebooks"))
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
+    if importlib.util.find_spec("residual_lib.toy.train") is not None:  # as `make book` does before the notebooks
+        train = subprocess.run([sys.executable, "-m", "residual_lib.toy.train", "--profile", "smoke"],
+                               capture_output=True, text=True)
+        assert train.returncode == 0, f"toy model training (smoke) failed:\n{train.stderr[-4000:]}"
+    proc = subprocess.run([sys.executable, "-m", "residual_lib.book", "build", "--profile", "smoke",
+                           "--root", str(root), "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 0, f"smoke book build failed:\n{proc.stderr[-6000:]}"
+    return root
+
+
+def pages(root: Path) -> list[str]:
+    return book.toc_files(root / "book" / "_toc.yml")
+
+
+def html_of(root: Path, page: str) -> Path:
+    return root / "book" / "_build" / "html" / f"{page}.html"
+
+
+def test_every_toc_page_is_built(site):
+    missing = [page for page in pages(site) if not html_of(site, page).is_file()]
+    assert not missing, f"toc pages without HTML: {missing}"
+
+
+def test_every_image_is_a_nonempty_local_picture(site):
+    from PIL import Image
+
+    broken = []
+    for page in pages(site):
+        parser = Images()
+        parser.feed(html_of(site, page).read_text())
+        for src in parser.sources:
+            url = urlparse(src)
+            if url.scheme == "data":
+                continue
+            path = (html_of(site, page).parent / unquote(url.path)).resolve()
+            if url.scheme or not path.is_file() or path.stat().st_size == 0:
+                broken.append(f"{page}: {src}")
+            elif path.suffix.lower() == ".png":
+                with Image.open(path) as img:
+                    img.verify()
+    assert not broken, f"images that do not load offline: {broken}"
+
+
+def test_no_page_shows_an_execution_error(site):
+    shown = [f"{page}: {marker}" for page in pages(site) for marker in ERROR_MARKERS
+             if marker in html_of(site, page).read_text()]
+    assert not shown, f"executed cells show errors: {shown}"
+
+
+def test_every_notebook_page_has_a_complete_provenance_block(site):
+    for page in [p for p in pages(site) if p.startswith("notebooks/")]:
+        text = html_of(site, page).read_text()
+        assert "residual-provenance" in text, f"{page} has no provenance block"
+        assert "Profile</th><td>smoke" in text and provenance.NOT_MEASURED not in text, f"{page}: incomplete block"
+
+
+def test_pages_render_in_headless_chromium(site, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless browser missing: install Debian's 'chromium' package (apt-get install chromium, "
+                    "or `make browser`)")
+    shots = artifacts_dir() / "site-check"
+    shots.mkdir(parents=True, exist_ok=True)
+    for page in pages(site):
+        url = html_of(site, page).as_uri()
+        flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
+        png = shots / f"{page.replace('/', '_')}.png"
+        png.unlink(missing_ok=True)
+        subprocess.run([chromium, *flags, f"--screenshot={png}", url], capture_output=True, timeout=120)
+        assert png.is_file() and png.stat().st_size > 10_000, f"no screenshot of {page}"
+        dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+        assert "<h1>" in dom.stdout and not any(m in dom.stdout for m in ERROR_MARKERS), f"{page} renders wrong"
