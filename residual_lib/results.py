@@ -157,3 +157,41 @@ def summary(comparisons: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append({"reference": name, "paper numbers": len(comp),
                      **{v: int(counts.get(v, 0)) for v in VERDICTS}})
     return pd.DataFrame(rows)
+
+
+def plot_agreement(comparisons: dict[str, pd.DataFrame]):
+    """One panel per numeric quantity: ours against the paper's, tolerance band shaded; paper-only quantities
+    show the paper's values alone. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    from .style import OURS, PAPER, paper_label
+
+    panels = [(name, q, comp[comp["quantity"] == q]) for name, comp in comparisons.items()
+              for q, tol in TOLERANCES[name].items() if tol is not None]
+    cols = 4
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, quantity, comp) in zip(axes.flat, panels):
+        p = comp["paper"].astype(float).to_numpy()
+        o = pd.to_numeric(comp["ours"], errors="coerce").to_numpy(dtype=float)
+        lo, hi = float(np.nanmin(p)), float(np.nanmax(p))
+        grid = np.linspace(lo, hi, 50)
+        tol = TOLERANCES[name][quantity]
+        if np.isnan(o).all():
+            ax.hist(p, bins=20, color=PAPER)
+            ax.set_xlabel(paper_label(quantity))
+            ax.set_ylabel("count")
+        else:
+            ax.fill_between(grid, grid - tol.bound(grid), grid + tol.bound(grid), color=PAPER, alpha=0.15, lw=0)
+            ax.plot(grid, grid, color=PAPER, lw=0.8)
+            ax.scatter(p, o, s=8, color=OURS)
+            ax.set_xlabel(paper_label(quantity))
+            ax.set_ylabel(f"{quantity} (ours)")
+            if quantity == "params":  # counts span 256 to 590k
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+        ax.set_title(f"{name}: {quantity}")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

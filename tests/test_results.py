@@ -82,3 +82,14 @@ def test_summary_counts_every_verdict():
 
 def test_every_paper_reference_has_a_comparison():
     assert set(results.KEYS) == set(REFERENCES)
+
+
+def test_plot_agreement_draws_one_panel_per_numeric_quantity():
+    import matplotlib
+    matplotlib.use("Agg")
+    comps = {"table2": results.compare("table2", reference("table2")), "fig9": results.compare("fig9", None),
+             "fig4_order": results.compare("fig4_order", None)}
+    fig = results.plot_agreement(comps)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == ["table2: accuracy", "fig9: pearson"]
+    assert len(fig.axes[0].collections) == 2, "ours vs paper: the tolerance band and the scatter"
