@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .intrinsic_dim import linear_id
+from .pca import UnitPCA
 from .units import is_head, parse_unit, unit_names
 
 Components = Union[None, str, int, float]  # None: drop the unit; "fixed": all PCs, scale 1; "all"; k; variance
@@ -77,49 +79,6 @@ class Architecture:
     @property
     def heads(self) -> list[str]:
         return [u for u in self.units if is_head(u)]
-
-
-@dataclass
-class PCs:
-    """A PCA in output space: mean (E,), components (k, E) orthonormal rows by decreasing variance, variances (k,)."""
-
-    mean: np.ndarray
-    components: np.ndarray
-    explained_variance: np.ndarray
-
-    @property
-    def explained_variance_ratio(self) -> np.ndarray:
-        total = self.explained_variance.sum()
-        return self.explained_variance / total if total > 0 else np.zeros_like(self.explained_variance)
-
-    def n_for_variance(self, fraction: float) -> int:
-        """Fewest leading PCs whose explained variance ratio reaches `fraction`."""
-        cumulative = np.cumsum(self.explained_variance_ratio)
-        return int(min(np.searchsorted(cumulative, fraction - 1e-12) + 1, len(cumulative)))
-
-
-def pca(coords: np.ndarray, basis: np.ndarray | None = None, offset: np.ndarray | None = None) -> PCs:
-    """PCA of points ``coords @ basis + offset`` ((N, r) coords, (r, E) orthonormal basis), all r components.
-
-    Computed in the r coordinates (covariance eigendecomposition in float64) and mapped to output space:
-    the basis is orthonormal, so variances and components are those of the output-space points.
-    """
-    x = np.asarray(coords, dtype=np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    variances, vectors = np.linalg.eigh(centred.T @ centred / max(len(x) - 1, 1))
-    order = np.argsort(variances)[::-1]
-    variances, vectors = np.clip(variances[order], 0, None), vectors[:, order]
-    if basis is None:
-        return PCs(mean=mean, components=vectors.T.copy(), explained_variance=variances)
-    basis = np.asarray(basis, dtype=np.float64)
-    out_mean = mean @ basis + (0 if offset is None else np.asarray(offset, dtype=np.float64))
-    return PCs(mean=out_mean, components=vectors.T @ basis, explained_variance=variances)
-
-
-def unit_pca(units, name: str) -> PCs:
-    """PCA of one unit of a UnitSet/UnitCache in output space (heads: d_head + 2 PCs; EMB, MLPs: E)."""
-    return pca(units.coords(name), units.basis(name), units.offset(name))
 
 
 class AlignmentMethod(nn.Module):
@@ -217,7 +176,7 @@ class ResiDual(AlignmentMethod):
         self.init_noise, self.seed, self.name = init_noise, seed, name
         self.blocks: list[tuple[str, int]] = []  # (unit or "Y", number of trained PCs)
         self.fixed_units: list[str] = []
-        self.pcs: dict[str, PCs] = {}
+        self.pca: UnitPCA | None = None
         self.scales = nn.Parameter(torch.empty(0))
         self.register_buffer("components", torch.empty(0, arch.embed_dim))
         self.register_buffer("mean", torch.zeros(arch.embed_dim))
@@ -248,56 +207,49 @@ class ResiDual(AlignmentMethod):
         return sum(plan.values())
 
     def fit_reference(self, reference) -> "ResiDual":
-        """PCA of every kept unit (or of the output embedding) on the reference dataset's cache."""
+        """PCA (`UnitPCA`) of every kept unit, or of the output embedding, on the reference dataset's cache."""
         if self.on_output:
-            self.pcs = {"Y": pca(reference.embedding)}
-            self.blocks, self.fixed_units = [("Y", self.arch.embed_dim)], []
+            self.pca = UnitPCA(device="cpu", progress=False).fit({"Y": np.asarray(reference.embedding)})
+            self.blocks, self.fixed_units = [("Y", len(self.pca.explained_variance_["Y"]))], []
         else:
             if len(reference.heads) != self.arch.n_layers * self.arch.n_heads:
                 raise ValueError(f"reference has {len(reference.heads)} heads, the architecture "
                                  f"{self.arch.n_layers}x{self.arch.n_heads}")
-            self.pcs, self.blocks, fixed = {}, [], []
-            for unit in reference.units:
-                spec = self.spec[parse_unit(unit)[0]]
-                if spec is None:
-                    continue
-                self.pcs[unit] = unit_pca(reference, unit)
-                if spec == "fixed":
-                    fixed.append(unit)
-                else:
-                    self.blocks.append((unit, self._n_kept(unit, spec)))
-            self.fixed_units = fixed
-        trained = [self.pcs[u].components[:k] for u, k in self.blocks]
+            kept = [u for u in reference.units if self.spec[parse_unit(u)[0]] is not None]
+            self.pca = UnitPCA(units=kept, device="cpu", progress=False).fit(reference)
+            self.fixed_units = [u for u in kept if self.spec[parse_unit(u)[0]] == "fixed"]
+            self.blocks = [(u, self._n_kept(u, self.spec[parse_unit(u)[0]])) for u in kept if u not in self.fixed_units]
+        trained = [self.pca.components_[u][:k] for u, k in self.blocks]
         self.components = torch.from_numpy(np.concatenate(trained).astype(np.float32))
-        self.mean = torch.from_numpy(sum(p.mean for p in self.pcs.values()).astype(np.float32))
+        self.mean = torch.from_numpy(sum(self.pca.mean_.values()).astype(np.float32))
         noise = torch.randn(self.components.shape[0], generator=torch.Generator().manual_seed(self.seed))
         self.scales = nn.Parameter(1.0 + self.init_noise * noise)
         return self
 
     def _n_kept(self, unit: str, spec: Components) -> int:
-        pcs = self.pcs[unit]
+        evr = self.pca.explained_variance_ratio_[unit]
         if spec == "all":
-            return len(pcs.explained_variance)
+            return len(evr)
         if isinstance(spec, float):
-            return pcs.n_for_variance(spec)
-        return min(int(spec), len(pcs.explained_variance))
+            return len(evr) if spec >= 1 else linear_id(evr, spec)
+        return min(int(spec), len(evr))
 
     def features(self, units) -> Tensor:
         """(N, K [+ E]): coefficients Phi (X - mu) of the trained PCs, then (if any) the centred fixed units' sum."""
         if not self.blocks:
             raise RuntimeError(f"{self.name}: call fit_reference(reference) before features(units)")
         if self.on_output:
-            coef = (np.asarray(units.embedding, dtype=np.float64) - self.pcs["Y"].mean) @ self.pcs["Y"].components.T
-            return torch.from_numpy(coef.astype(np.float32))
-        parts = [self._coefficients(units, unit, self.pcs[unit].components[:k]) for unit, k in self.blocks]
+            centred = np.asarray(units.embedding, dtype=np.float64) - self.pca.mean_["Y"]
+            return torch.from_numpy((centred @ self.pca.components_["Y"].T).astype(np.float32))
+        parts = [self._coefficients(units, unit, self.pca.components_[unit][:k]) for unit, k in self.blocks]
         if self.fixed_units:
-            parts.append(sum(units.output_space(u) - self.pcs[u].mean for u in self.fixed_units))
+            parts.append(sum(units.output_space(u) - self.pca.mean_[u] for u in self.fixed_units))
         return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
 
     def _coefficients(self, units, unit: str, components: np.ndarray) -> np.ndarray:
         """(N, k) ``(X - mu) @ Phi^T`` without forming X: coords @ (basis Phi^T) + (offset - mu) Phi^T."""
         basis = np.asarray(units.basis(unit), dtype=np.float64)
-        shift = (np.asarray(units.offset(unit), dtype=np.float64) - self.pcs[unit].mean) @ components.T
+        shift = (np.asarray(units.offset(unit), dtype=np.float64) - self.pca.mean_[unit]) @ components.T
         return np.asarray(units.coords(unit), dtype=np.float64) @ (basis @ components.T) + shift
 
     def forward(self, features: Tensor) -> Tensor:

@@ -5,8 +5,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from residual_lib.residual import (Architecture, HeadWeights, LinearAligner, ResiDual, make_method, pca,
-                                   unit_pca)
+from residual_lib.residual import Architecture, HeadWeights, LinearAligner, ResiDual, make_method
 from unitset_factory import random_unitset
 
 ARCH = Architecture(n_layers=2, n_heads=4, d_head=6, embed_dim=16)
@@ -19,26 +18,6 @@ def sets():
     return reference, task, clf
 
 
-def test_pca_oracle_sklearn(sets):
-    """Oracle: scikit-learn PCA of the output-space points (variances; components up to sign)."""
-    reference, _, _ = sets
-    for unit in ("L0.H1", "L1.MLP"):
-        ours = unit_pca(reference, unit)
-        points = reference.output_space(unit).astype(np.float64)
-        k = reference.basis(unit).shape[0]
-        sk = PCA(n_components=k).fit(points)
-        np.testing.assert_allclose(ours.explained_variance, sk.explained_variance_, rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(np.abs((ours.components * sk.components_).sum(1)), 1.0, atol=1e-6)
-        np.testing.assert_allclose(ours.mean, points.mean(0), atol=1e-5)
-
-
-def test_components_for_variance_oracle_sklearn():
-    """Oracle: PCA(n_components=0.9).n_components_."""
-    x = np.random.default_rng(0).normal(size=(200, 12)) * np.linspace(3, 0.1, 12)
-    for fraction in (0.5, 0.9, 0.99):
-        assert pca(x).n_for_variance(fraction) == PCA(n_components=fraction).fit(x).n_components_
-
-
 def test_rd_with_unit_scales_and_full_bases_reproduces_the_centred_output(sets):
     reference, task, _ = sets
     rd = ResiDual(ARCH, heads="all", mlps="all", emb="all").fit_reference(reference)
@@ -49,25 +28,26 @@ def test_rd_with_unit_scales_and_full_bases_reproduces_the_centred_output(sets):
 
 
 def test_rd_default_keeps_d_head_pcs_and_fixed_emb(sets):
-    """Oracle: Eq. 6-7 written unit by unit in output space with random lambdas."""
+    """Oracle: Eq. 6-7 written unit by unit in output space with scikit-learn's PCA and random lambdas."""
     reference, task, _ = sets
     rd = make_method("RD", ARCH).fit_reference(reference)
     with torch.no_grad():
         rd.scales.copy_(torch.rand(rd.scales.shape, generator=torch.Generator().manual_seed(0)) * 2)
     lambdas = rd.unit_scales()
-    expected = task.output_space("EMB") - unit_pca(reference, "EMB").mean
+    expected = task.output_space("EMB") - reference.output_space("EMB").mean(0)
     for unit in task.units:
         if unit == "EMB":
             continue
-        pcs = unit_pca(reference, unit)
-        phi = pcs.components[:len(lambdas[unit])]
-        expected = expected + ((task.output_space(unit) - pcs.mean) @ phi.T * lambdas[unit]) @ phi
+        sk = PCA().fit(reference.output_space(unit).astype(np.float64))
+        phi = sk.components_[:len(lambdas[unit])]
+        expected = expected + ((task.output_space(unit) - sk.mean_) @ phi.T * lambdas[unit]) @ phi
     np.testing.assert_allclose(rd(rd.features(task)).detach().numpy(), expected, atol=2e-4)
     assert all(len(lambdas[h]) == ARCH.d_head for h in task.heads)
     assert rd.n_params == ARCH.n_layers * ARCH.n_heads * ARCH.d_head + ARCH.n_layers * ARCH.embed_dim
 
 
 def test_rd_star_keeps_heads_to_ninety_percent(sets):
+    """Oracle: scikit-learn's PCA(n_components=0.9).n_components_ per head."""
     reference, task, _ = sets
     rd_star = make_method("RD*", ARCH)
     with pytest.raises(ValueError, match="fit_reference"):

@@ -1,0 +1,65 @@
+"""Full finetuning (Section 4.2's upper bound): every weight of the vision tower trained, the text classifier frozen.
+
+The image tower is wrapped as a module mapping preprocessed images (N, 3, S, S) to embeddings (N, E), so the
+shared training loop (`residual_lib.training.fit`: Schedule-Free AdamW, LR range test, early stopping) runs
+it exactly as it runs ResiDual; only the features differ (images instead of cached units). The wrapped model
+is a copy: the original stays as loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .training import TrainConfig, TrainResult, fit
+from .zeroshot import ZeroShotClassifier
+
+# A ViT diverges long before the range test's default 10; the sweep stops at divergence anyway.
+FINETUNE_MAX_LR = 1e-1
+
+
+class VisionTower(nn.Module):
+    """A copy of a `ResidualModel`'s image encoder as a trainable module; `visual` holds the trained weights."""
+
+    name = "Full finetuning"
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = copy.deepcopy(model)
+        module = self.model.module
+        self.visual = getattr(module, "visual", module)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        for p in self.visual.parameters():
+            p.requires_grad_(True)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.encode_image(images)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.visual.parameters())
+
+
+def preprocessed_images(model, dataset, index: np.ndarray | None = None, progress: bool = True) -> tuple[Tensor, np.ndarray]:
+    """((N, 3, S, S) float images, (N,) labels) of a torch Dataset of (image, label), preprocessed for `model`."""
+    index = np.arange(len(dataset)) if index is None else np.asarray(index)
+    images, labels = [], []
+    for i in tqdm(index, desc="preprocess images", disable=not progress, leave=False):
+        image, label = dataset[int(i)]
+        images.append(model.preprocess(image))
+        labels.append(int(label))
+    return torch.stack(images), np.asarray(labels)
+
+
+def finetune(model, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray], val: tuple[Tensor, np.ndarray],
+             config: TrainConfig | None = None) -> tuple[VisionTower, TrainResult]:
+    """Finetune a copy of the model's vision tower on (images, labels) with the frozen classifier."""
+    config = config or TrainConfig(max_lr=FINETUNE_MAX_LR)
+    tower = VisionTower(model)
+    result = fit(tower, classifier, train, val, config)
+    return tower, result
