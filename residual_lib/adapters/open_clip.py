@@ -106,25 +106,13 @@ class OpenClipAdapter(ResidualModel):
         if isinstance(image, np.ndarray):
             image = torch.from_numpy(image)
         if isinstance(image, Tensor):
-            if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"expected a uint8 (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}")
-            if tuple(image.shape[1:]) != (self.image_size, self.image_size):
-                raise ValueError(
-                    f"image is {image.shape[1]}x{image.shape[2]} but model {self.name!r} takes "
-                    f"{self.image_size}x{self.image_size}; resize in the dataset or pass PIL images")
-            return (image.float() / 255.0 - self._mean) / self._std
+            return self.uint8_input(image, self._mean, self._std)
         return self._pil_transform(image)
-
-    def _check_images(self, images: Tensor) -> None:
-        S = self.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, S, S):
-            raise ValueError(f"expected preprocessed images of shape (B, 3, {S}, {S}) for model {self.name!r}, "
-                             f"got {tuple(images.shape)}")
 
     # -- outputs --------------------------------------------------------------------------------
     def encode_image(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) -> (B, E) raw image embedding from open_clip's own forward."""
-        self._check_images(images)
+        self.check_images(images)
         return self.module.encode_image(images, normalize=False)
 
     @property
@@ -136,7 +124,8 @@ class OpenClipAdapter(ResidualModel):
         import open_clip
 
         if self._tokenizer is None:
-            self._tokenizer = open_clip.get_tokenizer(self.name)
+            self._tokenizer = open_clip.get_tokenizer(
+                self.name, context_length=getattr(self.module, "context_length", None))
         tokens = self._tokenizer(list(texts)).to(self.device)
         return self.module.encode_text(tokens, normalize=False)
 
@@ -166,7 +155,7 @@ class OpenClipAdapter(ResidualModel):
     @torch.no_grad()
     def capture(self, images: Tensor) -> ClassTokenCapture:
         """(B, 3, S, S) -> the class-token residual pieces and the pooled output, in one forward pass."""
-        self._check_images(images)
+        self.check_images(images)
         visual = self.module.visual
         H, d = self.n_heads, self.d_head
         x = visual._embeds(images)                                    # (B, T, W) after ln_pre

@@ -1,0 +1,83 @@
+"""Decomposed extraction against open_clip's plain `encode_image` on the same inputs (throughput ratio).
+
+Default: random-init ViT-B-32, batch 32, 224x224, CPU, one thread. With CUDA (or --device cuda) also
+ViT-L-14 at batch 256, with peak GPU memory. Prints images/s for both passes and their ratio
+(decomposed / plain; the target is >= 0.8).
+
+    .venv/bin/python bench/bench_decompose.py [--device cpu|cuda|auto] [--repeats 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import open_clip
+import torch
+
+from residual_lib.adapters.open_clip import OpenClipAdapter
+from residual_lib.device import resolve_device
+
+
+def _time(fn, repeats: int, device: torch.device) -> float:
+    """Median seconds of `fn()` over `repeats` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def bench(arch: str, batch: int, device: torch.device, repeats: int, dtype: str) -> dict:
+    """Throughput of plain and decomposed passes for one architecture (random weights)."""
+    torch.manual_seed(0)
+    model = OpenClipAdapter(open_clip.create_model(arch, pretrained=None), arch).to(device)
+    images = torch.randn(batch, 3, model.image_size, model.image_size, device=device)
+    amp = torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype != "float32" else torch.autocast(device.type, enabled=False)
+    model.head_bases("paper")
+
+    def plain():
+        with torch.no_grad(), amp:
+            model.encode_image(images)
+
+    def decomposed():
+        with torch.no_grad(), amp:
+            model.decompose_batch(images, "paper")
+
+    out = {}
+    for name, fn in (("plain", plain), ("decomposed", decomposed)):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        out[name] = batch / _time(fn, repeats, device)
+        if device.type == "cuda":
+            out[name + "_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    runs = [("ViT-B-32", 32)] + ([("ViT-L-14", 256)] if device.type == "cuda" else [])
+    print(f"device {device}, threads {args.threads}, dtype {args.dtype}, median of {args.repeats}")
+    for arch, batch in runs:
+        r = bench(arch, batch, device, args.repeats, args.dtype)
+        mem = (f"  peak GiB plain {r['plain_peak_gib']:.2f} decomposed {r['decomposed_peak_gib']:.2f}"
+               if "plain_peak_gib" in r else "")
+        print(f"{arch} batch {batch}: plain {r['plain']:.1f} img/s, decomposed {r['decomposed']:.1f} img/s, "
+              f"ratio {r['decomposed'] / r['plain']:.3f}{mem}")
+
+
+if __name__ == "__main__":
+    main()

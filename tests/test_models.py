@@ -1,0 +1,94 @@
+"""Model factory: open_clip architecture names, registered manifests, clear errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+from open_clip.transformer import QuickGELU
+
+from residual_lib import models
+from residual_lib.adapters.open_clip import OpenClipAdapter
+from unit_fixtures import TINY_CFG
+
+torch.set_num_threads(1)
+
+
+def test_open_clip_architecture_loads_random_init_wrapped():
+    model = models.load_model("ViT-B-32", device="cpu", **TINY_CFG)
+    assert isinstance(model, OpenClipAdapter)
+    assert (model.n_layers, model.n_heads, model.d_head, model.embed_dim, model.image_size) == (3, 4, 16, 24, 32)
+    assert model.device.type == "cpu" and model.weights is None and not model.module.training
+
+
+def test_quickgelu_architecture_uses_quickgelu():
+    model = models.load_model("ViT-B-32-quickgelu", device="cpu", **TINY_CFG)
+    assert isinstance(model.module.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+
+
+def test_unknown_model_names_valid_ones():
+    with pytest.raises(KeyError, match=r"unknown model 'ViT-Q-99'.*ViT-B-32.*list_models"):
+        models.load_model("ViT-Q-99")
+
+
+def test_unknown_pretrained_tag_names_valid_tags():
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'nope' for 'ViT-B-32'; valid: .*openai"):
+        models.load_model("ViT-B-32", pretrained="nope")
+
+
+def test_list_models_has_registered_then_open_clip_names():
+    names = models.list_models()
+    assert "ViT-B-32" in names and "ViT-L-14-quickgelu" in names
+    assert names[:len(models._registry())] == list(models._registry())
+
+
+def _register(monkeypatch, **entries):
+    monkeypatch.setattr(models, "_registry", lambda: entries)
+
+
+def test_registered_open_clip_entry_applies_quick_gelu(monkeypatch):
+    _register(monkeypatch, **{"clip-b32": {"name": "clip-b32", "family": "open_clip", "arch": "ViT-B-32",
+                                           "pretrained": None, "quick_gelu": True}})
+    model = models.load_model("clip-b32", device="cpu", **TINY_CFG)
+    assert model.name == "clip-b32"
+    assert isinstance(model.module.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+
+
+def test_toy_family_wraps_load_toy_clip(monkeypatch):
+    """The toy family calls residual_lib.toy.model.load_toy_clip(profile) and wraps its open_clip model."""
+    import open_clip
+
+    calls = []
+
+    def load_toy_clip(profile):
+        calls.append(profile)
+        module, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None, **TINY_CFG)
+        return module, preprocess, open_clip.get_tokenizer("ViT-B-32", context_length=16)
+
+    monkeypatch.setitem(sys.modules, "residual_lib.toy.model", types.SimpleNamespace(load_toy_clip=load_toy_clip))
+    _register(monkeypatch, **{"toy-clip": {"name": "toy-clip", "family": "toy", "arch": "toy-clip", "pretrained": "smoke"}})
+    model = models.load_model("toy-clip", device="cpu")
+    assert calls == ["smoke"] and isinstance(model, OpenClipAdapter) and model.weights == "toy:smoke"
+    assert model.encode_text(["a red circle"]).shape == (1, 24)
+
+
+def test_missing_family_adapter_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(models._ADAPTER_MODULES, "blip", "residual_lib.adapters.no_such_module")
+    _register(monkeypatch, **{"blip-l": {"name": "blip-l", "family": "blip", "arch": "x"}})
+    with pytest.raises(NotImplementedError, match="needs the 'blip' adapter"):
+        models.load_model("blip-l", device="cpu")
+
+
+def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "x.yaml").write_text("name: x\nfamily: keras\narch: y\n")
+    monkeypatch.setattr(models, "MANIFESTS", tmp_path)
+    models._registry.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="family 'keras' is not one of open_clip, toy"):
+            models._registry()
+    finally:
+        monkeypatch.undo()
+        models._registry.cache_clear()
