@@ -39,24 +39,41 @@ def linear_id(evr: np.ndarray, threshold: float = 0.99) -> int:
     return int(min(np.searchsorted(cum, threshold, side="right") + 1, len(evr)))
 
 
-def two_nearest(x: torch.Tensor, chunk_elements: int = 2 ** 24, n_candidates: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, d) distinct points -> (r1, r2), each (n,) float64: distances to the first and second neighbour."""
-    n = x.shape[0]
+def two_nearest(x: torch.Tensor, chunk_elements: int = 2 ** 20, n_candidates: int = 8,
+                block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, d) distinct points -> (r1, r2), each (n,) float64: distances to the first and second neighbour.
+
+    Per query row, the k = n_candidates smallest entries lie in the k blocks (of `block` columns) with
+    the smallest minima, so a cheap block-wise min replaces a top-k over the full row.
+    """
+    n, dev = x.shape[0], x.device
     x64 = (x - x.mean(0)).to(torch.float64)
-    x32 = x64.to(torch.float32)
-    sq = (x32 * x32).sum(1)
+    n_blocks = -(-n // block)
+    # padding points with |x|^2 = inf are never anyone's neighbour
+    x32 = torch.zeros(n_blocks * block, x.shape[1], dtype=torch.float32, device=dev)
+    x32[:n] = x64
+    sq = torch.full((n_blocks * block,), float("inf"), device=dev)
+    sq[:n] = (x32[:n] * x32[:n]).sum(1)
     k = min(n_candidates, n - 1)
-    chunk = max(1, chunk_elements // n)
-    r1, r2 = torch.empty(n, dtype=torch.float64, device=x.device), torch.empty(n, dtype=torch.float64, device=x.device)
+    kb = min(k, n_blocks)
+    chunk = max(1, chunk_elements // (n_blocks * block))
+    r1, r2 = torch.empty(n, dtype=torch.float64, device=dev), torch.empty(n, dtype=torch.float64, device=dev)
+    buffer = torch.empty(min(chunk, n), n_blocks * block, device=dev)  # reused: no allocation per chunk
+    offsets = torch.arange(block, device=dev)
     for start in range(0, n, chunk):
-        q = x32[start:start + chunk]
-        rows = torch.arange(q.shape[0], device=x.device)
-        d2 = sq[start:start + chunk, None] + sq[None, :] - 2.0 * (q @ x32.T)
-        d2[rows, rows + start] = float("inf")  # a point is not its own neighbour
-        idx = d2.topk(k, dim=1, largest=False).indices
-        exact = (x64[idx] - x64[start:start + chunk, None, :]).norm(dim=2)
-        two = exact.topk(2, dim=1, largest=False).values  # sorted ascending
-        r1[start:start + chunk], r2[start:start + chunk] = two[:, 0], two[:, 1]
+        q = x32[start:min(start + chunk, n)]
+        rows = torch.arange(q.shape[0], device=dev)
+        # |q - x|^2 minus the row constant |q|^2, which does not change each row's ranking
+        key = torch.addmm(sq[None, :], q, x32.T, alpha=-2.0, out=buffer[:q.shape[0]])
+        key[rows, rows + start] = float("inf")  # a point is not its own neighbour
+        blocks = key.view(q.shape[0], n_blocks, block)
+        best = blocks.amin(dim=2).topk(kb, dim=1, largest=False).indices  # (c, kb)
+        cand = blocks.gather(1, best[:, :, None].expand(-1, -1, block)).reshape(q.shape[0], -1)
+        pos = cand.topk(k, dim=1, largest=False).indices
+        idx = (best[:, :, None] * block + offsets).reshape(q.shape[0], -1).gather(1, pos)
+        exact = (x64[idx] - x64[start:start + q.shape[0], None, :]).norm(dim=2)
+        two = exact.topk(2, dim=1, largest=False).values.sort(dim=1).values
+        r1[start:start + q.shape[0]], r2[start:start + q.shape[0]] = two[:, 0], two[:, 1]
     return r1, r2
 
 
@@ -79,7 +96,7 @@ class TwoNN:
     chunk_elements:   distance-matrix entries held at once (memory bound of the neighbour search).
     """
 
-    def __init__(self, discard_fraction: float = 0.1, device: str = "auto", chunk_elements: int = 2 ** 24):
+    def __init__(self, discard_fraction: float = 0.1, device: str = "auto", chunk_elements: int = 2 ** 20):
         self.discard_fraction = discard_fraction
         self.device = device
         self.chunk_elements = chunk_elements
