@@ -43,7 +43,7 @@ from .device import resolve_device
 
 AGGREGATES = ("l2", "l1")
 _DTYPE = torch.float64
-_CHUNK_BYTES = 256 * 2**20  # working memory per chunk of units: bounds the (units, m, max(n, E)) tensors
+_CHUNK_BYTES = 256 * 2**20  # working memory per chunk of units: bounds the (units, m, r or n) score tensors
 
 
 class Units(Protocol):
@@ -155,22 +155,28 @@ def textspan(signals: Signals | np.ndarray, dictionary: np.ndarray, k: int, *, r
     """
     signals = _as_signals(signals, device)
     d_all = _check_dictionary(dictionary, signals, k)
+    r = signals.f.shape[1]
     atoms, explained, residuals = [], [], []
-    for sl in _chunks(signals, d_all, progress, "TextSpan"):
+    for sl in _chunks(signals, d_all.shape[-2] * (r + k), progress, "TextSpan"):
         f = signals.f[sl].clone()
         total = _energy(f)
         d = _dictionary_chunk(d_all, sl, f)
-        picked = torch.zeros(d.shape[:2], dtype=torch.bool, device=f.device)
+        rows = torch.arange(f.shape[0], device=f.device)
+        picked = torch.zeros(f.shape[0], d.shape[-2], dtype=torch.bool, device=f.device)
+        u = f.new_zeros(f.shape[0], 0, f.shape[2])  # orthonormal directions of the atoms picked so far
         chosen, frac = [], []
         for _ in range(k):
+            # The Gram-Schmidt'd dictionary is D - (D U^T) U; it is applied as that low-rank correction
+            # instead of rewriting (H, m, E) atoms at every step.
+            proj = _times(d, f) - _times(d, u) @ (u @ f.transpose(1, 2))  # (h, m, r): atoms against R's rows
             # ||R t_j||^2 = n Var_i(R t_j) because R is centred: TextSpan's variance criterion.
-            score = ((d @ f.transpose(1, 2)) ** 2).sum(-1).masked_fill(picked, -torch.inf)
-            p = score.argmax(dim=1)
-            picked[torch.arange(len(p)), p] = True
-            t = d[torch.arange(len(p)), p]
-            u = t / t.norm(dim=1, keepdim=True).clamp_min(torch.finfo(_DTYPE).tiny)
-            f = f - (f @ u[:, :, None]) @ u[:, None, :]
-            d = d - (d @ u[:, :, None]) @ u[:, None, :]
+            p = (proj ** 2).sum(-1).masked_fill(picked, -torch.inf).argmax(dim=1)
+            picked[rows, p] = True
+            t = _rows(d, rows, p)
+            t = t - ((t[:, None, :] @ u.transpose(1, 2)) @ u)[:, 0]
+            t = t / t.norm(dim=1, keepdim=True).clamp_min(torch.finfo(_DTYPE).tiny)
+            f = f - (f @ t[:, :, None]) @ t[:, None, :]
+            u = torch.cat([u, t[:, None, :]], dim=1)
             chosen.append(p)
             frac.append(1 - _energy(f) / total)
         atoms.append(torch.stack(chosen, 1))
@@ -192,24 +198,25 @@ def somp(signals: Signals | np.ndarray, dictionary: np.ndarray, k: int, *, aggre
         raise ValueError(f"aggregate={aggregate!r}; valid: {', '.join(AGGREGATES)}")
     signals = _as_signals(signals, device)
     d_all = _check_dictionary(dictionary, signals, k)
+    r = signals.f.shape[1]
     atoms, explained, residuals = [], [], []
-    for sl in _chunks(signals, d_all, progress, f"SOMP ({aggregate})"):
+    for sl in _chunks(signals, d_all.shape[-2] * (r + k), progress, f"SOMP ({aggregate})"):
         f0, q = signals.f[sl], signals.q[sl]
         total = _energy(f0)
         d = _dictionary_chunk(d_all, sl, f0)
-        rows = torch.arange(d.shape[0], device=d.device)
-        picked = torch.zeros(d.shape[:2], dtype=torch.bool, device=d.device)
+        rows = torch.arange(f0.shape[0], device=f0.device)
+        picked = torch.zeros(f0.shape[0], d.shape[-2], dtype=torch.bool, device=f0.device)
         f, chosen, frac = f0, [], []
         for _ in range(k):
-            corr = d @ f.transpose(1, 2)  # (h, m, r): correlations with the residual's rows, in Q's basis
+            corr = _times(d, f)  # (h, m, r): correlations with the residual's rows, in Q's basis
             if aggregate == "l2":
                 score = (corr ** 2).sum(-1)  # Q has orthonormal columns, so this is sum_i <R[i], d_j>^2
             else:
-                score = (corr @ q.transpose(1, 2)).abs().sum(-1)
+                score = _l1_scores(corr, q)
             p = score.masked_fill(picked, -torch.inf).argmax(dim=1)
             picked[rows, p] = True
             chosen.append(p)
-            support = d[rows[:, None], torch.stack(chosen, 1)]  # (h, s, E)
+            support = torch.stack([_rows(d, rows, c) for c in chosen], 1)  # (h, s, E)
             # Refit every chosen atom: the least-squares fit of X = Q F is Q times the fit of F's rows.
             w = torch.linalg.lstsq(support.transpose(1, 2), f0.transpose(1, 2)).solution  # (h, s, r)
             f = f0 - w.transpose(1, 2) @ support
@@ -258,17 +265,40 @@ def _check_dictionary(dictionary: np.ndarray, signals: Signals, k: int) -> torch
     return d
 
 
-def _chunks(signals: Signals, dictionary: torch.Tensor, progress: bool, desc: str):
-    h, n, _ = signals.q.shape
-    per_unit = dictionary.shape[-2] * max(n, signals.f.shape[2]) * 8
-    size = max(1, _CHUNK_BYTES // per_unit)
+def _chunks(signals: Signals, floats_per_unit: int, progress: bool, desc: str):
+    h = signals.f.shape[0]
+    size = max(1, _CHUNK_BYTES // (8 * floats_per_unit))
     for start in tqdm(range(0, h, size), desc=desc, disable=not progress or h <= size):
         yield slice(start, min(start + size, h))
 
 
 def _dictionary_chunk(dictionary: torch.Tensor, sl: slice, like: torch.Tensor) -> torch.Tensor:
-    d = dictionary[sl] if dictionary.ndim == 3 else dictionary.expand(sl.stop - sl.start, -1, -1)
-    return d.to(device=like.device, dtype=_DTYPE).clone()
+    """The chunk's dictionary: (m, E) when shared (kept 2-D so products with it are one matrix product)."""
+    d = dictionary[sl] if dictionary.ndim == 3 else dictionary
+    return d.to(device=like.device, dtype=_DTYPE)
+
+
+def _times(d: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(m, E) or (h, m, E) times (h, s, E)^T -> (h, m, s); a shared dictionary meets all units in one product."""
+    if d.ndim == 3:
+        return d @ v.transpose(1, 2)
+    h, s, e = v.shape
+    return (d @ v.reshape(h * s, e).T).reshape(d.shape[0], h, s).transpose(0, 1)
+
+
+def _l1_scores(corr: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(h, m, r), (h, n, r) -> (h, m): sum_i |<R[i], d_j>|, one unit at a time in a reused (m, n) buffer."""
+    buf = corr.new_empty(corr.shape[1], q.shape[1])
+    out = corr.new_empty(corr.shape[:2])
+    for i in range(corr.shape[0]):
+        torch.matmul(corr[i], q[i].T, out=buf)
+        out[i] = buf.abs_().sum(-1)
+    return out
+
+
+def _rows(d: torch.Tensor, rows: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(h, E): atom p[i] of unit i's dictionary."""
+    return d[rows, p] if d.ndim == 3 else d[p]
 
 
 def _energy(f: torch.Tensor) -> torch.Tensor:
