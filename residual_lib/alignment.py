@@ -1,0 +1,138 @@
+"""Section 4's experiments, one task at a time: load the caches, run the coarse selection and the alignment
+methods, return tables in the paper's long format (model, dataset, method, accuracy).
+
+Splits follow the authors: methods train on train, early-stop and score heads on validation (the dataset's
+own `val` split when it declares one, else a stratified 10% of train, seed 42) and are reported on test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .datasets import dataset_spec
+from .residual import METHODS, AlignmentMethod, Architecture, make_method
+from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
+from .training import TrainConfig, TrainResult, evaluate, fit, validation_split
+from .units import UnitSet
+from .zeroshot import ZeroShotClassifier
+
+
+def in_memory(units, index: np.ndarray | None = None) -> UnitSet:
+    """Every unit of a UnitSet/UnitCache in memory, optionally only the rows `index` (analyses reread units often)."""
+    rows = slice(None) if index is None else np.asarray(index)
+    names = units.units
+    return UnitSet({u: np.asarray(units.coords(u))[rows] for u in names}, {u: np.asarray(units.basis(u)) for u in names},
+                   {u: np.asarray(units.offset(u)) for u in names}, np.asarray(units.embedding)[rows],
+                   np.asarray(units.labels)[rows])
+
+
+@dataclass
+class Task:
+    """One zero-shot task: its classifier and its train / validation / test units."""
+
+    dataset: str
+    classifier: ZeroShotClassifier
+    train: object
+    val: object
+    test: object
+
+
+def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+              seed: int = 0, **extract_kw) -> Task:
+    """Classifier and unit caches of a dataset's splits (extracted once, reused after)."""
+    from .cache import extract
+
+    spec = dataset_spec(dataset)
+    if "test" not in spec.splits:
+        raise ValueError(f"dataset {dataset!r} has no test split (splits: {', '.join(spec.splits)})")
+    classifier = ZeroShotClassifier.for_dataset(model, dataset)
+    train = in_memory(extract(model, dataset, split="train", n=n_train, seed=seed, **extract_kw))
+    if "val" in spec.splits:
+        val = in_memory(extract(model, dataset, split="val", n=n_val, seed=seed, **extract_kw))
+    else:
+        keep, held = validation_split(train.labels)
+        train, val = in_memory(train, keep), in_memory(train, held)
+    test = in_memory(extract(model, dataset, split="test", n=n_test, seed=seed, **extract_kw))
+    return Task(dataset, classifier, train, val, test)
+
+
+@dataclass
+class Trained:
+    """A trained method: the module, its training record and its test accuracy."""
+
+    method: AlignmentMethod
+    result: TrainResult | None
+    test_accuracy: float
+    extra: dict = field(default_factory=dict)
+
+
+def train_method(name: str, arch: Architecture, task: Task, reference=None, config: TrainConfig | None = None) -> Trained:
+    """Fit the reference (ResiDual), precompute features, train with early stopping, score on test."""
+    config = config or TrainConfig()
+    method = make_method(name, arch, seed=config.seed)
+    if name in ("RD", "RD*", "RDY"):
+        if reference is None:
+            raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")
+        method.fit_reference(reference)
+    x_train, x_val, x_test = (method.features(s) for s in (task.train, task.val, task.test))
+    result = fit(method, task.classifier, (x_train, task.train.labels), (x_val, task.val.labels), config)
+    return Trained(method, result, evaluate(method, task.classifier, x_test, task.test.labels))
+
+
+def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
+                          fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None) -> tuple[dict, pd.DataFrame, Trained]:
+    """Table 1 row (U, U|T, S, R, R_std, H, B, O, k), the fraction sweep, and the trained O for one task."""
+    scores = {s: head_scores(task.val, task.classifier, s) for s in SCORES}
+    row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores)
+    sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores)
+    optimised = train_method("O", arch, task, config=config)
+    row["O"] = optimised.test_accuracy
+    return row, sweep, optimised
+
+
+def residual_alignment(task: Task, arch: Architecture, reference, methods=("Lin", "RD", "RD*", "RDY"),
+                       config: TrainConfig | None = None) -> dict[str, Trained]:
+    """Base and each trained method of `methods` (see residual.METHODS) on one task."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
+    out = {"Base": Trained(None, None, task.classifier.accuracy(task.test.embedding, task.test.labels))}
+    for name in methods:
+        out[name] = train_method(name, arch, task, reference, config)
+    return out
+
+
+def head_scale_grid(method, arch: Architecture, reduce=np.mean) -> pd.DataFrame:
+    """(layers x heads) a summary (default: mean) of each head's trained lambdas."""
+    scales = method.unit_scales()
+    grid = np.full((arch.n_layers, arch.n_heads), np.nan)
+    for layer in range(arch.n_layers):
+        for head in range(arch.n_heads):
+            values = scales.get(f"L{layer}.H{head}")
+            if values is not None and len(values):
+                grid[layer, head] = reduce(values)
+    return pd.DataFrame(grid, index=pd.Index(range(arch.n_layers), name="layer"),
+                        columns=pd.Index(range(arch.n_heads), name="head"))
+
+
+def top_components(method, k: int = 5) -> pd.DataFrame:
+    """The k (unit, PC) pairs with the largest trained lambda: unit, pc, scale."""
+    rows = [(u, i, float(v)) for u, values in method.unit_scales().items() for i, v in enumerate(values)]
+    table = pd.DataFrame(rows, columns=["unit", "pc", "scale"])
+    return table.nlargest(k, "scale").reset_index(drop=True)
+
+
+def describe_components(method, table: pd.DataFrame, dictionary: list[str], encode_text, k: int = 3) -> pd.DataFrame:
+    """Add to `top_components` the k texts OMP picks for each component direction (unit-norm text atoms)."""
+    from .pursuit import omp
+
+    with torch.no_grad():
+        atoms = torch.cat([encode_text(dictionary[i:i + 256]).float().cpu() for i in range(0, len(dictionary), 256)])
+    directions = np.stack([method.pca.components_[u][pc] for u, pc in zip(table["unit"], table["pc"])])
+    picked, coefs = omp(directions, atoms.numpy(), k, device="cpu")
+    texts = [[f"{'+' if c > 0 else '-'} {dictionary[i]}" for i, c in zip(row, crow)] for row, crow in zip(picked, coefs)]
+    return table.assign(description=[" | ".join(t) for t in texts])
