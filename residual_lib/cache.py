@@ -17,9 +17,10 @@ Layout of one cache directory (one per model weights, dataset, split, n, seed, c
 A shard is written into a temporary directory and renamed into place, so it either exists whole or
 not at all; an interrupted extraction resumes at the first shard that is missing. Every shard is
 checked against its sha256 before it is used: `extract` rebuilds a shard that fails, `UnitCache`
-refuses to open a cache with one (naming it). Hashing reads every byte once per open (about 1 GB/s on
-one core, see bench/bench_cache.py): a paper-scale ViT-L/14 cache of 80k images in float16 (~7 GB)
-takes seconds to verify, negligible beside any analysis that reads it; `verify=False` skips it.
+refuses to open a cache with one (naming it). Hashing reads every byte once per open: about 300 MiB/s
+on one core here (bench/bench_cache.py), so milliseconds for toy caches and about 25 s for a
+paper-scale ViT-L/14 cache of 80k images in float16 (~7.4 GB). We pay that rather than trust file
+times, since silent corruption does not change them; `verify=False` skips it. One writer per cache.
 
 Subsampling: when n < len(dataset), the rows are a uniform random subset without replacement
 (numpy `default_rng(seed)`), kept in dataset order; not stratified, because the labels are only

@@ -19,7 +19,7 @@ from .paths import MANIFESTS
 FAMILIES = ("open_clip", "toy", "timm", "transformers", "blip")
 # family -> module providing `load(entry: dict, pretrained, **kw) -> ResidualModel`; written beside each adapter
 _ADAPTER_MODULES = {
-    "timm": "residual_lib.adapters.timm",
+    "timm": "residual_lib.adapters.timm_vit",
     "transformers": "residual_lib.adapters.transformers",
     "blip": "residual_lib.adapters.blip",
 }
@@ -57,19 +57,20 @@ def _unknown_model(name: str) -> KeyError:
                     f"(all names: residual_lib.models.list_models())")
 
 
-def load_model(name: str, pretrained: str | None = None, device: str = "auto", **kw) -> ResidualModel:
+def load_model(name: str, pretrained: str | bool | None = None, device: str = "auto", **kw) -> ResidualModel:
     """A `ResidualModel` for a registered name or an open_clip architecture, in eval mode on `device`.
 
-    `pretrained` overrides the manifest's weights (open_clip tag or checkpoint path; None = random
-    init for a bare open_clip architecture). Extra keyword arguments go to the family's loader
-    (for open_clip: `open_clip.create_model`, e.g. `force_quick_gelu=True`).
+    pretrained: None = the manifest's weights (random init for a bare open_clip architecture);
+    False = random init even for a registered model (offline stand-in runs); otherwise an open_clip tag
+    or checkpoint path (for the toy family: the toy profile). Extra keyword arguments go to the
+    family's loader (for open_clip: `open_clip.create_model`, e.g. `force_quick_gelu=True`).
     """
     dev = resolve_device(device)
     entry = _registry().get(name)
     if entry is None:
-        return _load_open_clip(name, name, pretrained, **kw).to(dev)
+        return _load_open_clip(name, name, pretrained or None, **kw).to(dev)
     family = entry["family"]
-    weights = pretrained if pretrained is not None else entry.get("pretrained")
+    weights = entry.get("pretrained") if pretrained is None else (pretrained or None)
     if family == "open_clip":
         if entry.get("quick_gelu"):
             kw.setdefault("force_quick_gelu", True)
@@ -81,8 +82,8 @@ def load_model(name: str, pretrained: str | None = None, device: str = "auto", *
             module = importlib.import_module(_ADAPTER_MODULES[family])
         except ModuleNotFoundError as err:
             raise NotImplementedError(
-                f"model {name!r} needs the {family!r} adapter ({_ADAPTER_MODULES[family]}), which is not available "
-                f"in this installation; available families: open_clip, toy") from err
+                f"model {name!r} needs the {family!r} adapter ({_ADAPTER_MODULES[family]}), which cannot be "
+                f"imported here ({err}); families that need nothing extra: open_clip, toy") from err
         model = module.load(entry, weights, **kw)
     return model.to(dev)
 

@@ -48,11 +48,12 @@ def _register(monkeypatch, **entries):
     monkeypatch.setattr(models, "_registry", lambda: entries)
 
 
-def test_registered_open_clip_entry_applies_quick_gelu(monkeypatch):
+def test_registered_open_clip_entry_applies_quick_gelu_and_false_means_random(monkeypatch):
+    """pretrained=False builds the registered architecture with random weights (no download)."""
     _register(monkeypatch, **{"clip-b32": {"name": "clip-b32", "family": "open_clip", "arch": "ViT-B-32",
-                                           "pretrained": None, "quick_gelu": True}})
-    model = models.load_model("clip-b32", device="cpu", **TINY_CFG)
-    assert model.name == "clip-b32"
+                                           "pretrained": "openai", "quick_gelu": True}})
+    model = models.load_model("clip-b32", pretrained=False, device="cpu", **TINY_CFG)
+    assert model.name == "clip-b32" and model.weights is None
     assert isinstance(model.module.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
 
 

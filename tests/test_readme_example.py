@@ -1,0 +1,60 @@
+"""Runs the README's "Using residual_lib" example for real (random weights, generated images)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import residual_lib
+from unit_fixtures import RandomImages
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+EXAMPLE = '''\
+import torch
+import residual_lib
+
+model = residual_lib.load_model("ViT-B-32", pretrained=None)  # pretrained="openai": OpenAI's weights (downloaded)
+images = torch.stack([model.preprocess(dataset[i][0]) for i in range(4)])  # PIL or uint8 (3, 224, 224)
+units = residual_lib.decompose(model, images)     # {unit: (4, 512)}, summing to model.encode_image(images)
+cache = residual_lib.extract(model, dataset, split="train", n=16, device="auto")  # artifacts/cache/..., resumable
+cache.units                      # ['EMB', 'L0.H0', ..., 'L11.H11', 'L0.MLP', ..., 'L11.MLP']
+cache.output_space("L10.H3")     # (16, 512) float32, in the model's image-embedding space
+cache.coords("L10.H3")           # (16, 66) the same points in orthonormal coordinates, r = d_head + 2
+cache.embedding                  # (16, 512) the model's own image embedding
+'''
+
+
+def _readme_block() -> str | None:
+    """The first python block under the README heading "Using residual_lib", if there is one."""
+    text = README.read_text()
+    m = re.search(r"^## Using residual_lib\s*$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    if m is None:
+        return None
+    block = re.search(r"```python\n(.*?)```", m.group(1), flags=re.S)
+    return block.group(1) if block else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(hasattr(residual_lib, f) for f in ("load_model", "decompose", "extract")),
+                    reason="residual_lib/__init__.py does not export load_model, decompose, extract yet")
+def test_readme_example_runs_and_does_what_it_says(tmp_path, monkeypatch):
+    block = _readme_block()
+    if block is not None:
+        assert block == EXAMPLE, "README's 'Using residual_lib' example differs from the one this test runs"
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    torch.set_num_threads(1)
+    ns = {"dataset": RandomImages(20, image_size=224)}
+    exec(compile(EXAMPLE, "README example", "exec"), ns)
+    model, units, cache = ns["model"], ns["units"], ns["cache"]
+    with torch.no_grad():
+        ref = model.encode_image(ns["images"])
+    assert (sum(units.values()) - ref).abs().max() < 1e-4
+    assert cache.units[:2] == ["EMB", "L0.H0"] and cache.units[-1] == "L11.MLP" and len(cache.units) == 1 + 144 + 12
+    assert cache.output_space("L10.H3").shape == (16, 512) and cache.output_space("L10.H3").dtype == np.float32
+    assert cache.coords("L10.H3").shape == (16, 66) and cache.embedding.shape == (16, 512)
+    assert str(cache.path).startswith(str(tmp_path / "cache"))
