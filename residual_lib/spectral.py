@@ -163,3 +163,18 @@ def cross_model_correlation(similarities: pd.DataFrame) -> pd.DataFrame:
         raise KeyError("cross_model_correlation needs a 'model' column (one similarity table per model, concatenated)")
     profile = similarities.groupby(["dataset", "model"])["similarity"].mean().unstack("model")
     return profile.corr(method="pearson")
+
+
+def standout_heads(similarities: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The n distinct heads that fall furthest below their layer's mean similarity for some dataset.
+
+    gap = (mean similarity of that dataset over the head's layer) - (the head's similarity): a head that
+    changes much more than its neighbours between the reference and one dataset (Fig 4b's "stand out").
+    Returns unit, layer, head, dataset, similarity, gap; largest gap first.
+    """
+    heads = similarities[similarities["kind"] == "head"].copy()
+    if heads.empty:
+        raise ValueError("no head rows in the similarity table")
+    heads["gap"] = heads.groupby(["dataset", "layer"])["similarity"].transform("mean") - heads["similarity"]
+    best = heads.sort_values("gap", ascending=False).drop_duplicates("unit").head(n)
+    return best[["unit", "layer", "head", "dataset", "similarity", "gap"]].reset_index(drop=True)

@@ -7,7 +7,8 @@ from scipy.linalg import subspace_angles
 
 from residual_lib.pca import UnitPCA
 from residual_lib.spectral import (cross_model_correlation, dataset_order, dataset_similarities,
-                                   similarity_matrix, spectral_cosine_similarity, unit_similarities)
+                                   similarity_matrix, spectral_cosine_similarity, standout_heads,
+                                   unit_similarities)
 from residual_lib.synthetic_units import random_unit_set
 
 
@@ -145,3 +146,13 @@ def test_cross_model_correlation_is_pearson_of_dataset_profiles():
     assert corr.loc["A", "B"] == pytest.approx(expected)
     with pytest.raises(KeyError, match="model"):
         cross_model_correlation(sims.drop(columns="model"))
+
+
+def test_standout_heads_pick_the_largest_drop_below_the_layer_mean():
+    rows = [("d1", "L0.H0", 0, 0, 0.9), ("d1", "L0.H1", 0, 1, 0.3), ("d1", "L1.H0", 1, 0, 0.5), ("d1", "L1.H1", 1, 1, 0.5),
+            ("d2", "L0.H0", 0, 0, 0.8), ("d2", "L0.H1", 0, 1, 0.8), ("d2", "L1.H0", 1, 0, 0.9), ("d2", "L1.H1", 1, 1, 0.5)]
+    sims = pd.DataFrame(rows, columns=["dataset", "unit", "layer", "head", "similarity"]).assign(kind="head")
+    top = standout_heads(sims, n=2)
+    assert list(top["unit"]) == ["L0.H1", "L1.H1"]
+    assert list(top["dataset"]) == ["d1", "d2"]
+    assert top.loc[0, "gap"] == pytest.approx(0.3)
