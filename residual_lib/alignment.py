@@ -70,10 +70,11 @@ class Trained:
     extra: dict = field(default_factory=dict)
 
 
-def train_method(name: str, arch: Architecture, task: Task, reference=None, config: TrainConfig | None = None) -> Trained:
+def train_method(name: str, arch: Architecture, task: Task, reference=None, config: TrainConfig | None = None,
+                 variance: float = 0.9) -> Trained:
     """Fit the reference (ResiDual), precompute features, train with early stopping, score on test."""
     config = config or TrainConfig()
-    method = make_method(name, arch, seed=config.seed)
+    method = make_method(name, arch, variance=variance, seed=config.seed)
     if name in ("RD", "RD*", "RDY"):
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")
@@ -95,15 +96,41 @@ def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05
 
 
 def residual_alignment(task: Task, arch: Architecture, reference, methods=("Lin", "RD", "RD*", "RDY"),
-                       config: TrainConfig | None = None) -> dict[str, Trained]:
+                       config: TrainConfig | None = None, variance: float = 0.9) -> dict[str, Trained]:
     """Base and each trained method of `methods` (see residual.METHODS) on one task."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
     out = {"Base": Trained(None, None, task.classifier.accuracy(task.test.embedding, task.test.labels))}
     for name in methods:
-        out[name] = train_method(name, arch, task, reference, config)
+        out[name] = train_method(name, arch, task, reference, config, variance)
     return out
+
+
+def full_finetuning(model, task: Task, n_train: int | None = None, n_val: int | None = None,
+                    n_test: int | None = None, seed: int = 0, config: TrainConfig | None = None) -> Trained:
+    """Finetune the vision tower on the same images the task's caches hold; test accuracy of the result."""
+    from .cache import subsample
+    from .datasets import load_dataset
+    from .finetune import FINETUNE_MAX_LR, finetune, preprocessed_images
+
+    config = config or TrainConfig(max_lr=FINETUNE_MAX_LR)
+    spec = dataset_spec(task.dataset)
+
+    def images(split: str, n: int | None):
+        data = load_dataset(task.dataset, split)
+        return preprocessed_images(model, data, subsample(len(data), n, seed), progress=config.progress)
+
+    train = images("train", n_train)
+    if "val" in spec.splits:
+        val = images("val", n_val)
+    else:
+        keep, held = validation_split(train[1])
+        train, val = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
+    test = images("test", n_test)
+    tower, result = finetune(model, task.classifier, train, val, config)
+    return Trained(tower, result, evaluate(tower, task.classifier, test[0], test[1], batch_size=256,
+                                           device=config.device))
 
 
 def head_scale_grid(method, arch: Architecture, reduce=np.mean) -> pd.DataFrame:
