@@ -21,6 +21,10 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
+import pandas as pd
+
+from .pursuit import Signals, omp, project_dictionary, textspan
+from .units import parse_unit
 
 NULLS = ("atom", "set")
 
@@ -44,3 +48,26 @@ def agreement_z(embeddings: np.ndarray, a: Sequence[int], b: Sequence[int], *,
     if null == "set":
         sigma *= np.sqrt((m - b.size) / (b.size * (m - 1)))
     return float((s_a[b].mean() - s_a.mean()) / sigma)
+
+
+def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5, pc: int = 1, *,
+                           project: bool = True, device: str = "auto", progress: bool = True) -> pd.DataFrame:
+    """Figure 3 / 8 per unit: TextSpan on the unit against OMP on its PC `pc`, and their agreement Z.
+
+    embeddings: (m, E) text embeddings of the dictionary (the Z-score uses them normalised, unprojected)
+    project:    give both algorithms the dictionary projected on each unit's span (TextSpan's preprocessing)
+    Columns: unit, layer, head, textspan (k atom indices), omp (k atom indices), z (paper's null), z_set.
+    """
+    if not 1 <= pc <= signals.f.shape[1]:
+        raise ValueError(f"pc={pc}; must be between 1 and the units' rank {signals.f.shape[1]}")
+    dictionary = project_dictionary(embeddings, signals) if project else np.asarray(embeddings)
+    ts = textspan(signals, dictionary, k, device=device, progress=progress).atoms
+    direction = signals.components(pc)[:, pc - 1]
+    om = np.stack([omp(direction[i], dictionary[i] if project else dictionary, k, device=device)[0][0]
+                   for i in range(len(direction))])
+    rows = []
+    for name, a, b in zip(signals.names, ts, om):
+        _, layer, head = parse_unit(name)
+        rows.append({"unit": name, "layer": layer, "head": head, "textspan": a.tolist(), "omp": b.tolist(),
+                     "z": agreement_z(embeddings, a, b), "z_set": agreement_z(embeddings, a, b, null="set")})
+    return pd.DataFrame(rows)

@@ -9,7 +9,8 @@ instead of E. Accuracy is reported beside chance (the held-out share of the most
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+import re
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,54 @@ def best_units(table: pd.DataFrame) -> pd.DataFrame:
     """Per attribute, the unit with the highest probe accuracy above chance: columns attribute, unit, accuracy, chance."""
     gain = table.assign(gain=table.accuracy - table.chance)
     return gain.loc[gain.groupby("attribute", sort=False).gain.idxmax(), ["attribute", "unit", "accuracy", "chance"]]
+
+
+def skill(table: pd.DataFrame) -> pd.DataFrame:
+    """Unit x attribute table of (accuracy - chance) / (1 - chance): 0 at chance, 1 perfect, comparable across attributes."""
+    t = table.assign(skill=(table.accuracy - table.chance) / (1 - table.chance))
+    return t.pivot(index="unit", columns="attribute", values="skill").loc[list(dict.fromkeys(t.unit))]
+
+
+def cache_attributes(cache) -> dict[str, np.ndarray]:
+    """{attribute: (n,) values} of a toy-dataset cache's samples, in cache row order (from its manifest)."""
+    from .cache import subsample
+    from .datasets import load_dataset
+
+    p = cache.manifest["params"]
+    data = load_dataset(p["dataset"], p["split"])
+    if getattr(data, "attributes", None) is None:
+        raise ValueError(f"dataset {p['dataset']!r} has no known attributes; only toy-world renderings do")
+    rows = subsample(len(data), p["n_requested"], p["seed"])
+    if not np.array_equal(np.asarray(data.labels)[rows], cache.labels):
+        raise ValueError(f"cache at {cache.path} does not match {p['dataset']!r}/{p['split']} rows; rebuild it")
+    return {a: np.asarray(v)[rows] for a, v in data.attributes.items()}
+
+
+def mentioned_attributes(text: str, vocabulary: Mapping[str, Sequence[str]]) -> list[str]:
+    """Attributes (keys of vocabulary {attribute: value words}) with a value occurring in text as whole words."""
+    words = f" {re.sub(r'[^a-z ]', ' ', text.lower())} "
+    return [a for a, values in vocabulary.items() if any(f" {v.lower()} " in words for v in values)]
+
+
+def text_vs_probe(texts: Mapping[str, list[str]], skills: pd.DataFrame,
+                  vocabulary: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per unit: the attribute its descriptions name most against the attribute its probes decode best.
+
+    texts: {unit: descriptions}; skills: `skill` table. Columns: unit, text_attribute, text_share (share of
+    descriptions naming it), probe_attribute, probe_skill, text_attribute_skill, agree.
+    """
+    rows = []
+    for unit, descriptions in texts.items():
+        counts = pd.Series([a for t in descriptions for a in mentioned_attributes(t, vocabulary)], dtype=object)
+        counts = counts.value_counts()
+        named = counts.index[0] if len(counts) else None
+        best = skills.loc[unit].idxmax()
+        rows.append({"unit": unit, "text_attribute": named,
+                     "text_share": counts.iloc[0] / len(descriptions) if len(counts) else 0.0,
+                     "probe_attribute": best, "probe_skill": float(skills.loc[unit, best]),
+                     "text_attribute_skill": float(skills.loc[unit, named]) if named in skills.columns else np.nan,
+                     "agree": named == best})
+    return pd.DataFrame(rows)
 
 
 def _split(y: np.ndarray, test_fraction: float, seed: int, attribute: str):

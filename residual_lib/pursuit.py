@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -308,3 +309,27 @@ def _energy(f: torch.Tensor) -> torch.Tensor:
 def _result(atoms: list, explained: list, residuals: list, names: list[str]) -> TextDecomposition:
     return TextDecomposition(torch.cat(atoms).cpu().numpy(), torch.cat(explained).cpu().numpy(),
                              torch.cat(residuals).cpu().numpy() if residuals else None, names)
+
+
+def compare_textspan_somp(signals: Signals, dictionary: np.ndarray, k: int, *, device: str = "auto",
+                          progress: bool = True) -> pd.DataFrame:
+    """App. A.2 per unit: TextSpan against L2 SOMP (should be equal) and L1 SOMP (the authors' variant).
+
+    Columns: unit; same_atoms (TextSpan and L2 SOMP pick the same atoms in the same order);
+    max_residual_diff (max |R_TextSpan - R_SOMP| over the (n, E) residual); residual_norm (||R||_F / sqrt(n));
+    l1_same_atoms; l1_first_departure (1-based pick where L1 SOMP first differs, 0 if never);
+    l1_overlap (atoms L1 SOMP shares with TextSpan, in any order).
+    """
+    ts = textspan(signals, dictionary, k, return_residual=True, device=device, progress=progress)
+    l2 = somp(signals, dictionary, k, aggregate="l2", return_residual=True, device=device, progress=progress)
+    l1 = somp(signals, dictionary, k, aggregate="l1", device=device, progress=progress)
+    differs = l1.atoms != ts.atoms
+    return pd.DataFrame({
+        "unit": ts.names,
+        "same_atoms": (ts.atoms == l2.atoms).all(axis=1),
+        "max_residual_diff": np.abs(ts.residual - l2.residual).max(axis=(1, 2)),
+        "residual_norm": np.linalg.norm(ts.residual, axis=(1, 2)) / np.sqrt(signals.n),
+        "l1_same_atoms": ~differs.any(axis=1),
+        "l1_first_departure": np.where(differs.any(axis=1), differs.argmax(axis=1) + 1, 0),
+        "l1_overlap": [len(set(a) & set(b)) for a, b in zip(ts.atoms, l1.atoms)],
+    })

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from residual_lib.agreement import agreement_z
+from residual_lib.agreement import agreement_z, textspan_omp_agreement
+from residual_lib.pursuit import signals_from_array
 
 
 def _dictionary(m=400, e=16, seed=0):
@@ -61,3 +62,23 @@ def test_bad_inputs_name_the_valid_values():
         agreement_z(e, [0], [10])
     with pytest.raises(ValueError, match="distinct"):
         agreement_z(e, [0], [1, 1], null="set")
+
+
+def test_textspan_omp_agreement_is_highest_for_the_heads_own_theme():
+    """Each head varies along five atoms of one theme (a cluster) of the dictionary: both methods first pick that theme,
+    so Z (k = 1) is high against the head's own OMP pick and low against any other head's."""
+    rng = np.random.default_rng(4)
+    e = 24
+    centres = np.linalg.qr(rng.normal(size=(e, 6)))[0].T
+    text = np.repeat(centres, 30, axis=0) + 0.15 * rng.normal(size=(180, e))
+    heads = [rng.normal(size=(300, 5)) * [5, 4, 3, 2, 1] @ text[30 * t:30 * t + 5] + 0.1 * rng.normal(size=(300, e))
+             for t in range(3)]
+    sig = signals_from_array(np.stack(heads), names=["L3.H0", "L3.H1", "L3.H2"])
+    table = textspan_omp_agreement(sig, text, k=1, pc=1, project=False, progress=False)
+    assert table[["layer", "head"]].values.tolist() == [[3, 0], [3, 1], [3, 2]]
+    for theme, row in zip(range(3), table.itertuples()):
+        assert row.omp[0] // 30 == theme == row.textspan[0] // 30
+        others = [agreement_z(text, row.textspan, o) for o in table.omp.drop(theme)]
+        assert row.z > 1.5 > max(others) and row.z_set == pytest.approx(row.z)  # one atom: both nulls coincide
+    with pytest.raises(ValueError, match="pc=30"):
+        textspan_omp_agreement(sig, text, pc=30)

@@ -1,11 +1,13 @@
 """Linear probes per unit: planted attributes are found, noise stays at chance, coordinates equal output space."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from residual_lib.probe import best_units, probe_accuracy
+from residual_lib.probe import (best_units, cache_attributes, mentioned_attributes, probe_accuracy, skill,
+                                text_vs_probe)
 from residual_lib.units import UnitSet
 
 
@@ -60,3 +62,37 @@ def test_bad_inputs_name_the_valid_values():
         probe_accuracy(units, {"x": np.zeros(100)})
     with pytest.raises(ValueError, match="has 50 entries"):
         probe_accuracy(units, {"x": np.arange(50) % 2}, progress=False)
+
+
+def test_skill_is_zero_at_chance_and_one_when_perfect():
+    table = pd.DataFrame({"unit": ["a", "a", "b", "b"], "attribute": ["x", "y", "x", "y"],
+                          "accuracy": [1.0, 0.5, 0.25, 0.75], "chance": [0.25, 0.5, 0.25, 0.5]})
+    s = skill(table)
+    assert s.loc["a"].tolist() == [1.0, 0.0] and s.loc["b"].tolist() == [0.0, 0.5]
+
+
+def test_text_vs_probe_names_the_described_attribute():
+    vocabulary = {"colour": ["red", "blue"], "shape": ["circle", "square"], "position": ["top left"]}
+    assert mentioned_attributes("A blue circle in the top left.", vocabulary) == ["colour", "shape", "position"]
+    assert mentioned_attributes("a bluebird", vocabulary) == []
+    skills = pd.DataFrame({"colour": [0.9, 0.1], "shape": [0.2, 0.8], "position": [0.0, 0.1]}, index=["u", "v"])
+    texts = {"u": ["a red object", "a blue object", "a red square"], "v": ["a red object", "a circle", "a square"]}
+    got = text_vs_probe(texts, skills, vocabulary).set_index("unit")
+    assert got.loc["u", "text_attribute"] == "colour" and got.loc["u", "agree"]
+    assert got.loc["v", "text_attribute"] == "shape" and got.loc["v", "agree"]
+    assert got.loc["u", "text_share"] == pytest.approx(1.0) and got.loc["v", "text_share"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.slow
+def test_cache_attributes_line_up_with_the_cached_rows(tmp_path):
+    """A real cache (random-init open_clip on toy-colour images): its labels are the colour attribute."""
+    from unit_fixtures import tiny_model
+
+    from residual_lib.cache import extract
+
+    cache = extract(tiny_model(), "toy-colour", split="val", n=40, device="cpu", root=tmp_path)
+    attributes = cache_attributes(cache)
+    assert set(attributes) >= {"colour", "shape", "size"}
+    np.testing.assert_array_equal(attributes["colour"], cache.labels)
+    table = probe_accuracy(cache, {"shape": attributes["shape"]}, cache.heads[:2], progress=False)
+    assert table.accuracy.between(0, 1).all()
