@@ -39,6 +39,7 @@ n_standout = 3  # heads described with SOMP (Fig 4b)
 dictionary = "toy"  # text dictionary for SOMP: "toy", or "gandelsman-general" (the paper's)
 somp_k = 5  # descriptions per head
 somp_aggregate = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the variant in the authors code
+attribute_probe = True  # toy world only: check the descriptions against linear probes of the known attributes
 
 # %%
 import numpy as np
@@ -148,6 +149,26 @@ if model.has_text:
     standout["SOMP descriptions"] = [" | ".join(described[u]) for u in standout["unit"]]
 display(standout.round(3))
 
+# %% [markdown]
+# **Ground truth (toy world).** The toy images have known attributes, so a linear probe on each
+# standout head's reference representation says what the head really carries (skill: 0 at chance,
+# 1 perfect). The table sets the attribute the SOMP descriptions name most beside the attribute the
+# probe decodes best.
+
+# %%
+glue("probe_text", "No attribute probe in this build (the datasets have no known attributes).", display=False)
+if attribute_probe and model.has_text:
+    from residual_lib.probe import cache_attributes, probe_accuracy, skill, text_vs_probe  # noqa: E402
+    from residual_lib.toy.world import ATTRIBUTES  # noqa: E402
+
+    ref = reference_caches[first]
+    skills = skill(probe_accuracy(ref, cache_attributes(ref), names=standout["unit"].tolist(), seed=seed))
+    check = text_vs_probe(described, skills, ATTRIBUTES)
+    glue("probe_text", f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
+                       "by the SOMP descriptions is the one a linear probe decodes best.", display=False)
+    display(skills.round(2))
+    display(check.round(2))
+
 # %%
 paper_4b = reference("fig3_descriptions")
 paper_4b = paper_4b[paper_4b["figure"] == "4b"]
@@ -183,6 +204,7 @@ fig = plot_cross_model_correlation(corr, reference("fig9"))
 # {glue:text}`bottom_dataset` ({glue:text}`bottom_sim:.2f`). Spearman correlation of our dataset
 # order with the paper's over the datasets both contain: {glue:text}`order_rho`.
 # {glue:text}`corr_text` The paper reports 0.97 on average between its five ViT-L models.
+# {glue:text}`probe_text`
 #
 # In the toy build the "task" datasets (colour, shape, ...) are fresh images of the reference
 # distribution labelled by one attribute, so their heads should look like the reference's
