@@ -112,7 +112,13 @@ glue("ratio_last", float(s0["ratio_mean_of_heads"].iloc[-1]), display=False)
 glue("evr_first", float(s0["evr1"].iloc[0]), display=False)
 glue("evr_last", float(s0["evr1"].iloc[-1]), display=False)
 glue("n_layers", len(s0), display=False)
-glue("r_head", int(per_head[first]["linear_id"].max()), display=False)
+paper = reference("fig2")
+first_last = paper.groupby("model").agg(ratio_first=("ratio", "first"), ratio_last=("ratio", "last"),
+                                        evr_first=("evr1", "first"), evr_last=("evr1", "last"))
+glue("paper_ratio_first", f"{first_last['ratio_first'].min():.2f}-{first_last['ratio_first'].max():.2f}", display=False)
+glue("paper_ratio_last", f"{first_last['ratio_last'].min():.2f}-{first_last['ratio_last'].max():.2f}", display=False)
+glue("paper_evr_first", f"{first_last['evr_first'].min():.2f}-{first_last['evr_first'].max():.2f}", display=False)
+glue("paper_evr_last", f"{first_last['evr_last'].min():.2f}-{first_last['evr_last'].max():.2f}", display=False)
 glue("models_text", ", ".join(summaries), display=False)
 _ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
              .rename(columns={"ratio_mean_of_heads": "ratio"})[["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]],
@@ -130,8 +136,10 @@ _ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
 # {glue:text}`evr_last:.2f` in the last.
 #
 # The paper's panel (bottom row) is a different set of models: ViT-Large and ViT-Base encoders on
-# 80,000 ImageNet images, where L rises towards the head dimension (64), N rises then falls (the
-# "hunchback"), so L / N grows from about 1 to 3-4, and EVR1 falls from about 0.5 to 0.1. A toy
+# 80,000 ImageNet images, where L rises towards the head dimension (64) and N rises then falls (the
+# "hunchback"), so L / N grows from {glue:text}`paper_ratio_first` in the first layer to
+# {glue:text}`paper_ratio_last` in the last (range over the seven models), while EVR1 falls from
+# {glue:text}`paper_evr_first` to {glue:text}`paper_evr_last`. A toy
 # build uses a tiny CLIP trained on the synthetic attribute world, so only the direction of these
 # trends is comparable, not their values; the paper profile (`notebooks/params/paper/`) runs the
 # paper's seven models on ImageNet.

@@ -58,7 +58,7 @@ def plot_intrinsic_dimension(ours: dict[str, pd.DataFrame], paper: pd.DataFrame,
             ax.set_title(f"{ID_COLUMNS[col]}\n{who}", fontsize=9)
             ax.set_xlabel("layer")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 2].legend(fontsize=7)
+    axes[0, 2].legend(fontsize=7, framealpha=0.85)
     axes[1, 3].legend(fontsize=7, ncol=1)
     if title:
         fig.suptitle(title)
