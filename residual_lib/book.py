@@ -38,8 +38,10 @@ PROVENANCE_TAG = "residual-provenance"
 INJECTED_TAG = "injected-parameters"
 # tqdm reads TQDM_* variables as defaults: sparse redraws keep papermill's stream logs a few lines long.
 TQDM_ENV = {"TQDM_MININTERVAL": "5", "TQDM_NCOLS": "100"}
+TQDM_QUIET = "ignore:IProgress not found:Warning"
 REPORT_FIELDS = ("notebook", "profile", "status", "runtime (s)", "peak memory (MiB)", "commit", "finished (UTC)")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 # Sphinx/myst-nb log lines that mean a page is wrong even when jupyter-book exits 0.
 LOG_PROBLEM = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|[Ee]xecution [Ff]ailed|CellExecutionError")
 
@@ -260,14 +262,23 @@ def _source_cell_number(nb, index: int) -> int:
     return sum(1 for cell in nb.cells[:index + 1] if not inserted & set(cell.metadata.get("tags", [])))
 
 
+def _excerpt(source: str, line: int | None, context: int = 3) -> str:
+    """The cell's lines around `line` (1-based, marked '-->'), or its first lines when unknown."""
+    lines = source.rstrip().splitlines()
+    lo, hi = (0, min(len(lines), 8)) if line is None else (max(0, line - 1 - context), min(len(lines), line + 1))
+    shown = [("--> " if i + 1 == line else "    ") + f"{i + 1:3d} | {lines[i]}" for i in range(lo, hi)]
+    return "\n".join(shown + (["          ..."] if hi < len(lines) else []))
+
+
 def describe_failure(name: str, source: Path, nb, error) -> str:
-    """'notebook X failed in cell N' with the cell's source excerpt and the exception."""
-    lines = error.source.strip().splitlines()
-    excerpt = "\n".join("    | " + line for line in lines[:8]) + ("\n    | ..." if len(lines) > 8 else "")
-    trace = [ANSI.sub("", t) for t in error.traceback][-3:]
+    """'notebook X failed in cell N' with the failing lines of the cell, the exception and its last frames."""
+    trace = [ANSI.sub("", t) for t in error.traceback]
+    lines = [int(m.group(1)) for t in trace for m in [CELL_LINE.search(t)] if m]
+    frames = "\n".join(trace[-3:-1]).replace("\n", "\n      ")
     return (f"notebook {name!r} ({source}) failed in cell {_source_cell_number(nb, error.cell_index)} "
-            f"(In [{error.exec_count}]):\n{excerpt}\n  {error.ename}: {ANSI.sub('', error.evalue)}\n"
-            + "\n".join("    " + t.replace("\n", "\n    ") for t in trace))
+            f"(In [{error.exec_count}]):\n{_excerpt(error.source, lines[0] if lines else None)}\n"
+            f"  {error.ename}: {ANSI.sub('', error.evalue)}" + (f"\n  traceback (last frames):\n      {frames}"
+                                                                if frames else ""))
 
 
 def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> None:
@@ -293,6 +304,8 @@ def kernel_environment() -> Iterator[None]:
         os.environ.setdefault(key, value)
     # A headless MPLBACKEND (Agg, as test runners set) would leave figures out of the executed notebook.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # Without ipywidgets tqdm.auto falls back to text bars (what we want) but warns on every page.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), TQDM_QUIET]))
     try:
         yield
     finally:
@@ -413,7 +426,7 @@ def build_site(layout: Layout) -> Path:
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(layout.book_dir), "-W", "--keep-going"]
     print("== " + " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=layout.root, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
+    log = ANSI.sub("", proc.stdout + proc.stderr)
     layout.build_log.parent.mkdir(parents=True, exist_ok=True)
     layout.build_log.write_text(log)
     sys.stderr.write(log)

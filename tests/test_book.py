@@ -153,11 +153,11 @@ def test_failing_cell_is_named_and_other_notebooks_still_run(book_project):
     proc = run_cli("run", "--profile", "smoke", "--root", str(root))
     assert proc.returncode == 1
     assert "notebook 'boom'" in proc.stderr and "failed in cell 4" in proc.stderr
-    assert 'raise ValueError("planted failure")' in proc.stderr
+    assert '-->   2 |     raise ValueError("planted failure")' in proc.stderr
     assert "ValueError: planted failure" in proc.stderr
     with (root / "book" / "_generated" / "build_report.csv").open() as f:
         assert {r["notebook"]: r["status"] for r in csv.DictReader(f)} == {"boom": "failed", "ok": "ok"}
-    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
+    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet", "--only", "boom")
     assert proc.returncode == 1 and "failed in cell 4" in proc.stderr
     assert not (root / "book" / "_build" / "html" / "index.html").exists()
 
@@ -220,3 +220,12 @@ def test_build_renders_figures_and_glued_numbers(book_project):
     images = list((root / "book" / "_build" / "html" / "_images").glob("*.png"))
     assert len(images) == 1 and images[0].name in html and images[0].read_bytes()[:4] == b"\x89PNG"
     assert "Profile</th><td>smoke" in html and "slope=3.0" in html
+
+
+@pytest.mark.slow
+def test_sphinx_warning_fails_the_build(book_project):
+    root = book_project({"figure": FIGURE_NOTEBOOK})
+    (root / "book" / "intro.md").write_text("# Test book\n\nSee {ref}`no-such-label`.\n")
+    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
+    assert proc.returncode == 1
+    assert "intro.md:3: WARNING: undefined label: 'no-such-label'" in proc.stderr.split("FAILED:")[-1]
