@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,7 +43,8 @@ REPORT_FIELDS = ("notebook", "profile", "status", "runtime (s)", "peak memory (M
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 # Sphinx/myst-nb log lines that mean a page is wrong even when jupyter-book exits 0.
-LOG_PROBLEM = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|[Ee]xecution [Ff]ailed|CellExecutionError")
+LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|SEVERE|CRITICAL):|Traceback \(most recent call last\)|"
+                         r"[Ee]xecution [Ff]ailed|CellExecutionError")
 
 
 class BookError(RuntimeError):
@@ -232,10 +233,8 @@ class KernelMemory:
 
     def sample(self, **_: Any) -> None:
         """nbclient hook: read VmHWM (Linux) or current RSS of every ipykernel child of this process."""
-        try:
-            import psutil
-        except ImportError:
-            return
+        import psutil  # installed with ipykernel
+
         for proc in psutil.Process().children(recursive=True):
             try:
                 if not any("ipykernel" in part for part in proc.cmdline()):

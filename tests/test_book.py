@@ -119,8 +119,10 @@ def test_write_report_keeps_rows_of_notebooks_not_rerun(tmp_path):
 
 
 def test_log_problems_flags_warnings_and_failed_execution():
-    log = "reading sources... [ 50%] intro\nfoo.md:3: WARNING: undefined label\nExecution Failed with traceback\nbuild ok"
-    assert book.log_problems(log) == ["foo.md:3: WARNING: undefined label", "Execution Failed with traceback"]
+    log = ("reading sources... [ 50%] notebooks/error_analysis\nfoo.md:3: WARNING: undefined label\n"
+           "Execution Failed with traceback\nbar.md:1: ERROR: Unknown directive type\nbuild succeeded")
+    assert book.log_problems(log) == ["foo.md:3: WARNING: undefined label", "Execution Failed with traceback",
+                                      "bar.md:1: ERROR: Unknown directive type"]
 
 
 def test_executed_errors_finds_error_outputs(book_project):
