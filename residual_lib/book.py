@@ -40,6 +40,8 @@ INJECTED_TAG = "injected-parameters"
 TQDM_ENV = {"TQDM_MININTERVAL": "5", "TQDM_NCOLS": "100"}
 TQDM_QUIET = "ignore:IProgress not found:Warning"
 REPORT_FIELDS = ("notebook", "profile", "status", "runtime (s)", "peak memory (MiB)", "commit", "finished (UTC)")
+# Last row of the build report: summed runtime, largest peak memory.
+TOTAL_ROW = "all notebooks (sum; max)"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 # Sphinx/myst-nb log lines that mean a page is wrong even when jupyter-book exits 0.
@@ -360,12 +362,18 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
         with path.open(newline="") as f:
             rows = {r["notebook"]: r for r in csv.DictReader(f) if r.get("notebook") in order}
     rows.update({r.notebook: r.row() for r in records})
+    table = [rows[n] for n in order if n in rows]
+    runtime, peak = REPORT_FIELDS[3], REPORT_FIELDS[4]
+    total = {REPORT_FIELDS[0]: TOTAL_ROW, REPORT_FIELDS[1]: ", ".join(sorted({r[REPORT_FIELDS[1]] for r in table})),
+             REPORT_FIELDS[2]: "ok" if all(r[REPORT_FIELDS[2]] == "ok" for r in table) else "failed",
+             runtime: f"{sum(float(r[runtime]) for r in table):.1f}",
+             peak: max((r[peak] for r in table if r[peak]), key=float, default="")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)
         writer.writeheader()
-        writer.writerows(rows[n] for n in order if n in rows)
+        writer.writerows(table + [total])
     tmp.replace(path)
 
 

@@ -115,7 +115,8 @@ def test_write_report_keeps_rows_of_notebooks_not_rerun(tmp_path):
     book.write_report(path, [rec("b", 5.0)], ["a", "b"])
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    assert [(r["notebook"], r["runtime (s)"]) for r in rows] == [("a", "1.0"), ("b", "5.0")]
+    assert [(r["notebook"], r["runtime (s)"]) for r in rows] == [("a", "1.0"), ("b", "5.0"), (book.TOTAL_ROW, "6.0")]
+    assert rows[-1]["peak memory (MiB)"] == "100" and rows[-1]["status"] == "ok"
 
 
 def test_log_problems_flags_warnings_and_failed_execution():
