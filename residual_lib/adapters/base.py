@@ -82,22 +82,6 @@ class ResidualModel(ABC):
         """(N,) strings -> (N, E) text embeddings (models with a text tower only)."""
         raise NotImplementedError(f"model {self.name!r} has no text tower")
 
-    def check_images(self, images: Tensor) -> None:
-        """Raise naming the expected shape unless `images` is a (B, 3, S, S) batch at the model's size."""
-        S = self.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, S, S):
-            raise ValueError(f"expected preprocessed images of shape (B, 3, {S}, {S}) for model {self.name!r}, "
-                             f"got {tuple(images.shape)}")
-
-    def uint8_input(self, image: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-        """uint8 (3, S, S) at the model's size -> float (3, S, S) scaled to [0, 1] and normalised by (3, 1, 1) mean, std."""
-        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected a uint8 (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}")
-        if tuple(image.shape[1:]) != (self.image_size, self.image_size):
-            raise ValueError(f"image is {image.shape[1]}x{image.shape[2]} but model {self.name!r} takes "
-                             f"{self.image_size}x{self.image_size}; resize in the dataset or pass PIL images")
-        return (image.float() / 255.0 - mean) / std
-
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device

@@ -1,11 +1,12 @@
 """open_clip CLIP models (ViT image towers) as `ResidualModel`s.
 
-The adapter runs the image tower block by block with the module's own weights: per layer it
-computes q, k, v once, runs `scaled_dot_product_attention` for all tokens, and reads each head's
-value mix at the class token straight from the attention output (no second attention pass, no hooks:
-open_clip 3.3's `nn.MultiheadAttention` never calls its `out_proj` module). In the last block only the
-class token's query, out-projection and MLP are computed, since no later layer reads the others.
-The final LayerNorm and projection are distributed by `residual_lib.decompose.distribute`.
+The adapter runs the image tower block by block with the module's own weights through the shared
+`vit_parts.run_class_token`: per layer q, k, v are computed once, `scaled_dot_product_attention` runs
+for all tokens, and each head's value mix at the class token is read straight from the attention
+output (no second attention pass, no hooks: open_clip 3.3's `nn.MultiheadAttention` never calls its
+`out_proj` module). In the last block only the class token's query, out-projection and MLP are
+computed, since no later layer reads the others. The final LayerNorm and projection are distributed
+by `residual_lib.decompose.distribute`.
 
 Supported: `open_clip.transformer.VisionTransformer` towers with class-token pooling (`pool_type
 'tok'`), no attentional pooler, standard `ResidualAttentionBlock`s (`nn.MultiheadAttention` with a
@@ -15,15 +16,15 @@ the final projection. Weights are read once, when first needed: treat the wrappe
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..decompose import ClassTokenCapture, Readout, distribute, head_bases
-from .base import Convention, Decomposition, HeadBases, ResidualModel
+from ..decompose import ClassTokenCapture, Readout
+from .base import ResidualModel
+from .vit_parts import BlockView, ImageInput, ReadoutDecomposition, run_class_token
 
 SUPPORTED = ("open_clip VisionTransformer image towers with class-token pooling (pool_type 'tok'), "
              "no attentional pooler, standard ResidualAttentionBlocks (nn.MultiheadAttention); "
@@ -62,7 +63,7 @@ def _normalize_of(transform: Callable) -> tuple[Tensor, Tensor] | None:
     return None
 
 
-class OpenClipAdapter(ResidualModel):
+class OpenClipAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
     """An open_clip CLIP whose image embedding is decomposed into residual units.
 
     `encode_image` and `encode_text` return raw (unnormalised) embeddings; normalising belongs to the
@@ -100,19 +101,10 @@ class OpenClipAdapter(ResidualModel):
         self._tokenizer = tokenizer
         self._readouts: dict[torch.device, Readout] = {}
 
-    # -- inputs ---------------------------------------------------------------------------------
-    def preprocess(self, image) -> Tensor:
-        """PIL image or uint8 (3, S, S) tensor -> float (3, S, S) normalised as the model expects."""
-        if isinstance(image, np.ndarray):
-            image = torch.from_numpy(image)
-        if isinstance(image, Tensor):
-            return self.uint8_input(image, self._mean, self._std)
-        return self._pil_transform(image)
-
     # -- outputs --------------------------------------------------------------------------------
     def encode_image(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) -> (B, E) raw image embedding from open_clip's own forward."""
-        self.check_images(images)
+        self._check_images(images)
         return self.module.encode_image(images, normalize=False)
 
     @property
@@ -149,42 +141,21 @@ class OpenClipAdapter(ResidualModel):
                 proj=visual.proj.detach().float() if visual.proj is not None else None)
         return self._readouts[device]
 
-    def head_bases(self, convention: Convention = "paper") -> HeadBases:
-        return head_bases(self.readout(), convention)
+    def _block_views(self) -> list[BlockView]:
+        return [BlockView(norm1=blk.ln_1,
+                          qkv=SimpleNamespace(weight=blk.attn.in_proj_weight, bias=blk.attn.in_proj_bias),
+                          out=lambda o, blk=blk: blk.ls_1(blk.attn.out_proj(o)),
+                          mlp=lambda x, blk=blk: blk.ls_2(blk.mlp(blk.ln_2(x))))
+                for blk in self.module.visual.transformer.resblocks]
 
     @torch.no_grad()
     def capture(self, images: Tensor) -> ClassTokenCapture:
         """(B, 3, S, S) -> the class-token residual pieces and the pooled output, in one forward pass."""
-        self.check_images(images)
+        self._check_images(images)
         visual = self.module.visual
-        H, d = self.n_heads, self.d_head
         x = visual._embeds(images)                                    # (B, T, W) after ln_pre
-        emb = x[:, 0]
-        zs, mlps = [], []
-        blocks = visual.transformer.resblocks
-        for i, blk in enumerate(blocks):
-            B, T, W = x.shape
-            h = blk.ln_1(x)
-            attn = blk.attn
-            if i < len(blocks) - 1:
-                q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)
-            else:  # nothing reads the last block's patch tokens: query the class token only
-                wq, wkv = attn.in_proj_weight.split([W, 2 * W])
-                bq, bkv = attn.in_proj_bias.split([W, 2 * W]) if attn.in_proj_bias is not None else (None, None)
-                q = F.linear(h[:, :1], wq, bq).view(B, 1, H, d).transpose(1, 2)
-                k, v = F.linear(h, wkv, bkv).view(B, T, 2, H, d).permute(2, 0, 3, 1, 4)
-                x = x[:, :1]
-            o = F.scaled_dot_product_attention(q, k, v)                # (B, H, T or 1, d)
-            zs.append(o[:, :, 0])
-            x = x + blk.ls_1(attn.out_proj(o.transpose(1, 2).reshape(B, -1, W)))
-            m = blk.ls_2(blk.mlp(blk.ln_2(x)))
-            mlps.append(m[:, 0])
-            x = x + m
-        pooled = visual.ln_post(x[:, 0])
+        final, z, mlp = run_class_token(x, self._block_views(), self.n_heads, self.d_head)
+        pooled = visual.ln_post(final)
         if visual.proj is not None:
             pooled = pooled @ visual.proj
-        return ClassTokenCapture(emb=emb, z=torch.stack(zs, 1), mlp=torch.stack(mlps, 1), embedding=pooled)
-
-    def decompose_batch(self, images: Tensor, convention: Convention = "paper") -> Decomposition:
-        """(B, 3, S, S) -> the batch's units in compact form (heads in `head_bases(convention)`)."""
-        return distribute(self.capture(images), self.readout(), convention)[0]
+        return ClassTokenCapture(emb=x[:, 0], z=z, mlp=mlp, embedding=pooled)
