@@ -61,11 +61,12 @@ def _layer_scale(ls: nn.Module) -> Tensor | None:
 class TimmViTAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
     """A timm ViT whose class-token embedding (after the final norm) is decomposed into residual units.
 
-    `preprocess` takes a PIL image (timm's evaluation transform for the model's pretrained config) or a
-    uint8 (3, S, S) tensor already at the model's image size.
+    `preprocess` takes a PIL image (timm's evaluation transform for the model's pretrained config, with
+    `data_config` overrides such as crop_pct) or a uint8 (3, S, S) tensor already at the model's image size.
     """
 
-    def __init__(self, module: nn.Module, name: str, preprocess: Callable | None = None):
+    def __init__(self, module: nn.Module, name: str, preprocess: Callable | None = None,
+                 data_config: dict | None = None):
         import timm.data
 
         check_supported(module, name)
@@ -82,7 +83,8 @@ class TimmViTAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
         if size[0] != size[1]:
             raise ValueError(f"model {name!r} has non-square image size {size}; only square images are supported")
         self.image_size = int(size[0])
-        config = timm.data.resolve_data_config({}, model=module)
+        # The model's own input size wins over its pretrained config's (e.g. DINOv2 built at 224, not 518).
+        config = timm.data.resolve_data_config({**(data_config or {}), "input_size": (3, *size)}, model=module)
         self._pil_transform = preprocess or timm.data.create_transform(**config, is_training=False)
         self._mean = torch.as_tensor(config["mean"], dtype=torch.float32).view(3, 1, 1)
         self._std = torch.as_tensor(config["std"], dtype=torch.float32).view(3, 1, 1)
@@ -128,13 +130,14 @@ def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdap
     """A model manifest entry (family timm) -> adapter; `pretrained` is a timm weights tag, None = random weights.
 
     entry: `arch` (timm architecture, e.g. vit_large_patch14_dinov2), optional `kwargs` for
-    `timm.create_model` (e.g. img_size: 224). The classifier head is removed (num_classes=0).
+    `timm.create_model` (e.g. img_size: 224) and `data_config` for the evaluation transform (e.g.
+    crop_pct). The classifier head is removed (num_classes=0).
     """
     import timm
 
     name = entry["arch"] if not isinstance(pretrained, str) else f"{entry['arch']}.{pretrained}"
     kwargs = {**entry.get("kwargs", {}), **kw, "num_classes": 0}
     module = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
-    model = TimmViTAdapter(module, entry["name"])
+    model = TimmViTAdapter(module, entry["name"], data_config=entry.get("data_config"))
     model.weights = pretrained if pretrained else None
     return model

@@ -1,0 +1,130 @@
+"""The paper profile's extraction plan, its sharding, and an end-to-end stand-in run (random weights, generated images)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from residual_lib import reproduce
+from residual_lib.datasets import dataset_spec
+from residual_lib.paths import MANIFESTS
+from residual_lib.reproduce import Job, job_status, parse_shard, plan, run_jobs, shard
+
+TABLE_DATASETS = {"cifar10", "cifar100", "cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
+FIGURE4_DATASETS = TABLE_DATASETS | {"imagenet-sketch", "pacs", "random"}
+TEXT_MODELS = {"clip-b", "clip-l", "openclip-b", "openclip-l", "blip-l"}
+VIT_L = {"clip-l", "openclip-l", "blip-l", "dinov2-l", "vit-l"}
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    return plan("paper")
+
+
+def test_paper_plan_covers_every_model_dataset_pair_the_notebooks_need(paper_plan):
+    pairs = {(j.model, j.dataset) for j in paper_plan}
+    assert {(m, "imagenet") for m in TEXT_MODELS | VIT_L} <= pairs, "every model's ImageNet reference (Fig 2, 4, 7)"
+    assert {(m, d) for m in VIT_L for d in FIGURE4_DATASETS} <= pairs, "Figure 4 / 10-15: the ViT-L models x 13"
+    assert {(m, d) for m in TEXT_MODELS for d in TABLE_DATASETS} <= pairs, "Tables 1, 2, 6: text models x 10"
+    splits = {(j.model, j.dataset, j.split) for j in paper_plan}
+    assert {("clip-l", d, s) for d in TABLE_DATASETS for s in ("train", "val", "test")} <= splits
+    assert not any(j.model in {"dinov2-l", "vit-l"} and j.split != "train" for j in paper_plan), \
+        "models without a text tower appear in Section 3 only"
+
+
+def test_plan_is_sorted_unique_and_filterable(paper_plan):
+    assert len(set(paper_plan)) == len(paper_plan)
+    assert paper_plan == sorted(paper_plan, key=Job.sort_key)
+    narrow = plan("paper", models=["clip-l"], datasets=["mnist", "imagenet"])
+    assert narrow and {(j.model, j.dataset) for j in narrow} <= {("clip-l", "mnist"), ("clip-l", "imagenet")}
+    assert reproduce._names(["clip-l,blip-l", "vit-l"]) == ["clip-l", "blip-l", "vit-l"]
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_shards_partition_the_plan(paper_plan, k):
+    parts = [shard(paper_plan, i, k) for i in range(1, k + 1)]
+    assert sorted((j for p in parts for j in p), key=Job.sort_key) == paper_plan
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "1"])
+def test_bad_shard_is_refused(text):
+    with pytest.raises(ValueError, match="shard"):
+        parse_shard(text)
+
+
+def test_plan_mirrors_the_notebook_parameters(tmp_path):
+    """A parameter file overrides the cell's defaults, and overrides win, as in the book runner."""
+    notebooks, params = tmp_path / "notebooks", tmp_path / "params"
+    (params / "paper").mkdir(parents=True)
+    notebooks.mkdir()
+    (notebooks / "fig02_intrinsic_dimension.py").write_text(
+        '# %% tags=["parameters"]\nmodels = ["a"]\ndataset = "random"\nsplit = "train"\nn = 10\nseed = 3\n'
+        'cache_dtype = "float32"\nunrelated = 1\n\n# %%\nprint(models)\n')
+    (params / "paper" / "fig02_intrinsic_dimension.yaml").write_text("models: [b, c]\nn: null\n")
+    (params / "paper" / "_defaults.yaml").write_text("cache_dtype: float16\nnot_declared: 2\n")
+    jobs = plan("paper", notebooks_dir=notebooks, params_dir=params)
+    assert jobs == [Job("b", "random", "train", None, 3, "float16"), Job("c", "random", "train", None, 3, "float16")]
+    jobs = plan("paper", overrides={"models": ["z"], "n": 5}, notebooks_dir=notebooks, params_dir=params)
+    assert jobs == [Job("z", "random", "train", 5, 3, "float16")]
+
+
+def test_job_status_reads_the_cache_manifest(tmp_path):
+    job = Job("m", "d", "train", None, 0, "float16")
+    assert job_status(job, tmp_path) == "todo"
+    folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"complete": False}))
+    assert job_status(job, tmp_path) == "partial"
+    (folder / "manifest.json").write_text(json.dumps({"complete": True}))
+    assert job_status(job, tmp_path) == "done"
+
+
+def test_cli_lists_the_standin_plan(capsys):
+    assert reproduce.main(["--standin", "--list", "--shard", "1/2"]) == 0
+    out = capsys.readouterr()
+    assert "standin-clip" in out.out and "todo" in out.out and "(stand-in)" in out.err
+
+
+def test_book_args_carry_the_selection():
+    args = reproduce.book_overrides(False, ["clip-l"], ["mnist", "svhn"])
+    assert args == ["models=[clip-l]", "model_name=clip-l", "datasets=[mnist, svhn]"]
+    assert "dictionary=toy" in reproduce.book_overrides(True, None, None)
+
+
+def _load_standin(name: str, device: str = "cpu"):
+    """Stand-in models through their adapters (the timm family by its adapter module directly)."""
+    from residual_lib.adapters import timm_vit
+    from residual_lib.models import load_model
+
+    entry = yaml.safe_load((MANIFESTS / "models" / f"{name}.yaml").read_text())
+    torch.manual_seed(0)
+    if entry["family"] == "timm":
+        return timm_vit.load(entry, None).to(device)
+    return load_model(name, device=device)
+
+
+@pytest.mark.slow
+def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path, monkeypatch):
+    """The paper profile's plan with the stand-in overrides, run for real: open_clip (QuickGELU) and timm
+    (LayerScale) stand-ins on generated images; a second run reuses every cache."""
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    torch.set_num_threads(1)
+    jobs = plan("paper", reproduce.STANDIN, datasets=["standin-imagenet", "standin-mnist"])
+    jobs = [j for j in jobs if j.n is not None or j.split != "train"]  # one train cache per dataset keeps it short
+    jobs += [Job("standin-dino", "standin-imagenet", "train", 64, 0, "float32")]
+    records = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
+    assert [r["images"] for r in records] == [j.n or dataset_spec(j.dataset).splits[j.split]["size"] for j in jobs]
+    assert all(job_status(j) == "done" for j in jobs)
+    again = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
+    assert all(b["seconds"] < a["seconds"] + 5 for a, b in zip(records, again))
+
+    from residual_lib.cache import UnitCache
+
+    for manifest in tmp_path.glob("cache/*/*/*/manifest.json"):
+        cache = UnitCache(manifest.parent)
+        total = sum(cache.output_space(u).astype(np.float64) for u in cache.units)
+        scale = np.abs(cache.embedding).max()
+        assert np.abs(total - cache.embedding).max() / scale < 5e-3, manifest.parent  # float16 storage
