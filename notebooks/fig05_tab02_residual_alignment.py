@@ -35,10 +35,10 @@
 models = ["toy-clip"]  # registered model names or open_clip architectures
 datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]  # zero-shot tasks
 reference_dataset = "toy-mixed"  # where Phi and mu come from (the paper: ImageNet train)
-n_reference = 3000  # reference images for the PCA; None = the whole split
-n_train = 2000  # training images per task; None = the whole split
-n_val = 500  # validation images (early stopping); None = all
-n_test = 1000  # test images; None = all
+n_reference = 3000  # reference images for the PCA; None: the whole split
+n_train = 2000  # training images per task; None: the whole split
+n_val = 500  # validation images (early stopping); None: all
+n_test = 1000  # test images; None: all
 seed = 0
 methods = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns
 rd_star_variance = 0.9  # RD*: explained variance kept per head (the paper: 90%)
@@ -134,23 +134,37 @@ fig.tight_layout()
 
 # %%
 table_methods = [m for m in ["Base", *methods, "Full finetuning"] if m in set(accuracy["method"])]
+
+
+def with_counts(wide: pd.DataFrame, counts: dict, add_average: bool = True, decimals: int = 3) -> pd.DataFrame:
+    """Accuracies (3 decimals), their Average (unless the table has its own), then a #params row."""
+    wide = wide.copy()
+    if add_average:
+        wide.loc["Average"] = wide.mean()
+    shown = wide.map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
+    shown.loc["#params"] = [f"{int(counts[m]):,}" if m in counts else "" for m in wide.columns]
+    return shown
+
+
 for label in archs:
     part = accuracy[accuracy["model"] == label].pivot(index="dataset", columns="method", values="accuracy")
     part = part.reindex(index=[dataset_display(d) for d in datasets], columns=table_methods)
-    part.loc["Average"] = part.mean()
-    counts = params[params["model"] == label].set_index("method")["params"]
+    counts = dict(params[params["model"] == label].set_index("method")["params"])
     counts["Base"] = 0
     if "Full finetuning" in table_methods:
         counts["Full finetuning"] = trained[(label, part.index[0])]["Full finetuning"].method.n_params
-    part.loc["#params"] = [counts.get(m, np.nan) for m in table_methods]
     print(label)
-    display(part.round(3))
+    display(with_counts(part, counts))
 
 paper_acc, paper_params = reference("table2"), reference("table2_params")
-paper_wide = paper_acc.pivot_table(index="dataset", columns=["model", "method"], values="accuracy", sort=False)
-paper_wide.loc["#params"] = [paper_params.set_index(["model", "method"])["params"].get(c, np.nan) for c in paper_wide.columns]
 print(style.paper_label("Tables 2 and 6"))
-display(paper_wide)
+paper_tables = []
+for label, part in paper_acc.groupby("model", sort=False):
+    wide = part.pivot(index="dataset", columns="method", values="accuracy").reindex(
+        index=part["dataset"].unique(), columns=["Lin", "RD", "RD*", "RDY"])
+    counts = dict(paper_params[paper_params["model"] == label].set_index("method")["params"])
+    paper_tables.append(with_counts(wide, counts, add_average=False, decimals=2).assign(model=label).set_index("model", append=True).swaplevel())
+display(pd.concat(paper_tables))
 shared = sorted(set(archs) & set(paper_acc["model"]))
 for label in shared:
     merged = accuracy[accuracy["model"] == label].merge(paper_acc, on=["model", "dataset", "method"], suffixes=("", "_paper"))
@@ -212,15 +226,16 @@ label0 = model_display(first_model[0])
 arch0 = archs[label0]
 tasks0 = [dataset_display(d) for d in datasets]
 grids = {d: head_scale_grid(trained[(label0, d)]["RD"].method, arch0) for d in tasks0}
-span = max(float(np.nanmax(np.abs(g.to_numpy() - 1))) for g in grids.values())
+span = max([1e-3] + [float(np.nanmax(np.abs(g.to_numpy() - 1))) for g in grids.values()])
 cols = min(5, len(grids))
 fig, axes = plt.subplots(-(-len(grids) // cols), cols, figsize=(2.6 * cols, 2.6 * -(-len(grids) // cols)), squeeze=False)
 for ax, (d, g) in zip(axes.flat, grids.items()):
     im = ax.imshow(g.to_numpy(), cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
     ax.set(title=d, xlabel="head", ylabel="layer", xticks=range(arch0.n_heads), yticks=range(arch0.n_layers))
+    ax.grid(False)
 for ax in list(axes.flat)[len(grids):]:
     ax.axis("off")
-fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean lambda over the head's PCs")
+_ = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean lambda over the head's PCs")
 
 # %%
 probe_task = dataset_display(probe_dataset)
@@ -229,7 +244,9 @@ scales = rd_probe.unit_scales()
 heads = [u for u in scales if ".H" in u]
 matrix = np.array([scales[h] for h in heads])
 fig, ax = plt.subplots(figsize=(7, 0.25 * len(heads) + 1.2))
-im = ax.imshow(matrix, aspect="auto", cmap=style.CMAP_DIV, vmin=1 - np.abs(matrix - 1).max(), vmax=1 + np.abs(matrix - 1).max())
+pc_span = max(1e-3, float(np.abs(matrix - 1).max()))
+im = ax.imshow(matrix, aspect="auto", cmap=style.CMAP_DIV, vmin=1 - pc_span, vmax=1 + pc_span, interpolation="nearest")
+ax.grid(False)
 ax.set(yticks=range(len(heads)), yticklabels=heads, xlabel="principal component (reference PCA order)",
        title=f"RD scales per head and PC, {label0} on {probe_task}")
 fig.colorbar(im, ax=ax, label="lambda")
@@ -303,8 +320,8 @@ glue("first_label", label0, display=False)
 glue("rd_params", int(rd_params.get((label0, "RD"), 0)), display=False)
 glue("rdstar_params", int(rd_params.get((label0, "RD*"), 0)), display=False)
 glue("lin_params", int(rd_params.get((label0, "Lin"), 0)), display=False)
-results.save(accuracy[accuracy["method"].isin(["Lin", "RD", "RD*", "RDY"])], "table2")
-results.save(params, "table2_params")
+_ = results.save(accuracy[accuracy["method"].isin(["Lin", "RD", "RD*", "RDY"])], "table2")
+_ = results.save(params, "table2_params")
 
 # %% [markdown]
 # ## What this build shows

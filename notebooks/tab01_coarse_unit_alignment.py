@@ -32,9 +32,9 @@
 # %% tags=["parameters"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures
 datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]  # zero-shot tasks
-n_train = 2000  # training images per task (O); None = the whole split
-n_val = 500  # validation images (head scores, early stopping); None = all
-n_test = 1000  # test images (every reported accuracy); None = all
+n_train = 2000  # training images per task (O); None: the whole split
+n_val = 500  # validation images (head scores, early stopping); None: all
+n_test = 1000  # test images (every reported accuracy); None: all
 seed = 0  # which subset of each split
 fraction = 0.05  # share of heads kept by U, U|T, S and R (the paper: 5%)
 n_random = 10  # seeds of the random control R
@@ -92,8 +92,8 @@ def with_average(table: pd.DataFrame) -> pd.DataFrame:
 
 
 for label, part in ours.groupby("model", sort=False):
-    print(f"{label} ({n_heads[label]} heads)")
-    shown = part.set_index("dataset")[METHODS + ["R_std", "k"]].rename(columns={"R_std": "R sd"})
+    print(f"{label}: {n_heads[label]} heads, {int(part['k'].iloc[0])} kept by U, U|T, S and R")
+    shown = part.set_index("dataset")[METHODS + ["R_std"]].rename(columns={"R_std": "R sd"})
     display(with_average(shown).round(3))
 
 # %% [markdown]
@@ -106,10 +106,9 @@ for label, part in ours.groupby("model", sort=False):
 
 # %%
 paper = reference("table1")
-paper_wide = paper.pivot_table(index="dataset", columns=["model", "method"], values="accuracy", sort=False)
-paper_wide = paper_wide.reindex(columns=METHODS, level=1)
-print("Paper (Tables 1, 3-5)")
-display(paper_wide)
+paper_wide = paper.pivot_table(index=["model", "dataset"], columns="method", values="accuracy", sort=False)
+print(style.paper_label("Tables 1, 3-5"))
+display(paper_wide[METHODS])
 shared = sorted(set(ours["model"]) & set(paper["model"]))
 for label in shared:
     long = ours[ours["model"] == label].melt(id_vars=["dataset"], value_vars=METHODS, var_name="method",
@@ -136,7 +135,8 @@ axes[0].set(xticks=x + 0.4 - width / 2, xticklabels=METHODS, ylim=(0, 1), ylabel
 axes[0].legend(fontsize=8)
 paper_avg = paper[paper["dataset"] == "Average"].pivot(index="model", columns="method", values="accuracy")[METHODS]
 for i, (label, values) in enumerate(paper_avg.iterrows()):
-    axes[1].plot(x, values.to_numpy(), marker="o", lw=1, color=style.PAPER, alpha=0.4 + 0.12 * i, label=label)
+    axes[1].plot(x + (i - 2) * 0.08, values.to_numpy(), marker="o", ls="none", color=style.PAPER,
+                 alpha=0.4 + 0.12 * i, label=label)
 axes[1].set(xticks=x, xticklabels=METHODS, ylim=(0, 1), title=style.paper_label("Average row of Tables 1, 3-5"))
 axes[1].legend(fontsize=7)
 fig.tight_layout()
@@ -166,7 +166,9 @@ for ax, label in zip(axes.flat, labels):
     row = ours[(ours["model"] == m) & (ours["dataset"] == d)].iloc[0]
     ax.axhline(row["H"], color="black", lw=0.8, ls=":", label="H")
     ax.axhline(row["B"], color="black", lw=0.8, label="B")
-    ax.set(xscale="log", title=label, xlabel="heads kept", ylim=(0, 1.02))
+    ax.set(xscale="log", title=label, xlabel="heads kept (log scale)", ylim=(0, 1.02))
+    ax.set_xticks(rand.index, [str(k) for k in rand.index])
+    ax.minorticks_off()
 axes[0, 0].set_ylabel("test accuracy")
 axes.flat[0].legend(fontsize=7, ncol=2)
 for ax in list(axes.flat)[len(labels):]:
@@ -187,8 +189,8 @@ glue("n_rows", len(ours), display=False)
 glue("h_share_of_b", float((ours["H"] / ours["B"]).mean()), display=False)
 glue("heads_text", ", ".join(f"{m} {h} heads" for m, h in n_heads.items()), display=False)
 glue("k_text", ", ".join(f"{m}: {k}" for m, k in ours.groupby("model", sort=False)["k"].first().items()), display=False)
-results.save(ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method", value_name="accuracy"),
-             "table1")
+_ = results.save(ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method",
+                           value_name="accuracy"), "table1")
 
 # %% [markdown]
 # ## What this build shows

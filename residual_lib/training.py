@@ -20,6 +20,7 @@ import pandas as pd
 import schedulefree
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import uniform_filter1d
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -51,17 +52,19 @@ class LRRangeTest:
     """Loss against learning rate over one exponential sweep, and the rate it suggests."""
 
     lrs: np.ndarray
-    losses: np.ndarray     # smoothed (exponential moving average, bias-corrected)
+    raw_losses: np.ndarray  # the loss of each step's batch
+    losses: np.ndarray      # centred moving average of raw_losses (no lag in the learning rate)
     suggestion: float
 
     def plot(self, ax=None, label: str | None = None):
-        """Loss against learning rate (log x), the suggestion marked."""
+        """Loss against learning rate (log x): raw steps faint, smoothed solid, the suggestion dashed."""
         import matplotlib.pyplot as plt
 
         ax = ax or plt.gca()
         line, = ax.plot(self.lrs, self.losses, label=label)
+        ax.plot(self.lrs, self.raw_losses, color=line.get_color(), alpha=0.2, lw=0.8)
         ax.axvline(self.suggestion, color=line.get_color(), ls="--", lw=1)
-        ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)")
+        ax.set(xscale="log", xlabel="learning rate", ylabel="training loss")
         return ax
 
 
@@ -123,11 +126,14 @@ def _optimizer(method: nn.Module, lr: float, weight_decay: float) -> schedulefre
 
 
 def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: Tensor, labels,
-                  config: TrainConfig | None = None, smoothing: float = 0.98) -> LRRangeTest:
+                  config: TrainConfig | None = None) -> LRRangeTest:
     """Train a copy of `method` for `range_steps` batches at exponentially growing rates; suggest a rate.
 
-    The suggestion is the rate where the smoothed loss falls fastest (first 10 and last point skipped, as
-    in Lightning); the sweep stops early once the loss exceeds 4x its best (divergence).
+    The losses are smoothed by a centred moving average (a tenth of the sweep; an exponential average would
+    lag by many steps, i.e. by a large factor in the rate), and the suggestion is Lightning's rule, the rate
+    where the smoothed loss falls fastest per log-rate, searched within the two decades below the rate of the
+    smoothed minimum (so that noise on the initial plateau cannot win). The sweep stops once the loss
+    exceeds 4x its smoothed best (divergence).
     """
     config = config or TrainConfig()
     if not 0 < config.min_lr < config.max_lr:
@@ -138,11 +144,13 @@ def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: T
     optimizer = _optimizer(probe, config.min_lr, 0.0)
     generator = torch.Generator().manual_seed(config.seed)
     lrs = config.min_lr * (config.max_lr / config.min_lr) ** np.linspace(0, 1, config.range_steps)
+    window = max(3, config.range_steps // 10) | 1
     batches: list[Tensor] = []
-    average, best, smoothed = 0.0, math.inf, []
+    raw: list[float] = []
+    best_recent = math.inf
     probe.train()
     optimizer.train()
-    for step, lr in enumerate(lrs):
+    for lr in lrs:
         if not batches:
             batches = _batches(len(features), config.batch_size, generator)
         idx = batches.pop()
@@ -152,18 +160,22 @@ def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: T
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        average = smoothing * average + (1 - smoothing) * loss.item()
-        smoothed.append(average / (1 - smoothing ** (step + 1)))
-        best = min(best, smoothed[-1])
-        if not math.isfinite(smoothed[-1]) or smoothed[-1] > 4 * best:
+        raw.append(loss.item())
+        recent = float(np.median(raw[-window:]))
+        best_recent = min(best_recent, recent) if len(raw) >= window else best_recent
+        if not math.isfinite(raw[-1]) or recent > 4 * best_recent:
             break
-    losses = np.array(smoothed)
-    lrs = lrs[:len(losses)]
-    lo, hi = min(10, len(losses) - 2), len(losses) - 1
-    window = losses[lo:hi] if hi - lo >= 2 else losses
-    start = lo if hi - lo >= 2 else 0
-    steepest = start + int(np.argmin(np.gradient(window))) if len(window) >= 2 else 0
-    return LRRangeTest(lrs=lrs, losses=losses, suggestion=float(lrs[steepest]))
+    raw_losses = np.nan_to_num(np.array(raw), nan=np.inf, posinf=np.finfo(np.float32).max)
+    smooth = uniform_filter1d(raw_losses, size=min(window, len(raw_losses)), mode="nearest")
+    lrs = lrs[:len(raw_losses)]
+    lowest = int(np.argmin(smooth))
+    start = max(window // 2, int(np.searchsorted(lrs, lrs[lowest] / 100)))
+    if lowest - start >= 1:
+        slope = np.gradient(smooth, np.log(lrs))
+        best = start + int(np.argmin(slope[start:lowest + 1]))
+    else:
+        best = lowest
+    return LRRangeTest(lrs=lrs, raw_losses=raw_losses, losses=smooth, suggestion=float(lrs[best]))
 
 
 def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray],
