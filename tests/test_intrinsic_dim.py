@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import skdim
 from sklearn.datasets import make_swiss_roll
 
@@ -22,7 +23,6 @@ def test_linear_id_is_first_k_strictly_above_threshold():
 
 
 def test_two_nearest_matches_brute_force():
-    import torch
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 7)) + 100.0  # far from the origin: the search centres first
     d = np.linalg.norm(x[:, None] - x[None], axis=-1)
@@ -105,3 +105,9 @@ def test_paper_ratio_column_is_not_ratio_of_means_everywhere():
     check = paper_ratio_check(reference("fig2"))
     assert len(check) == 144
     assert (~check["matches_ratio_of_means"]).sum() == 43
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_twonn_cuda_equals_cpu():
+    x = np.tanh(np.random.default_rng(7).normal(size=(2000, 5)) @ np.random.default_rng(8).normal(size=(5, 30)))
+    assert TwoNN(device="cuda").fit(x).dimension_ == pytest.approx(TwoNN(device="cpu").fit(x).dimension_, rel=1e-9)

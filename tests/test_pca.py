@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.decomposition import PCA
 
 from residual_lib.pca import UnitPCA, fix_signs
@@ -71,3 +72,11 @@ def test_bad_inputs_name_the_problem(units):
         UnitPCA(n_components=0, progress=False).fit(units)
     with pytest.raises(ValueError, match="expected \\(n, d\\)"):
         UnitPCA(progress=False).fit({"u": np.zeros(5)})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu(units, fitted):
+    on_gpu = UnitPCA(device="cuda", progress=False).fit(units)
+    for u in units.units:
+        np.testing.assert_allclose(on_gpu.explained_variance_[u], fitted.explained_variance_[u], rtol=1e-8)
+        np.testing.assert_allclose(on_gpu.components_[u][:4], fitted.components_[u][:4], atol=1e-6)

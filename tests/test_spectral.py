@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.linalg import subspace_angles
 
 from residual_lib.pca import UnitPCA
@@ -156,3 +157,12 @@ def test_standout_heads_pick_the_largest_drop_below_the_layer_mean():
     assert list(top["unit"]) == ["L0.H1", "L1.H1"]
     assert list(top["dataset"]) == ["d1", "d2"]
     assert top.loc[0, "gap"] == pytest.approx(0.3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_table_cuda_equals_cpu(caches):
+    same, _, other = caches
+    pa = UnitPCA(units=same.heads, device="cpu", progress=False).fit(same)
+    pb = UnitPCA(units=same.heads, device="cpu", progress=False).fit(other)
+    np.testing.assert_allclose(unit_similarities(pa, pb, device="cuda")["similarity"],
+                               unit_similarities(pa, pb, device="cpu")["similarity"], atol=1e-10)
