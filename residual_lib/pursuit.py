@@ -135,6 +135,14 @@ def signals_from_units(units: Units, names: list[str], *, device: str = "auto") 
     return Signals(q, r @ basis, (c_mean[:, None, :] @ basis)[:, 0] + offset, list(names))
 
 
+def text_atoms(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """(m, E) float64 unit-norm text embeddings of `texts` from a model with a text tower (`model.encode_text`)."""
+    with torch.no_grad():
+        e = torch.cat([model.encode_text(texts[i:i + batch_size]).double().cpu()
+                       for i in range(0, len(texts), batch_size)])
+    return (e / e.norm(dim=1, keepdim=True)).numpy()
+
+
 def project_dictionary(dictionary: np.ndarray, signals: Signals, rank: int | None = None) -> np.ndarray:
     """(m, E) -> (H, m, E): each atom projected on the span of a unit's top-`rank` principal directions.
 

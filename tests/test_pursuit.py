@@ -6,7 +6,7 @@ import torch
 from sklearn.linear_model import orthogonal_mp
 
 from residual_lib.pursuit import (compare_textspan_somp, omp, project_dictionary, signals_from_array,
-                                  signals_from_units, somp, textspan)
+                                  signals_from_units, somp, text_atoms, textspan)
 from residual_lib.units import UnitSet, head_name
 
 torch.set_num_threads(1)
@@ -193,6 +193,14 @@ def real_cache(tmp_path_factory):
 
     return extract(tiny_model(), "toy-colour", split="val", n=96, device="cpu", shard_size=64,
                    root=tmp_path_factory.mktemp("cache"))
+
+
+def test_text_atoms_are_unit_norm_embeddings():
+    from unit_fixtures import tiny_model
+
+    atoms = text_atoms(tiny_model(), ["a red circle", "a blue square", "a dog"], batch_size=2)
+    assert atoms.shape == (3, 24)
+    np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1, atol=1e-12)
 
 
 @pytest.mark.slow
