@@ -4,7 +4,7 @@ Default: random-init ViT-B-32, batch 32, 224x224, CPU, one thread. With CUDA (or
 ViT-L-14 at batch 256, with peak GPU memory. Prints images/s for both passes and their ratio
 (decomposed / plain; the target is >= 0.8).
 
-    .venv/bin/python bench/bench_decompose.py [--device cpu|cuda|auto] [--repeats 7] [--threads 1]
+    .venv/bin/python bench/bench_decompose.py [--device cpu|cuda|auto] [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def bench(arch: str, batch: int, device: torch.device, repeats: int, dtype: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args()
