@@ -186,12 +186,12 @@ def test_bad_inputs_name_the_valid_values():
 
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory):
-    """A real unit cache: a small random-init open_clip ViT run on toy-world images."""
-    from unit_fixtures import tiny_model
+    """A real unit cache: a small random-init open_clip ViT run on random images."""
+    from unit_fixtures import RandomImages, tiny_model
 
     from residual_lib.cache import extract
 
-    return extract(tiny_model(), "toy-colour", split="val", n=96, device="cpu", shard_size=64,
+    return extract(tiny_model(), RandomImages(96), n=None, device="cpu", shard_size=64,
                    root=tmp_path_factory.mktemp("cache"))
 
 
