@@ -242,16 +242,22 @@ def run_jobs(jobs: list[Job], device: str = "auto", batch_size: int = 64, load: 
     return records
 
 
+def _yaml_word(value: Any) -> str:
+    """A YAML value as one shell word (no spaces): lists as [a,b], None as null."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_yaml_word(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
 def book_overrides(standin: bool, models: list[str] | None, datasets: list[str] | None) -> list[str]:
-    """`-p key=value` arguments for `python -m residual_lib.book` matching this run's selection."""
+    """`key=value` overrides for `python -m residual_lib.book ... -p key=value` matching this run's selection."""
     values: dict[str, Any] = dict(STANDIN) if standin else {}
     if models:
         values["models"] = list(models)
         values["model_name"] = models[0]
     if datasets:
         values["datasets"] = list(datasets)
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for k, v in values.items()]
+    return [f"{k}={_yaml_word(v)}" for k, v in values.items()]
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -275,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models, datasets = _names(args.models), _names(args.datasets)
     if args.book_args:
-        print(" ".join(f"-p '{o}'" for o in book_overrides(args.standin, models, datasets)))
+        print(" ".join(f"-p {o}" for o in book_overrides(args.standin, models, datasets)))
         return 0
     jobs = plan(args.profile, STANDIN if args.standin else None, models, datasets)
     try:

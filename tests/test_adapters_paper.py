@@ -262,7 +262,28 @@ def test_model_manifests_name_valid_weights_offline(name):
         assert open_clip.is_pretrained_cfg(entry["arch"], entry["pretrained"])
         assert entry["quick_gelu"] == (entry["pretrained"] == "openai")
     elif entry["family"] == "timm":
-        assert f"{entry['arch']}.{entry['pretrained']}" in timm.list_pretrained(entry["arch"] + "*")
-        assert entry["text"] is False
+        assert entry["arch"] in timm.list_models() and entry["text"] is False
+        if "transformers_repo" not in entry:
+            assert f"{entry['arch']}.{entry['pretrained']}" in timm.list_pretrained(entry["arch"] + "*")
     else:
         assert entry["family"] == "blip" and entry["config"]["image_text_hidden_size"] == 256
+
+
+def test_transformers_vit_converts_to_the_identical_timm_model():
+    """Oracle: transformers' own ViTModel (the authors' ViT-L loader); its class token after the final norm
+    equals the converted timm model's embedding, and the units of the conversion sum to it."""
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                       image_size=32, patch_size=8)
+    hf = ViTModel(config, add_pooling_layer=False).eval()
+    _randomise_norms(hf)
+    module = timm_vit.timm_from_transformers_vit(hf)
+    model = timm_vit.TimmViTAdapter(module, "converted")
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        theirs = hf(pixel_values=images).last_hidden_state[:, 0]
+    torch.testing.assert_close(model.encode_image(images).detach(), theirs, rtol=1e-4, atol=1e-5)
+    assert module.norm.eps == config.layer_norm_eps
+    assert_units_sum_to_embedding(model, images)

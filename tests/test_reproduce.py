@@ -90,8 +90,12 @@ def test_cli_lists_the_standin_plan(capsys):
 
 def test_book_args_carry_the_selection():
     args = reproduce.book_overrides(False, ["clip-l"], ["mnist", "svhn"])
-    assert args == ["models=[clip-l]", "model_name=clip-l", "datasets=[mnist, svhn]"]
-    assert "dictionary=toy" in reproduce.book_overrides(True, None, None)
+    assert args == ["models=[clip-l]", "model_name=clip-l", "datasets=[mnist,svhn]"]
+    standin = reproduce.book_overrides(True, None, None)
+    assert "dictionary=toy" in standin and "n_train=null" in standin
+    from residual_lib.book import parse_overrides
+    assert parse_overrides(standin)["datasets"] == reproduce.STANDIN["datasets"]
+    assert all(" " not in word for word in standin), "each override must survive shell word splitting"
 
 
 def _load_standin(name: str, device: str = "cpu"):

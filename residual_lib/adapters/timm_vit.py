@@ -126,18 +126,63 @@ class TimmViTAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
         return ClassTokenCapture(emb=emb, z=z, mlp=mlp, embedding=m.norm(cls))
 
 
+def timm_from_transformers_vit(hf: nn.Module) -> nn.Module:
+    """A transformers `ViTModel` (e.g. google/vit-large-patch16-224) as the identical timm VisionTransformer.
+
+    Same weights, same LayerNorm epsilon (transformers' ViT uses 1e-12), exact GELU, class-token pooling after
+    the final norm: timm's pre-logits features equal ``ViTModel(x).last_hidden_state[:, 0]``.
+    """
+    from functools import partial
+
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    cfg = hf.config
+    if cfg.hidden_act != "gelu":
+        raise ValueError(f"transformers ViT with activation {cfg.hidden_act!r} is not supported; valid: 'gelu'")
+    module = VisionTransformer(img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.hidden_size,
+                               depth=cfg.num_hidden_layers, num_heads=cfg.num_attention_heads,
+                               mlp_ratio=cfg.intermediate_size / cfg.hidden_size, qkv_bias=cfg.qkv_bias, num_classes=0,
+                               norm_layer=partial(nn.LayerNorm, eps=cfg.layer_norm_eps))
+    src = hf.state_dict()
+    state = {"cls_token": src["embeddings.cls_token"], "pos_embed": src["embeddings.position_embeddings"],
+             "patch_embed.proj.weight": src["embeddings.patch_embeddings.projection.weight"],
+             "patch_embed.proj.bias": src["embeddings.patch_embeddings.projection.bias"],
+             "norm.weight": src["layernorm.weight"], "norm.bias": src["layernorm.bias"]}
+    for i in range(cfg.num_hidden_layers):
+        a, b = f"layers.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            state[b + f"attn.qkv.{kind}"] = torch.cat([src[a + f"attention.{p}_proj.{kind}"] for p in "qkv"])
+            state[b + f"attn.proj.{kind}"] = src[a + f"attention.o_proj.{kind}"]
+            state[b + f"norm1.{kind}"] = src[a + f"layernorm_before.{kind}"]
+            state[b + f"norm2.{kind}"] = src[a + f"layernorm_after.{kind}"]
+            state[b + f"mlp.fc1.{kind}"] = src[a + f"mlp.fc1.{kind}"]
+            state[b + f"mlp.fc2.{kind}"] = src[a + f"mlp.fc2.{kind}"]
+    module.load_state_dict(state)
+    return module
+
+
 def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdapter:
-    """A model manifest entry (family timm) -> adapter; `pretrained` is a timm weights tag, None = random weights.
+    """A model manifest entry (family timm) -> adapter; None = random weights.
 
     entry: `arch` (timm architecture, e.g. vit_large_patch14_dinov2), optional `kwargs` for
     `timm.create_model` (e.g. img_size: 224) and `data_config` for the evaluation transform (e.g.
-    crop_pct). The classifier head is removed (num_classes=0).
+    crop_pct). With `transformers_repo`, `pretrained` is that repository's revision and its `ViTModel`
+    weights are converted to timm (`timm_from_transformers_vit`); otherwise `pretrained` is a timm weights
+    tag. The classifier head is removed (num_classes=0).
     """
     import timm
 
-    name = entry["arch"] if not isinstance(pretrained, str) else f"{entry['arch']}.{pretrained}"
-    kwargs = {**entry.get("kwargs", {}), **kw, "num_classes": 0}
-    module = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+    if pretrained and entry.get("transformers_repo"):
+        from transformers import ViTModel
+
+        hf = ViTModel.from_pretrained(entry["transformers_repo"], revision=pretrained, add_pooling_layer=False)
+        module = timm_from_transformers_vit(hf)
+        weights = f"{entry['transformers_repo']}@{pretrained}"
+    else:
+        name = entry["arch"] if not isinstance(pretrained, str) else f"{entry['arch']}.{pretrained}"
+        module = timm.create_model(name, pretrained=bool(pretrained), **{**entry.get("kwargs", {}), **kw, "num_classes": 0})
+        weights = pretrained or None
     model = TimmViTAdapter(module, entry["name"], data_config=entry.get("data_config"))
-    model.weights = pretrained if pretrained else None
+    model.weights = weights
     return model
