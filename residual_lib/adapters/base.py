@@ -61,6 +61,7 @@ class ResidualModel(ABC):
     image_size: int
     preprocess: Callable  # PIL image or uint8 (3, H, W) tensor -> float (3, image_size, image_size)
     module: torch.nn.Module
+    weights: str | None = None  # weights tag or path as loaded (None: random init); recorded in cache manifests
 
     @abstractmethod
     def encode_image(self, images: Tensor) -> Tensor:
