@@ -81,6 +81,19 @@ def two_nearest(x: torch.Tensor, chunk_elements: int | None = None, n_candidates
     return r1, r2
 
 
+def unique_rows(x: torch.Tensor) -> torch.Tensor:
+    """(n, d) -> the distinct rows (order not kept). Sorting a random projection puts equal rows side by side,
+    which is much cheaper than `torch.unique(dim=0)`; if distinct rows share a projection value, fall back to it."""
+    gen = torch.Generator(device=x.device).manual_seed(0)  # a private generator: the caller's RNG stays untouched
+    proj = x @ torch.randn(x.shape[1], dtype=x.dtype, device=x.device, generator=gen)
+    order = proj.argsort()
+    xs, ps = x[order], proj[order]
+    same_row = (xs[1:] == xs[:-1]).all(dim=1)
+    if bool(((ps[1:] == ps[:-1]) & ~same_row).any()):
+        return torch.unique(x, dim=0)
+    return xs[torch.cat([torch.ones(1, dtype=torch.bool, device=x.device), ~same_row])]
+
+
 def twonn_fit(mu: np.ndarray, discard_fraction: float) -> float:
     """(N,) ratios r2/r1 (all > 1) -> slope through the origin of -log(1 - F_emp) against log(mu)."""
     n = len(mu)
@@ -114,7 +127,7 @@ class TwoNN:
         if x.ndim != 2:
             raise ValueError(f"X has shape {tuple(x.shape)}; expected (n_points, n_features)")
         x = x.to(resolve_device(self.device), torch.float64)
-        unique = torch.unique(x, dim=0)
+        unique = unique_rows(x)
         if unique.shape[0] < 3:
             raise ValueError(f"X has {unique.shape[0]} distinct points; TwoNN needs at least 3")
         r1, r2 = two_nearest(unique, self.chunk_elements)

@@ -8,7 +8,7 @@ import skdim
 from sklearn.datasets import make_swiss_roll
 
 from residual_lib.intrinsic_dim import (TwoNN, layer_summary, linear_id, paper_ratio_check, two_nearest,
-                                        unit_intrinsic_dimensions)
+                                        unique_rows, unit_intrinsic_dimensions)
 from residual_lib.paper import reference
 from residual_lib.synthetic_units import random_unit_set
 
@@ -76,6 +76,17 @@ def test_duplicates_are_collapsed_and_ties_dropped():
     assert mixed.n_ties_ == 100 and len(mixed.mu_) == 800
     with pytest.raises(ValueError, match="need at least 2"):
         TwoNN(device="cpu").fit(grid)
+
+
+def test_unique_rows_equals_torch_unique():
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(50, 3)))
+    with_dups = torch.cat([x, x[:7], x[3:5]])
+    ours = unique_rows(with_dups)
+    assert len(ours) == 50
+    assert torch.equal(torch.unique(ours, dim=0), torch.unique(with_dups, dim=0))
+    # distinct rows with the same projection would collide: the fallback still separates them
+    grid = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert len(unique_rows(grid)) == 3
 
 
 def test_twonn_rejects_bad_parameters():
