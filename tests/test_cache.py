@@ -201,3 +201,4 @@ def test_clear_errors(model, tmp_path):
         _extract(model, "no-such-dataset", tmp_path)
     with pytest.raises(FileNotFoundError, match="no unit cache"):
         UnitCache(tmp_path / "nowhere")
+    assert not list(tmp_path.rglob("*.npy")), "a failed call left files behind"
