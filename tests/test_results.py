@@ -93,3 +93,8 @@ def test_plot_agreement_draws_one_panel_per_numeric_quantity():
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled == ["table2: accuracy", "fig9: pearson"]
     assert len(fig.axes[0].collections) == 2, "ours vs paper: the tolerance band and the scatter"
+
+
+def test_dataset_order_joins_on_model_and_rank_whatever_the_figure_label():
+    ours = reference("fig4_order").assign(figure="ours")
+    assert set(results.compare("fig4_order", ours)["verdict"]) == {"match"}
