@@ -31,12 +31,14 @@ from .units import parse_unit
 
 
 def linear_id(evr: np.ndarray, threshold: float = 0.99) -> int:
-    """(k,) explained-variance ratios -> first k with cumulative ratio > threshold (k if never)."""
+    """(k,) explained-variance ratios (of the unit's total variance) -> first k with cumulative ratio > threshold.
+
+    Returns len(evr) when the given components never pass the threshold (e.g. a truncated PCA).
+    """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold={threshold!r}; must be in (0, 1)")
-    evr = np.asarray(evr, dtype=np.float64)
-    cum = np.cumsum(evr) / evr.sum() if evr.sum() > 0 else np.zeros_like(evr)
-    return int(min(np.searchsorted(cum, threshold, side="right") + 1, len(evr)))
+    cum = np.cumsum(np.asarray(evr, dtype=np.float64))
+    return int(min(np.searchsorted(cum, threshold, side="right") + 1, len(cum)))
 
 
 def two_nearest(x: torch.Tensor, chunk_elements: int | None = None, n_candidates: int = 8,

@@ -18,6 +18,7 @@ def test_linear_id_is_first_k_strictly_above_threshold():
     assert linear_id(np.array([0.5, 0.3, 0.195, 0.005])) == 3
     assert linear_id(np.array([1.0, 0.0, 0.0])) == 1
     assert linear_id(np.array([0.6, 0.4]), threshold=0.5) == 1
+    assert linear_id(np.array([0.5, 0.3])) == 2  # a truncated spectrum is not renormalised
     with pytest.raises(ValueError, match="threshold"):
         linear_id(np.array([1.0]), threshold=1.0)
 
