@@ -114,7 +114,7 @@ def load(entry: dict, pretrained: str | None = None, **kw) -> BlipAdapter:
 
     entry: `arch` (Hugging Face repository, e.g. Salesforce/blip-itm-large-flickr), optional `config`
     (BlipConfig overrides, used for random weights). `pretrained`: a repository revision (e.g. "main" or a
-    commit) to download the weights at; None builds the architecture from `arch`'s config with random
+    commit) to download the weights at; None builds the architecture from `arch`'s config with seeded random
     weights (offline when `config` gives vision_config and text_config in full).
     """
     from transformers import AutoTokenizer, BlipConfig, BlipForImageTextRetrieval
@@ -125,7 +125,9 @@ def load(entry: dict, pretrained: str | None = None, **kw) -> BlipAdapter:
     else:
         overrides = entry.get("config")
         config = BlipConfig(**overrides) if overrides else BlipConfig.from_pretrained(entry["arch"])
-        module = BlipForImageTextRetrieval(config)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # random weights are the same on every load, so their caches are reused
+            module = BlipForImageTextRetrieval(config)
         tokenizer = None
     model = BlipAdapter(module, entry["name"], tokenizer=tokenizer)
     model.weights = f"{entry['arch']}@{pretrained}" if pretrained else None

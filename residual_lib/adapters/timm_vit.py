@@ -163,7 +163,7 @@ def timm_from_transformers_vit(hf: nn.Module) -> nn.Module:
 
 
 def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdapter:
-    """A model manifest entry (family timm) -> adapter; None = random weights.
+    """A model manifest entry (family timm) -> adapter; None = random weights (seeded: the same on every load).
 
     entry: `arch` (timm architecture, e.g. vit_large_patch14_dinov2), optional `kwargs` for
     `timm.create_model` (e.g. img_size: 224) and `data_config` for the evaluation transform (e.g.
@@ -181,7 +181,10 @@ def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdap
         weights = f"{entry['transformers_repo']}@{pretrained}"
     else:
         name = entry["arch"] if not isinstance(pretrained, str) else f"{entry['arch']}.{pretrained}"
-        module = timm.create_model(name, pretrained=bool(pretrained), **{**entry.get("kwargs", {}), **kw, "num_classes": 0})
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # random weights are the same on every load, so their caches are reused
+            module = timm.create_model(name, pretrained=bool(pretrained),
+                                       **{**entry.get("kwargs", {}), **kw, "num_classes": 0})
         weights = pretrained or None
     model = TimmViTAdapter(module, entry["name"], data_config=entry.get("data_config"))
     model.weights = weights
