@@ -130,9 +130,9 @@ def _fig03(p: dict) -> list[Job]:
 
 
 def _fig04(p: dict) -> list[Job]:
-    def n_for(dataset: str, wanted: int) -> int | None:
+    def n_for(dataset: str, wanted: int | None) -> int | None:
         # The notebook asks for the whole split (n=None) when the split is no larger than wanted.
-        return None if _split_size(dataset, p["split"]) <= wanted else wanted
+        return None if wanted is None or _split_size(dataset, p["split"]) <= wanted else wanted
     jobs = []
     for m in p["models"]:
         jobs.append(Job(m, p["reference_dataset"], p["split"], n_for(p["reference_dataset"], p["n_reference"]),
