@@ -118,6 +118,9 @@ glue("top_sim", float(by_dataset.iloc[0]), display=False)
 glue("bottom_dataset", by_dataset.index[-1], display=False)
 glue("bottom_sim", float(by_dataset.iloc[-1]), display=False)
 glue("median_k", float(first_table["k_b"].median()), display=False)
+roles = {dataset_display(d): dataset_spec(d).role for d in datasets}
+by_role = first_table.assign(role=first_table["dataset"].map(roles)).groupby("role")["similarity"].mean()
+glue("role_text", "; ".join(f"{role} datasets {value:.2f}" for role, value in by_role.items()), display=False)
 rho = agreements[first]
 glue("order_rho", "not defined (fewer than three datasets in common with the paper's)" if np.isnan(rho)
      else f"{rho:.2f}", display=False)
@@ -156,7 +159,7 @@ display(standout.round(3))
 # probe decodes best.
 
 # %%
-glue("probe_text", "No attribute probe in this build (the datasets have no known attributes).", display=False)
+probe_text = "No attribute probe in this build (the datasets have no known attributes)."
 if attribute_probe and model.has_text:
     from residual_lib.probe import cache_attributes, probe_accuracy, skill, text_vs_probe  # noqa: E402
     from residual_lib.toy.world import ATTRIBUTES  # noqa: E402
@@ -164,10 +167,11 @@ if attribute_probe and model.has_text:
     ref = reference_caches[first]
     skills = skill(probe_accuracy(ref, cache_attributes(ref), names=standout["unit"].tolist(), seed=seed))
     check = text_vs_probe(described, skills, ATTRIBUTES)
-    glue("probe_text", f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
-                       "by the SOMP descriptions is the one a linear probe decodes best.", display=False)
+    probe_text = (f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
+                  "by the SOMP descriptions is the one a linear probe decodes best.")
     display(skills.round(2))
     display(check.round(2))
+glue("probe_text", probe_text, display=False)
 
 # %%
 paper_4b = reference("fig3_descriptions")
@@ -213,6 +217,7 @@ fig = plot_cross_model_correlation(corr, paper_corr)
 # distribution labelled by one attribute, so their heads should look like the reference's
 # (similarity near 1 up to sampling noise); the out-of-distribution sets (sketches, textures,
 # digits, noise) are where heads can differ. The measure compares representations, not labels.
+# Mean similarity by the datasets' role in their manifests: {glue:text}`role_text`.
 #
 # **Choices** (Eq. 3-4 leave them open; tested in `tests/test_spectral.py`): the weights are the PCA
 # eigenvalues (the measure does not change when a weight set is rescaled, so explained-variance
