@@ -1,7 +1,7 @@
 """TextSpan and SOMP over every head of a model: ours (batched torch on the cache's factored heads) against a
 straightforward per-head numpy loop on dense (n, E) head outputs, measured in the same run.
 
-    .venv/bin/python bench/bench_pursuit.py            # 144 heads, n=2000, E=512, m=3500, k=10 (ViT-B-sized)
+    .venv/bin/python bench/bench_pursuit.py            # 144 heads, n=2000, E=512, m=3500, k=5 (ViT-B-sized)
     .venv/bin/python bench/bench_pursuit.py --quick    # 24 heads, n=500, m=1000, k=5
 
 The per-head loop costs the same for every head, so it is timed on --baseline-heads heads and scaled to all
@@ -27,7 +27,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--embed-dim", type=int, default=512)
     p.add_argument("--rank", type=int, default=66, help="coordinates per head (d_head + 2)")
     p.add_argument("--m", type=int, default=3500, help="dictionary size")
-    p.add_argument("--k", type=int, default=10, help="atoms per head")
+    p.add_argument("--k", type=int, default=5, help="atoms per head (the paper describes heads with 5)")
     p.add_argument("--baseline-heads", type=int, default=4, help="heads the per-head loop is timed on")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="device for ours: cpu, cuda or auto")

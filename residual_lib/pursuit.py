@@ -26,8 +26,11 @@ the equality. Gandelsman et al. first project the dictionary on the span of the 
 
 Everything runs batched over units (H, ...) in torch (GPU when present), in float64 so that the
 equality holds to round-off. A unit set of n samples enters through a thin factorisation of its centred
-samples, ``X - mean = Q F`` with Q (n, r) orthonormal columns and F (r, E): every score and every
-least-squares fit only needs F (r = d_head + 2 for cached heads), and the residual is ``Q F_residual``.
+samples, ``X - mean = Q F`` with Q (n, r) orthonormal columns and F (r, E): TextSpan, L2 SOMP and every
+least-squares fit only need F (r = d_head + 2 for cached heads), L1 SOMP also needs Q for the per-sample
+correlations, and the residual is ``Q F_residual``. TextSpan's Gram-Schmidt'd dictionary is kept as the
+low-rank correction ``D - (D U^T) U`` (U the orthonormalised picks), so a shared dictionary meets all
+units in one matrix product.
 """
 
 from __future__ import annotations
