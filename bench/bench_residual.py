@@ -19,6 +19,7 @@ import numpy as np
 import schedulefree
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from residual_lib.residual import Architecture, make_method
@@ -108,6 +109,11 @@ def time_epoch(forward, params, inputs, labels, classes, batch_size: int, n_batc
 def main() -> None:
     a = _args()
     torch.set_num_threads(a.threads)
+    with threadpool_limits(a.threads):
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
     arch = Architecture(a.layers, a.heads, a.d_head, a.embed_dim)
     reference, task = random_units(arch, a.n_reference, 1), random_units(arch, a.n, 2)
     rd = make_method("RD", arch).fit_reference(reference)

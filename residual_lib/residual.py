@@ -243,8 +243,8 @@ class ResiDual(AlignmentMethod):
             return torch.from_numpy((centred @ self.pca.components_["Y"].T).astype(np.float32))
         parts = [self._coefficients(units, unit, self.pca.components_[unit][:k]) for unit, k in self.blocks]
         if self.fixed_units:
-            parts.append(sum(units.output_space(u) - self.pca.mean_[u] for u in self.fixed_units))
-        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+            parts.append(sum(units.output_space(u) - self.pca.mean_[u].astype(np.float32) for u in self.fixed_units))
+        return torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
 
     def _coefficients(self, units, unit: str, components: np.ndarray) -> np.ndarray:
         """(N, k) ``(X - mu) @ Phi^T`` without forming X: coords @ (basis Phi^T) + (offset - mu) Phi^T."""
