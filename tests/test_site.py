@@ -35,13 +35,20 @@ class Images(HTMLParser):
             self.sources.append(dict(attrs).get("src") or "")
 
 
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a missing parent package
+        return False
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """Root of a temporary project holding this repo's book and notebooks, built in the smoke profile."""
     root = tmp_path_factory.mktemp("site")
     shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "_generated", "notebooks"))
     shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
-    if importlib.util.find_spec("residual_lib.toy.train") is not None:  # as `make book` does before the notebooks
+    if has_module("residual_lib.toy.train"):  # as `make book` does before the notebooks
         train = subprocess.run([sys.executable, "-m", "residual_lib.toy.train", "--profile", "smoke"],
                                capture_output=True, text=True)
         assert train.returncode == 0, f"toy model training (smoke) failed:\n{train.stderr[-4000:]}"
