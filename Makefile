@@ -35,9 +35,14 @@ book: setup toy-model
 test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The paper profile unless PROFILE is given; MODELS/DATASETS narrow the extraction and the book alike.
+REPRO_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),paper)
+REPRO_ARGS = $(if $(MODELS),--models $(MODELS)) $(if $(DATASETS),--datasets $(DATASETS))
+
 reproduce: setup
-	$(PY) -m residual_lib.reproduce --profile $(or $(PROFILE),paper) $(if $(MODELS),--models $(MODELS)) $(if $(DATASETS),--datasets $(DATASETS))
-	$(PY) -m residual_lib.book build --profile $(PROFILE)
+	$(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS)
+	set -f; overrides=$$($(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS) --book-args) && \
+	  $(PY) -m residual_lib.book build --profile $(REPRO_PROFILE) $$overrides $(BOOK_ARGS)
 
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
