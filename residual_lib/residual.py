@@ -152,7 +152,8 @@ class HeadWeights(AlignmentMethod):
     def forward(self, features: Tensor) -> Tensor:
         if self.bases.numel() == 0:
             raise RuntimeError("call features(units) first: it sets the heads' bases")
-        return torch.einsum("nhr,h,hre->ne", features, self.weights, self.bases)
+        weighted = features * self.weights[None, :, None]
+        return weighted.reshape(len(features), -1) @ self.bases.reshape(-1, self.bases.shape[-1])
 
 
 class ResiDual(AlignmentMethod):
