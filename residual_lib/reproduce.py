@@ -49,7 +49,7 @@ STANDIN: dict[str, Any] = {
     "batch_size": 32,
     "max_epochs": 2,
     "patience": 1,
-    "finetune_max_epochs": 1,
+    "finetune": False,  # full finetuning of the backbone is exercised by the smoke profile on the toy model
     "n_random": 2,
 }
 
