@@ -69,3 +69,27 @@ def test_open_clip_text_tower_and_tokenizer():
         for i, c in enumerate(classes):
             e = torch.nn.functional.normalize(encode([t.format(c) for t in templates]), dim=-1).mean(0)
             np.testing.assert_allclose(clf.weights[i].numpy(), (e / e.norm()).numpy(), atol=1e-5)
+
+
+def test_for_dataset_uses_the_manifest_and_needs_a_text_tower():
+    """Class names and templates come from the dataset manifest; a model without text is refused by name."""
+    from residual_lib.datasets import dataset_spec
+
+    class FakeModel:
+        name, has_text = "fake", True
+
+        def __init__(self):
+            self.seen: list[str] = []
+
+        def encode_text(self, texts):
+            self.seen += texts
+            return torch.randn(len(texts), 4, generator=torch.Generator().manual_seed(len(self.seen)))
+
+    spec = dataset_spec("toy-colour")
+    model = FakeModel()
+    clf = ZeroShotClassifier.for_dataset(model, "toy-colour")
+    assert clf.class_names == spec.class_names and clf.weights.shape == (spec.n_classes, 4)
+    assert model.seen == [t.format(c) for c in spec.class_names for t in spec.templates]
+    model.has_text = False
+    with pytest.raises(ValueError, match="'fake' has no text tower"):
+        ZeroShotClassifier.for_dataset(model, "toy-colour")
