@@ -19,14 +19,18 @@
 # head's samples and `k` with **OMP** on one principal component of the head (PC1: Figure 3; PC2:
 # Figure 8), and scores how close the two sets are with a Z-score.
 #
-# **The score, as this page computes it** (`residual_lib.agreement`). With unit-normalised text
-# embeddings e, let s_A(j) be the mean cosine between dictionary entry j and the TextSpan set A.
-# sim(A, B) is the mean of s_A over the OMP set B (the mean pairwise cosine between the sets), and
-# mu, sigma are the mean and standard deviation of s_A over the whole dictionary; the paper's score
-# is Z = |sim(A, B) - mu| / sigma. Because sim averages k entries, that sigma is wider than the spread
-# of sim for k random entries; the table also gives `z_set`, the same difference divided by the exact
-# spread for a random set of k distinct entries, under which Z is a standard score. Both are closed
-# form: no sampling, no seed.
+# **The score, as this page computes it** (`residual_lib.agreement`). The paper compares "the cosine
+# similarity between" the two sets with "the average cosine similarity mu between the descriptions
+# selected by TextSpan and the entire dictionary", Z = |sim - mu| / sigma. Here each set is its centroid
+# (the mean of its unit-normalised text embeddings, c_A for TextSpan, c_B for OMP); sim = cos(c_A, c_B),
+# and mu, sigma are the mean and standard deviation of cos(c_A, e_j) over every dictionary entry j. Two
+# identical sets then get sim = 1, the most any entry can reach, so their Z is positive (averaging
+# pairwise cosines instead can put two identical but diverse sets below mu). A negative Z means the OMP
+# set is farther from TextSpan's than a typical entry; the paper's |Z| counts that as agreement too, so
+# the heatmap shows |Z| as the paper does and the tables keep the sign. A centroid of k entries varies
+# less than one entry, so the paper's sigma understates significance; the table also gives `z_set`,
+# with mu and sigma taken over random sets of k distinct entries (seeded), under which Z is a
+# standard score.
 #
 # Both algorithms get the same dictionary: the text embeddings projected on each head's span (the
 # preprocessing in Gandelsman et al.'s code; parameter `project`).
@@ -73,7 +77,7 @@ atoms = text_atoms(model, texts)
 first_layer = model.n_layers - last_layers
 heads = [u for u in units.heads if parse_unit(u)[1] >= first_layer]
 signals = signals_from_units(units, heads, device=device)
-table = textspan_omp_agreement(signals, atoms, k=k, pc=pc, project=project, device=device)
+table = textspan_omp_agreement(signals, atoms, k=k, pc=pc, project=project, seed=seed, device=device)
 table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
 table[f"OMP{pc}"] = [[texts[j] for j in row] for row in table.omp]
 

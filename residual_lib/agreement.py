@@ -1,19 +1,22 @@
 """Agreement between two description sets as a Z-score (paper Section 3.2, Figures 3 and 8).
 
-Let ``e_j`` be the unit-normalised text embedding of dictionary entry j (m entries), A the set chosen by
-TextSpan and B the set chosen by OMP on a principal component, and
+The paper scores "the cosine similarity (sim) between [the TextSpan and OMP descriptions], compared
+with the average cosine similarity mu between the descriptions selected by TextSpan and the entire
+dictionary": Z = |sim - mu| / sigma. This module makes that precise as follows. Each set is represented
+by the mean of its unit-normalised text embeddings (its centroid c_A, c_B), and
 
-    s_A(j)  = mean_{a in A} cos(e_a, e_j)        how close entry j is to set A,
-    sim(A, B) = mean_{b in B} s_A(b)              the mean pairwise cosine between the two sets,
-    mu, sigma = mean and standard deviation of s_A(j) over the whole dictionary (j = 1..m).
+    sim(A, B)  = cos(c_A, c_B)
+    mu, sigma  = mean and standard deviation of cos(c_A, e_j) over every dictionary entry j   (null="atom")
 
-The paper's score (``null="atom"``) is ``Z = (sim(A, B) - mu) / sigma`` and its figures show |Z|: how far
-the OMP descriptions sit from a typical dictionary entry, in units of the spread of single entries.
-Because sim(A, B) averages |B| entries, that sigma is wider than the spread of sim for a *random* B, so
-the paper's |Z| understates significance. ``null="set"`` divides instead by the exact standard deviation
-of sim(A, B) when B is |B| distinct entries drawn uniformly from the dictionary (sampling without
-replacement): ``sigma * sqrt((m - |B|) / (|B| (m - 1)))``. Under that null Z has mean 0 and variance 1.
-Both are closed-form, so the score is deterministic and needs no seed.
+so identical sets give sim = 1, the largest value any entry can reach, and Z >= 0; a set no closer to
+A than a typical entry gives Z near 0. (Averaging pairwise cosines instead would let two identical but
+internally diverse sets score *below* mu, and the paper's |.| would then count that as agreement.)
+
+Because c_B averages |B| entries, single entries spread more than centroids of random sets, so the
+paper's sigma understates significance. ``null="set"`` replaces mu and sigma by the mean and standard
+deviation of cos(c_A, c_R) over `n_null` random sets R of |B| distinct entries (drawn with `seed`):
+under that null Z is a standard score. The figures show |Z| as the paper does; functions return the
+signed value.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ NULLS = ("atom", "set")
 
 
 def agreement_z(embeddings: np.ndarray, a: Sequence[int], b: Sequence[int], *,
-                null: Literal["atom", "set"] = "atom") -> float:
-    """Signed Z-score of sim(A, B) against the dictionary (module docstring); embeddings (m, E), a, b indices."""
+                null: Literal["atom", "set"] = "atom", n_null: int = 2000, seed: int = 0) -> float:
+    """Signed Z-score of cos(centroid A, centroid B) against the dictionary (module docstring); embeddings (m, E)."""
     if null not in NULLS:
         raise ValueError(f"null={null!r}; valid: {', '.join(NULLS)}")
     e = np.asarray(embeddings, dtype=np.float64)
@@ -40,22 +43,32 @@ def agreement_z(embeddings: np.ndarray, a: Sequence[int], b: Sequence[int], *,
     for name, idx in (("a", a), ("b", b)):
         if idx.size == 0 or idx.min() < 0 or idx.max() >= m:
             raise ValueError(f"set {name} = {idx.tolist()}; needs at least one index in [0, {m})")
-    if null == "set" and not 1 <= len(set(b.tolist())) == b.size < m:
-        raise ValueError(f"null='set' needs 1 <= |b| < m distinct indices; got |b| = {b.size}, m = {m}")
+    if null == "set" and not 1 <= b.size < m:
+        raise ValueError(f"null='set' needs 1 <= |b| < m; got |b| = {b.size}, m = {m}")
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
-    s_a = (e[a] @ e.T).mean(axis=0)
-    sigma = s_a.std()
-    if null == "set":
-        sigma *= np.sqrt((m - b.size) / (b.size * (m - 1)))
-    return float((s_a[b].mean() - s_a.mean()) / sigma)
+    c_a = _unit(e[a].mean(axis=0))
+    sim = float(c_a @ _unit(e[b].mean(axis=0)))
+    if null == "atom":
+        null_sims = e @ c_a
+    else:
+        rng = np.random.default_rng(seed)
+        sets = np.argpartition(rng.random((n_null, m)), b.size - 1, axis=1)[:, :b.size]  # draws without replacement
+        null_sims = _unit(e[sets].mean(axis=1)) @ c_a
+    return float((sim - null_sims.mean()) / null_sims.std())
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5, pc: int = 1, *,
-                           project: bool = True, device: str = "auto", progress: bool = True) -> pd.DataFrame:
+                           project: bool = True, seed: int = 0, device: str = "auto",
+                           progress: bool = True) -> pd.DataFrame:
     """Figure 3 / 8 per unit: TextSpan on the unit against OMP on its PC `pc`, and their agreement Z.
 
     embeddings: (m, E) text embeddings of the dictionary (the Z-score uses them normalised, unprojected)
     project:    give both algorithms the dictionary projected on each unit's span (TextSpan's preprocessing)
+    seed:       random sets of the set-level null (z_set)
     Columns: unit, layer, head, textspan (k atom indices), omp (k atom indices), z (paper's null), z_set.
     """
     if not 1 <= pc <= signals.f.shape[1]:
@@ -69,5 +82,5 @@ def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5,
     for name, a, b in zip(signals.names, ts, om):
         _, layer, head = parse_unit(name)
         rows.append({"unit": name, "layer": layer, "head": head, "textspan": a.tolist(), "omp": b.tolist(),
-                     "z": agreement_z(embeddings, a, b), "z_set": agreement_z(embeddings, a, b, null="set")})
+                     "z": agreement_z(embeddings, a, b), "z_set": agreement_z(embeddings, a, b, null="set", seed=seed)})
     return pd.DataFrame(rows)

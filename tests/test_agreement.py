@@ -14,31 +14,41 @@ def _dictionary(m=400, e=16, seed=0):
     return centres[rng.integers(0, 20, size=m)] + 0.5 * rng.normal(size=(m, e))
 
 
-def test_set_null_matches_monte_carlo_over_random_sets():
-    """Oracle: 20k random sets of |B| distinct entries; the closed-form null must give Z with mean 0, std 1."""
+@pytest.mark.slow
+def test_set_null_makes_z_a_standard_score_for_random_sets():
+    """Oracle: 600 independently drawn random sets of |B| distinct entries; their Z has mean 0 and std 1."""
     e = _dictionary()
     rng = np.random.default_rng(1)
     a = [3, 50, 77, 120, 301]
-    z = [agreement_z(e, a, rng.choice(400, 5, replace=False), null="set") for _ in range(20000)]
-    assert abs(np.mean(z)) < 0.03
-    assert abs(np.std(z) - 1) < 0.03
+    z = [agreement_z(e, a, rng.choice(400, 5, replace=False), null="set", n_null=1000) for _ in range(600)]
+    assert abs(np.mean(z)) < 0.15
+    assert abs(np.std(z) - 1) < 0.15
 
 
-def test_atom_null_is_the_set_null_scaled_by_the_set_size():
+def test_set_null_is_deterministic_under_seed_and_varies_across_seeds():
     e = _dictionary()
     a, b = [1, 2, 3], [10, 11, 12, 13, 14]
-    ratio = agreement_z(e, a, b, null="set") / agreement_z(e, a, b, null="atom")
-    np.testing.assert_allclose(ratio, np.sqrt(5 * 399 / 395))
+    assert agreement_z(e, a, b, null="set", seed=5) == agreement_z(e, a, b, null="set", seed=5)
+    assert agreement_z(e, a, b, null="set", seed=5) != agreement_z(e, a, b, null="set", seed=6)
 
 
 def test_identical_sets_score_high_and_random_sets_score_low():
     e = _dictionary()
     rng = np.random.default_rng(2)
-    sets = [rng.choice(400, 5, replace=False) for _ in range(200)]
+    sets = [rng.choice(400, 5, replace=False) for _ in range(60)]
     same = np.array([[agreement_z(e, s, s, null=null) for null in ("atom", "set")] for s in sets])
     rand = np.array([abs(agreement_z(e, s, rng.choice(400, 5, replace=False), null="set")) for s in sets])
-    assert same[:, 0].min() > 0 and same[:, 1].min() > 1.0
-    assert rand.mean() < 1.0 < same[:, 1].mean() - 1
+    assert same.min() > 1.0
+    assert rand.mean() < 1.0 < same[:, 0].mean() - 1
+
+
+def test_identical_sets_reach_the_largest_possible_similarity():
+    """sim(A, A) = 1 >= cos(c_A, e_j) for every entry j, so the paper's Z of a set with itself is never negative."""
+    e = _dictionary()
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        s = rng.choice(400, 5, replace=False)
+        assert agreement_z(e, s, s) > 0
 
 
 def test_a_set_from_the_same_theme_scores_higher_than_one_from_another():
@@ -60,8 +70,8 @@ def test_bad_inputs_name_the_valid_values():
         agreement_z(e, [0], [1], null="paper")
     with pytest.raises(ValueError, match=r"set b = \[10\]"):
         agreement_z(e, [0], [10])
-    with pytest.raises(ValueError, match="distinct"):
-        agreement_z(e, [0], [1, 1], null="set")
+    with pytest.raises(ValueError, match=r"1 <= \|b\| < m"):
+        agreement_z(e, [0], list(range(10)), null="set")
 
 
 def test_textspan_omp_agreement_is_highest_for_the_heads_own_theme():
@@ -79,6 +89,6 @@ def test_textspan_omp_agreement_is_highest_for_the_heads_own_theme():
     for theme, row in zip(range(3), table.itertuples()):
         assert row.omp[0] // 30 == theme == row.textspan[0] // 30
         others = [agreement_z(text, row.textspan, o) for o in table.omp.drop(theme)]
-        assert row.z > 1.5 > max(others) and row.z_set == pytest.approx(row.z)  # one atom: both nulls coincide
+        assert row.z > 1.5 > max(others) and row.z_set == pytest.approx(row.z, rel=0.1)  # one atom: both nulls sample the same spread
     with pytest.raises(ValueError, match="pc=30"):
         textspan_omp_agreement(sig, text, pc=30)
