@@ -214,3 +214,22 @@ def test_appendix_a2_on_real_cached_heads(real_cache):
         assert table.max_residual_diff.max() < 1e-5
         assert (table.residual_norm > 1e-3).all()  # the residual compared is not trivially zero
         assert table.l1_first_departure.between(0, 6).all()
+
+
+@pytest.mark.slow
+def test_appendix_a2_on_the_toy_clip_heads_and_its_text_tower(tmp_path):
+    """The theorem on the trained toy CLIP's heads with its own text embeddings of the toy dictionary."""
+    from residual_lib.cache import extract
+    from residual_lib.models import load_model
+    from residual_lib.paths import MANIFESTS
+    from residual_lib.text_dictionary import text_dictionary
+
+    if not (MANIFESTS / "models" / "toy-clip-smoke.yaml").exists():
+        pytest.skip("toy-clip-smoke is not registered in this checkout")
+    model = load_model("toy-clip-smoke", device="cpu")
+    units = extract(model, "toy-mixed", split="val", n=64, device="cpu", root=tmp_path)
+    sig = signals_from_units(units, units.heads)
+    atoms = text_atoms(model, text_dictionary("toy"))
+    table = compare_textspan_somp(sig, project_dictionary(atoms, sig), 5, progress=False)
+    assert table.same_atoms.all()
+    assert table.max_residual_diff.max() < 1e-5
