@@ -45,17 +45,25 @@ def describe(values: dict[str, str | None], rng: np.random.Generator) -> str:
     return FRAMES[rng.integers(len(FRAMES))].format(np=noun_phrase, where=where, ground=ground)
 
 
-def captions(attributes: dict[str, np.ndarray], rng: np.random.Generator,
-             keep: float = 0.5) -> tuple[list[str], dict[str, np.ndarray]]:
+def captions(attributes: dict[str, np.ndarray], rng: np.random.Generator, keep: float = 0.5,
+             n_stated: np.ndarray | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
     """Captions for a batch ({name: int (N,)}) and the values each states ({name: int (N,)}, -1 = silent).
 
-    Each attribute is stated with probability `keep`; at least one is always stated.
+    Each attribute is stated with probability `keep`; at least one is always stated. With `n_stated`
+    (probabilities of stating 1, 2, ... attributes), a caption instead states a uniformly chosen subset of
+    that many attributes.
     """
     names = list(ATTRIBUTES)
     n = len(attributes[names[0]])
-    stated = rng.random((n, len(names))) < keep
-    empty = ~stated.any(axis=1)
-    stated[empty, rng.integers(len(names), size=int(empty.sum()))] = True
+    if n_stated is None:
+        stated = rng.random((n, len(names))) < keep
+        empty = ~stated.any(axis=1)
+        stated[empty, rng.integers(len(names), size=int(empty.sum()))] = True
+    else:
+        count = 1 + rng.choice(len(n_stated), size=n, p=np.asarray(n_stated) / np.sum(n_stated))
+        # The `count` smallest of independent uniform keys form a uniformly drawn subset of that size.
+        rank = rng.random((n, len(names))).argsort(axis=1).argsort(axis=1)
+        stated = rank < count[:, None]
     mentioned = {a: np.where(stated[:, j], attributes[a], -1) for j, a in enumerate(names)}
     texts = [
         describe({a: ATTRIBUTES[a][mentioned[a][i]] if mentioned[a][i] >= 0 else None for a in names}, rng)

@@ -1,0 +1,78 @@
+"""The toy CLIP: open_clip's own architecture at the toy world's image size, registered as `toy-clip*` configs.
+
+The configs are JSON files in `model_configs/` (open_clip's format) added to open_clip's registry on
+import, so `open_clip.create_model("toy-clip")` builds the book's model and `"toy-clip-smoke"` the tiny
+one the tests train. Both read 32x32 images with 8x8 patches and use open_clip's CLIP tokenizer with a
+24-token context (the longest caption, all six attributes stated, is 24 tokens with its start and end).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import open_clip
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+CONFIG_DIR = Path(__file__).with_name("model_configs")
+# profile -> registered open_clip config name
+ARCHS = {"toy": "toy-clip", "smoke": "toy-clip-smoke"}
+
+
+def register_configs() -> None:
+    """Add the toy configs to open_clip's registry (idempotent)."""
+    if not set(ARCHS.values()) <= set(open_clip.list_models()):
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+register_configs()
+
+
+def arch_of(profile: str) -> str:
+    """The open_clip config name of a toy profile."""
+    if profile not in ARCHS:
+        raise ValueError(f"unknown toy profile {profile!r}; valid: {', '.join(ARCHS)}")
+    return ARCHS[profile]
+
+
+def create(profile: str) -> nn.Module:
+    """A randomly initialised toy CLIP (open_clip `CLIP`) for `profile`, from the current torch seed."""
+    return open_clip.create_model(arch_of(profile), pretrained=None)
+
+
+def tokenizer_of(profile: str) -> Callable[[list[str]], torch.Tensor]:
+    """open_clip's tokenizer at the profile's context length: (N,) strings -> int64 (N, context_length)."""
+    arch = arch_of(profile)
+    return open_clip.get_tokenizer(arch, context_length=open_clip.get_model_config(arch)["text_cfg"]["context_length"])
+
+
+def preprocess_of(model: nn.Module) -> Callable:
+    """PIL image or uint8 (3, S, S) tensor -> float (3, S, S), normalised with the model's mean and std."""
+    from torchvision.transforms import v2
+
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = model.visual.image_size[0]
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(size, antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(cfg["mean"]), std=list(cfg["std"])),
+    ])
+
+
+def load_toy_clip(profile: str = "toy") -> tuple[nn.Module, Callable, Callable]:
+    """The trained toy CLIP of `profile` in eval mode, its preprocess and tokenizer (trains it first if missing)."""
+    from .train import ensure_model
+
+    model = from_checkpoint(profile, ensure_model(profile))
+    return model, preprocess_of(model), tokenizer_of(profile)
+
+
+def from_checkpoint(profile: str, checkpoint: str | Path) -> nn.Module:
+    """The toy CLIP of `profile` with the weights of a safetensors `checkpoint`, in eval mode."""
+    model = create(profile)
+    model.load_state_dict(load_file(str(checkpoint)))
+    return model.eval()

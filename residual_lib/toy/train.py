@@ -1,0 +1,257 @@
+"""Train the toy CLIP on the toy world, deterministically: `python -m residual_lib.toy.train --profile toy|smoke`.
+
+The loss is CLIP's symmetric contrastive loss with every caption that is true of an image counted as a
+positive (a caption that says only "a star" matches every star in the batch, so treating it as a
+negative for all but one would teach the model to ignore shape). Images come from a pool generated once
+from the seed; every step draws a batch from the pool and fresh captions for it. Captions state 1 to 6
+attributes, so single-attribute captions (the zero-shot prompts' form) are common.
+
+Outputs, under `artifacts_dir()/toy/<profile>/`: `model.safetensors`, `curve.csv` (step, loss, lr,
+logit scale) and `manifest.json` (version, config, sha256 of the checkpoint, training time), written
+last so that a checkpoint without a matching manifest is never taken as complete. The same seed gives
+the same checkpoint bytes on the same machine: deterministic algorithms, a fixed thread count and
+seeded generators for data, captions and initialisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..paths import artifacts_dir
+from . import data
+from .captions import captions, consistent
+from .model import ARCHS, arch_of, create, tokenizer_of
+
+# Bump when a change to the world, the captions or the loop changes what a config trains.
+VERSION = 1
+_POOL_STREAM, _BATCH_STREAM = 10, 11  # seed-sequence suffixes, independent of the dataset manifests' streams
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (with VERSION and the machine)."""
+
+    profile: str
+    steps: int
+    batch_size: int
+    pool_size: int                    # images generated once, batches drawn from them
+    lr: float
+    text_lr_scale: float = 1.0        # text-tower learning rate = lr * text_lr_scale
+    warmup: float = 0.05              # fraction of steps of linear warmup before the cosine decay
+    weight_decay: float = 0.05        # on weight matrices only
+    n_stated: tuple[float, ...] = (2, 1, 1, 1, 1, 1)  # relative odds of a caption stating 1..6 attributes
+    seed: int = 0
+    threads: int = 1                  # one thread: with other work on the cores, two ran 2-3x slower
+
+
+CONFIGS = {
+    "toy": TrainConfig(profile="toy", steps=400, batch_size=128, pool_size=30000, lr=2e-3),
+    "smoke": TrainConfig(profile="smoke", steps=60, batch_size=64, pool_size=2000, lr=3e-3),
+}
+
+
+def output_dir(profile: str) -> Path:
+    """Where the profile's checkpoint, curve and manifest live."""
+    arch_of(profile)
+    return artifacts_dir() / "toy" / profile
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expected(config: TrainConfig) -> dict:
+    return {"version": VERSION, "arch": arch_of(config.profile), "config": asdict(config),
+            "open_clip": open_clip.__version__, "torch": torch.__version__}
+
+
+def is_current(out: Path, config: TrainConfig) -> bool:
+    """Whether `out` holds a complete checkpoint trained with `config` by this code version."""
+    manifest = out / "manifest.json"
+    checkpoint = out / "model.safetensors"
+    if not manifest.is_file() or not checkpoint.is_file():
+        return False
+    saved = json.loads(manifest.read_text())
+    expected = _expected(config)
+    expected["config"] = json.loads(json.dumps(expected["config"]))  # tuples as JSON lists, as saved
+    return all(saved.get(k) == v for k, v in expected.items()) and saved.get("sha256") == sha256(checkpoint)
+
+
+def contrastive_loss(image_features: Tensor, text_features: Tensor, logit_scale: Tensor, positives: Tensor) -> Tensor:
+    """Symmetric InfoNCE with several positives: unit-norm (B, E) images and (C, E) texts, bool (B, C) positives.
+
+    Each image's target is uniform over the captions true of it, each caption's over the images it is true of.
+    """
+    logits = logit_scale * image_features @ text_features.T
+    targets = positives.float()
+    image_loss = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    text_loss = -(targets / targets.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    return (image_loss + text_loss) / 2
+
+
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """Vision and text parameters at their own learning rates; decay only on weight matrices."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        is_text = not name.startswith("visual.") and name != "logit_scale"
+        decay = p.ndim >= 2 and "embedding" not in name
+        groups.setdefault((is_text, decay), []).append(p)
+    return [{"params": params, "lr": config.lr * (config.text_lr_scale if is_text else 1.0),
+             "weight_decay": config.weight_decay if decay else 0.0}
+            for (is_text, decay), params in sorted(groups.items())]
+
+
+def _schedule(step: int, config: TrainConfig) -> float:
+    """Learning-rate factor: linear warmup, then cosine decay to zero."""
+    warm = max(1, round(config.warmup * config.steps))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, config.steps - warm)))
+
+
+@contextmanager
+def _deterministic(threads: int):
+    """Deterministic algorithms and a fixed thread count for the duration, restored afterwards."""
+    import torch.utils.deterministic as det
+
+    previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(), det.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    # Filling every new tensor with NaN (a debugging aid that deterministic mode turns on) took a quarter of a step.
+    det.fill_uninitialized_memory = False
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+        det.fill_uninitialized_memory = previous[2]
+
+
+def train(config: TrainConfig, out: Path, progress: bool = True) -> Path:
+    """Train a toy CLIP with `config`, write checkpoint, curve and manifest to `out`; the checkpoint path."""
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with _deterministic(config.threads):
+        torch.manual_seed(config.seed)
+        model = create(config.profile).train()
+        tokenize = tokenizer_of(config.profile)
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        images, attributes = data.generate(config.pool_size, [config.seed, _POOL_STREAM])
+        images = torch.from_numpy(images)
+        rng = np.random.default_rng([config.seed, _BATCH_STREAM])
+        optimizer = torch.optim.AdamW(_param_groups(model, config), betas=(0.9, 0.98), eps=1e-6, fused=True)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, config))
+        curve = []
+        bar = tqdm(range(config.steps), desc=f"training {arch_of(config.profile)}", disable=not progress)
+        for step in bar:
+            rows = rng.choice(config.pool_size, size=config.batch_size, replace=False)
+            batch = {k: v[rows] for k, v in attributes.items()}
+            texts, mentioned = captions(batch, rng, n_stated=np.asarray(config.n_stated))
+            positives = torch.from_numpy(consistent(mentioned, batch))
+            x = (images[rows].float() / 255.0 - mean) / std
+            image_features, text_features, logit_scale = model(x, tokenize(texts))
+            loss = contrastive_loss(image_features, text_features, logit_scale, positives)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            curve.append((step, loss.item(), optimizer.param_groups[0]["lr"], logit_scale.item()))
+            bar.set_postfix(loss=f"{curve[-1][1]:.3f}")
+    seconds = time.perf_counter() - start
+    return _save(model, curve, config, out, seconds)
+
+
+def _save(model: nn.Module, curve: list[tuple], config: TrainConfig, out: Path, seconds: float) -> Path:
+    """Write checkpoint and curve under temporary names, rename, then write the manifest that vouches for them."""
+    checkpoint = out / "model.safetensors"
+    (out / "manifest.json").unlink(missing_ok=True)
+    tmp = out / "model.safetensors.tmp"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, checkpoint)
+    tmp = out / "curve.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "loss", "lr", "logit_scale"])
+        writer.writerows(curve)
+    os.replace(tmp, out / "curve.csv")
+    manifest = {**_expected(config), "sha256": sha256(checkpoint), "train_seconds": round(seconds, 1),
+                "n_parameters": sum(p.numel() for p in model.parameters())}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out / "manifest.json")
+    return checkpoint
+
+
+@contextmanager
+def _lock(out: Path):
+    """An exclusive lock on `out`: concurrent callers wait for one training instead of each running their own."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_model(profile: str = "toy", progress: bool = True) -> Path:
+    """The checkpoint of `profile`, trained first when missing or out of date."""
+    if profile not in CONFIGS:
+        raise ValueError(f"unknown toy profile {profile!r}; valid: {', '.join(CONFIGS)}")
+    config, out = CONFIGS[profile], output_dir(profile)
+    if is_current(out, config):
+        return out / "model.safetensors"
+    with _lock(out):
+        if not is_current(out, config):
+            train(config, out, progress=progress)
+    return out / "model.safetensors"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the toy CLIP (a no-op when the checkpoint is current).")
+    parser.add_argument("--profile", default="toy", choices=sorted(ARCHS))
+    parser.add_argument("--steps", type=int, help="override the profile's step count (writes to --out)")
+    parser.add_argument("--seed", type=int, help="override the profile's seed (writes to --out)")
+    parser.add_argument("--out", type=Path, help="output folder for an overridden run")
+    args = parser.parse_args(argv)
+    if args.steps is None and args.seed is None:
+        path = ensure_model(args.profile)
+    else:
+        config = CONFIGS[args.profile]
+        config = replace(config, steps=args.steps or config.steps,
+                         seed=config.seed if args.seed is None else args.seed)
+        path = train(config, args.out or output_dir(args.profile).with_name(f"{args.profile}-custom"))
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    print(f"{path} sha256 {manifest['sha256']} trained in {manifest['train_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The toy world's generator, captions, dictionary and dataset loader."""
+
+import numpy as np
+import pytest
+
+from residual_lib.datasets import load_dataset
+from residual_lib.toy import world
+from residual_lib.toy.captions import captions, consistent
+from residual_lib.toy.data import generate
+from residual_lib.toy.dictionary import text_dictionary
+
+
+def _fixed(n: int, **values: int) -> dict[str, np.ndarray]:
+    """Uniformly drawn attributes (seed 0) with some of them held at the given indices."""
+    attributes = world.sample_attributes(n, np.random.default_rng(0))
+    return {k: np.full(n, values[k]) if k in values else v for k, v in attributes.items()}
+
+
+def _object_pixels(images: np.ndarray, attributes: dict[str, np.ndarray]) -> np.ndarray:
+    """bool (N, S, S): pixels far (> 40 in some channel) from the image's background colour."""
+    background = world.BACKGROUND_RGB[attributes["background"]][:, :, None, None]
+    return (np.abs(images.astype(np.float32) - background) > 40).any(axis=1)
+
+
+def test_generation_is_deterministic_under_a_seed():
+    a_images, a_attrs = generate(300, [5, 0])
+    b_images, b_attrs = generate(300, [5, 0])
+    c_images, _ = generate(300, [6, 0])
+    np.testing.assert_array_equal(a_images, b_images)
+    for name in world.ATTRIBUTES:
+        np.testing.assert_array_equal(a_attrs[name], b_attrs[name])
+    assert not np.array_equal(a_images, c_images)
+    assert a_images.dtype == np.uint8 and a_images.shape == (300, 3, world.IMAGE_SIZE, world.IMAGE_SIZE)
+
+
+def test_object_mean_colour_lies_on_its_colours_ray():
+    """On black, the object's mean RGB points along its colour's RGB (stripes keep the hue by design)."""
+    attributes = _fixed(400, background=0, size=2)
+    images = world.render(attributes, np.random.default_rng(1))
+    inside = _object_pixels(images, attributes)
+    mean = (images * inside[:, None]).sum(axis=(2, 3)) / inside.sum(axis=(1, 2))[:, None]
+    directions = world.RGB / np.linalg.norm(world.RGB, axis=1, keepdims=True)
+    nearest = np.argmax((mean / np.linalg.norm(mean, axis=1, keepdims=True)) @ directions.T, axis=1)
+    np.testing.assert_array_equal(nearest, attributes["colour"])
+
+
+def test_object_centroid_is_nearest_its_positions_centre():
+    attributes = world.sample_attributes(600, np.random.default_rng(2))
+    images = world.render(attributes, np.random.default_rng(3))
+    inside = _object_pixels(images, attributes)
+    rows, cols = np.indices(inside.shape[1:]) + 0.5
+    centroid = np.stack([(inside * cols).sum((1, 2)), (inside * rows).sum((1, 2))], 1) / inside.sum((1, 2))[:, None]
+    distance = np.linalg.norm(centroid[:, None] - world.CENTRES[None], axis=2)
+    np.testing.assert_array_equal(distance.argmin(axis=1), attributes["position"])
+
+
+def test_object_area_grows_with_size():
+    """The same objects rendered small, medium and large cover strictly more pixels each time."""
+    base = world.sample_attributes(200, np.random.default_rng(4))
+    areas = []
+    for size in range(len(world.SIZES)):
+        attributes = {**base, "size": np.full(200, size)}
+        images = world.render(attributes, np.random.default_rng(5))
+        areas.append(_object_pixels(images, attributes).sum(axis=(1, 2)))
+    assert (areas[0] < areas[1]).all() and (areas[1] < areas[2]).all()
+
+
+def test_shapes_differ_in_the_same_place():
+    """Every pair of shapes at the same centre and radius covers a different set of supersampled pixels."""
+    x, y = np.meshgrid(np.linspace(-1.2, 1.2, 64), np.linspace(-1.2, 1.2, 64))
+    n = len(world.SHAPES)
+    masks = world.shape_masks(np.arange(n), np.broadcast_to(x, (n, 64, 64)), np.broadcast_to(y, (n, 64, 64)))
+    for i in range(n):
+        for j in range(i + 1, n):
+            assert (masks[i] != masks[j]).mean() > 0.03, (world.SHAPES[i], world.SHAPES[j])
+
+
+def test_render_rejects_unknown_variant():
+    with pytest.raises(ValueError, match="valid: plain, sketch, textured"):
+        world.render(_fixed(2), np.random.default_rng(0), variant="cartoon")
+
+
+def test_captions_state_their_attributes_and_only_true_ones():
+    attributes = world.sample_attributes(300, np.random.default_rng(6))
+    texts, mentioned = captions(attributes, np.random.default_rng(7))
+    for i, text in enumerate(texts):
+        stated = [world.ATTRIBUTES[a][mentioned[a][i]] for a in world.ATTRIBUTES if mentioned[a][i] >= 0]
+        assert stated, text
+        for value in stated:
+            assert value in text, (value, text)
+        for a in world.ATTRIBUTES:
+            assert mentioned[a][i] in (-1, attributes[a][i])
+    ok = consistent(mentioned, attributes)
+    assert ok.shape == (300, 300) and ok.diagonal().all()
+    assert not ok.all()
+
+
+def test_captions_state_the_requested_number_of_attributes():
+    attributes = world.sample_attributes(500, np.random.default_rng(8))
+    _, mentioned = captions(attributes, np.random.default_rng(9), n_stated=np.array([1.0, 0, 1.0, 0, 0, 0]))
+    counts = sum((mentioned[a] >= 0).astype(int) for a in world.ATTRIBUTES)
+    assert set(np.unique(counts)) == {1, 3}
+
+
+def test_dictionary_is_large_unique_and_covers_every_value():
+    entries = text_dictionary()
+    assert len(entries) >= 300 and len(set(entries)) == len(entries)
+    for values in world.ATTRIBUTES.values():
+        for value in values:
+            assert any(value in e for e in entries), value
+
+
+def test_digits_are_sklearns_bundled_set_at_the_worlds_size():
+    images, labels = world.digit_images()
+    assert images.shape == (1797, 3, world.IMAGE_SIZE, world.IMAGE_SIZE) and images.dtype == np.uint8
+    assert set(labels) == set(range(10))
+    np.testing.assert_array_equal(images[:, 0], images[:, 1])
+
+
+def test_task_datasets_label_their_attribute():
+    data = load_dataset("toy-position", "val")
+    assert len(data) == data.spec.splits["val"]["size"]
+    np.testing.assert_array_equal(data.labels.numpy(), data.attributes["position"])
+    assert set(data.labels.numpy()) == set(range(len(world.POSITIONS)))
