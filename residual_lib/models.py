@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
+import torch
 import yaml
 
 from .adapters.base import ResidualModel
@@ -101,7 +102,10 @@ def _load_open_clip(arch: str, name: str, pretrained: str | None, **kw) -> Resid
         tags = open_clip.list_pretrained_tags_by_model(arch)
         raise ValueError(f"unknown pretrained tag {pretrained!r} for {arch!r}; valid: {', '.join(tags) or '(none)'}"
                          " (or a checkpoint file path, or None for random weights)")
-    module, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, **kw)
+    # Random weights are seeded, so a stand-in model is the same on every load and its caches are reused.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, **kw)
     tokenizer = open_clip.get_tokenizer(arch, context_length=getattr(module, "context_length", None))
     model = OpenClipAdapter(module, name, preprocess=preprocess, tokenizer=tokenizer)
     model.weights = pretrained

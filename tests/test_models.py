@@ -93,3 +93,14 @@ def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         models._registry.cache_clear()
+
+
+def test_random_weights_are_the_same_on_every_load_and_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = models.load_model("ViT-S-32", device="cpu")
+    b = models.load_model("ViT-S-32", device="cpu")
+    assert torch.equal(torch.rand(1), expected_next)
+    for (name, x), y in zip(a.module.state_dict().items(), b.module.state_dict().values()):
+        assert torch.equal(x, y), name
