@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import residual_lib
-from unit_fixtures import RandomImages
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -18,6 +17,7 @@ EXAMPLE = '''\
 import torch
 import residual_lib
 
+dataset = residual_lib.load_dataset("random")  # the paper's "Random" set: generated 224x224 noise, no download
 model = residual_lib.load_model("ViT-B-32", pretrained=None)  # pretrained="openai": OpenAI's weights (downloaded)
 images = torch.stack([model.preprocess(dataset[i][0]) for i in range(4)])  # PIL or uint8 (3, 224, 224)
 units = residual_lib.decompose(model, images)     # {unit: (4, 512)}, summing to model.encode_image(images)
@@ -40,15 +40,11 @@ def _readme_block() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(hasattr(residual_lib, f) for f in ("load_model", "decompose", "extract")),
-                    reason="residual_lib/__init__.py does not export load_model, decompose, extract yet")
 def test_readme_example_runs_and_does_what_it_says(tmp_path, monkeypatch):
-    block = _readme_block()
-    if block is not None:
-        assert block == EXAMPLE, "README's 'Using residual_lib' example differs from the one this test runs"
+    assert _readme_block() == EXAMPLE, "README's 'Using residual_lib' example differs from the one this test runs"
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
     torch.set_num_threads(1)
-    ns = {"dataset": RandomImages(20, image_size=224)}
+    ns = {}
     exec(compile(EXAMPLE, "README example", "exec"), ns)
     model, units, cache = ns["model"], ns["units"], ns["cache"]
     with torch.no_grad():
