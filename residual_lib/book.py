@@ -298,9 +298,11 @@ def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> Non
 
 
 @contextlib.contextmanager
-def kernel_environment() -> Iterator[None]:
-    """Environment the kernel inherits: sparse tqdm redraws (unless set) and inline figures (always)."""
+def kernel_environment(profile: str) -> Iterator[None]:
+    """Environment the kernel inherits: the profile, sparse tqdm redraws (unless set), inline figures."""
     saved = dict(os.environ)
+    # residual_lib.results files each notebook's numbers under the run's profile.
+    os.environ["RESIDUAL_PROFILE"] = profile
     for key, value in TQDM_ENV.items():
         os.environ.setdefault(key, value)
     # A headless MPLBACKEND (Agg, as test runners set) would leave figures out of the executed notebook.
@@ -333,7 +335,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     start = time.perf_counter()
     error = ""
     try:
-        with kernel_environment():
+        with kernel_environment(profile):
             papermill.execute_notebook(
                 nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(layout.root), progress_bar=False,
                 stdout_file=sys.stdout if log_output else None, stderr_file=sys.stderr if log_output else None,

@@ -20,12 +20,13 @@ n = 1  # doubled below
 label: str = "toy"
 
 # %%
+import os
 import time
 from tqdm.auto import tqdm
 
 for _ in tqdm(range(300), desc="steps"):
     time.sleep(0.005)
-print("result", 2 * n, label)
+print("result", 2 * n, label, os.environ.get("RESIDUAL_PROFILE"))
 '''
 
 FAILING_NOTEBOOK = '''\
@@ -172,7 +173,7 @@ def test_override_reaches_notebook_and_provenance(book_project):
     proc = run_cli("run", "--profile", "smoke", "--root", str(root), "-p", "n=21")
     assert proc.returncode == 0, proc.stderr
     nb = nbformat.read(root / "book" / "notebooks" / "ok.ipynb", as_version=4)
-    assert "result 42 from-file" in stream_text(nb)
+    assert "result 42 from-file smoke" in stream_text(nb)  # the kernel knows its profile
     (prov,) = [c for c in nb.cells if book.PROVENANCE_TAG in c.metadata.get("tags", [])]
     rec = prov.outputs[0].metadata[provenance.METADATA_KEY]
     assert rec["parameters"] == {"n": "21", "label": "'from-file'"} and rec["profile"] == "smoke"
