@@ -153,7 +153,8 @@ _ = results.save(pd.concat([
 # part of the head's samples and scored on the rest (`residual_lib.probe`); its **skill** is
 # (accuracy - chance) / (1 - chance). A head's descriptions *name* an attribute when they mention
 # its values ("a red object" names colour); each head gets the attribute its TextSpan descriptions
-# name most. The box in each row marks that attribute; the colour is what the probe finds.
+# name most (several when tied). The boxes in each row mark those attributes; the colour is what the
+# probe finds.
 
 # %%
 if probe_attributes:
@@ -167,18 +168,15 @@ if probe_attributes:
     fig = plot_probe_skill(skills, check.set_index("unit").text_attribute,
                            f"Linear-probe skill per head ({model_name}, {dataset}); box: attribute TextSpan names")
     named = check.dropna(subset=["text_attribute"])
-    best_for = {a: skills[a].idxmax() for a in skills.columns}
-    top_named = {a: named.loc[named.text_attribute == a].sort_values("text_share").unit.iloc[-1]
-                 for a in named.text_attribute.unique()}
-    hits = [a for a, u in top_named.items() if best_for[a] == u]
     glue("probe_text", (
-        f"The descriptions of {len(named)} of the {len(check)} heads name an attribute. For "
-        f"{int(named.agree.sum())} of them it is the attribute the probe decodes best from that head "
-        f"(share {named.agree.mean() if len(named) else float('nan'):.2f}); on average the named attribute's "
-        f"skill is {named.text_attribute_skill.mean():.2f} against {named.probe_skill.mean():.2f} for the "
-        f"head's best attribute. Of the {len(top_named)} attributes that some head is described by, "
-        f"{len(hits)} ({', '.join(hits) or 'none'}) are decoded best by the head whose descriptions "
-        f"name them most."), display=False)
+        f"The descriptions of {len(named)} of the {len(check)} heads name an attribute of the toy world. For "
+        f"{int(named.agree.sum())} of them the attribute named most (ties counted) is the one the probe decodes "
+        f"best from that head; the best-named attribute's skill averages {named.text_attribute_skill.mean():.2f} "
+        f"against {named.probe_skill.mean():.2f} for the head's best attribute. Averaged over heads, the "
+        f"attributes a head's descriptions name at least once have probe skill {check.named_skill.mean():.2f}, "
+        f"the attributes they never name {check.unnamed_skill.mean():.2f}; the attributes no head's descriptions "
+        f"name are {', '.join(sorted(set(skills.columns) - {a for t in named.text_attribute for a in t.split(', ')})) or 'none'}."),
+        display=False)
     display(check.round(2))
 else:
     glue("probe_text", "This dataset's images have no known attributes (parameter `probe_attributes` is off), "

@@ -38,16 +38,18 @@ def plot_agreement(ours: pd.DataFrame, paper: pd.DataFrame, pc: int, model_label
 
 
 def plot_probe_skill(skills: pd.DataFrame, named: pd.Series, title: str) -> plt.Figure:
-    """Probe skill per head (rows) and attribute (columns); a box marks the attribute each head's descriptions name."""
+    """Probe skill per head (rows) and attribute (columns); boxes mark the attributes ("a, b") each head's descriptions name most."""
     fig, ax = plt.subplots(figsize=(1.1 * skills.shape[1] + 2.5, 0.32 * skills.shape[0] + 1.5))
     im = ax.imshow(skills.to_numpy(dtype=float), cmap=style.CMAP_SEQ, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(skills.shape[1]), skills.columns, rotation=30, ha="right")
     ax.set_yticks(range(skills.shape[0]), skills.index)
     ax.grid(False)
     for i, unit in enumerate(skills.index):
-        if named.get(unit) in skills.columns:
-            j = list(skills.columns).index(named[unit])
-            ax.add_patch(plt.Rectangle((j - 0.42, i - 0.42), 0.84, 0.84, fill=False, edgecolor="red", linewidth=1.8))
+        value = named.get(unit)
+        for attribute in value.split(", ") if isinstance(value, str) else []:
+            if attribute in skills.columns:
+                j = list(skills.columns).index(attribute)
+                ax.add_patch(plt.Rectangle((j - 0.42, i - 0.42), 0.84, 0.84, fill=False, edgecolor="red", linewidth=1.8))
     ax.set_title(title)
     plt.colorbar(im, ax=ax, fraction=0.04, label="probe skill (0 = chance, 1 = perfect)")
     fig.tight_layout()

@@ -88,22 +88,28 @@ def mentioned_attributes(text: str, vocabulary: Mapping[str, Sequence[str]]) -> 
 
 def text_vs_probe(texts: Mapping[str, list[str]], skills: pd.DataFrame,
                   vocabulary: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Per unit: the attribute its descriptions name most against the attribute its probes decode best.
+    """Per unit: the attributes its descriptions name most against the attribute its probes decode best.
 
-    texts: {unit: descriptions}; skills: `skill` table. Columns: unit, text_attribute, text_share (share of
-    descriptions naming it), probe_attribute, probe_skill, text_attribute_skill, agree.
+    texts: {unit: descriptions}; skills: `skill` table. Columns: unit; text_attribute (the most-named
+    attributes, ties joined by ", "); text_share (share of descriptions naming them); probe_attribute;
+    probe_skill; text_attribute_skill (best skill among the most-named); agree (the probe's best is among
+    the most-named); named_skill / unnamed_skill (mean skill of the attributes named at least once / never).
     """
     rows = []
     for unit, descriptions in texts.items():
         counts = pd.Series([a for t in descriptions for a in mentioned_attributes(t, vocabulary)], dtype=object)
         counts = counts.value_counts()
-        named = counts.index[0] if len(counts) else None
+        top = sorted(counts.index[counts == counts.max()]) if len(counts) else []
         best = skills.loc[unit].idxmax()
-        rows.append({"unit": unit, "text_attribute": named,
-                     "text_share": counts.iloc[0] / len(descriptions) if len(counts) else 0.0,
+        top_in = [a for a in top if a in skills.columns]
+        named = skills.columns.isin(counts.index)
+        rows.append({"unit": unit, "text_attribute": ", ".join(top) or None,
+                     "text_share": counts.max() / len(descriptions) if len(counts) else 0.0,
                      "probe_attribute": best, "probe_skill": float(skills.loc[unit, best]),
-                     "text_attribute_skill": float(skills.loc[unit, named]) if named in skills.columns else np.nan,
-                     "agree": named == best})
+                     "text_attribute_skill": float(skills.loc[unit, top_in].max()) if top_in else np.nan,
+                     "agree": best in top,
+                     "named_skill": float(skills.loc[unit, named].mean()) if named.any() else np.nan,
+                     "unnamed_skill": float(skills.loc[unit, ~named].mean()) if (~named).any() else np.nan})
     return pd.DataFrame(rows)
 
 

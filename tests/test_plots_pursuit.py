@@ -18,8 +18,8 @@ def test_agreement_figure_has_ours_and_the_papers_panel():
 
 def test_probe_and_equivalence_figures():
     skills = pd.DataFrame(np.eye(2), index=["L0.H0", "L0.H1"], columns=["colour", "shape"])
-    fig = plot_probe_skill(skills, pd.Series({"L0.H0": "colour", "L0.H1": None}), "t")
-    assert len(fig.axes[0].patches) == 1
+    fig = plot_probe_skill(skills, pd.Series({"L0.H0": "colour, shape", "L0.H1": None}), "t")
+    assert len(fig.axes[0].patches) == 2
     t = pd.DataFrame({"unit": ["L0.H0", "L0.H1", "L1.H0", "L1.H1"], "max_residual_diff": [0, 1e-16, 1e-15, 2e-16],
                       "l1_first_departure": [0, 2, 0, 1]})
     fig = plot_equivalence({"raw": t}, k=3)

@@ -81,6 +81,9 @@ def test_text_vs_probe_names_the_described_attribute():
     assert got.loc["u", "text_attribute"] == "colour" and got.loc["u", "agree"]
     assert got.loc["v", "text_attribute"] == "shape" and got.loc["v", "agree"]
     assert got.loc["u", "text_share"] == pytest.approx(1.0) and got.loc["v", "text_share"] == pytest.approx(2 / 3)
+    assert got.loc["u", "named_skill"] == pytest.approx(0.55) and got.loc["u", "unnamed_skill"] == pytest.approx(0.0)
+    tie = text_vs_probe({"u": ["a red circle", "a blue square"]}, skills, vocabulary).iloc[0]
+    assert tie.text_attribute == "colour, shape" and tie.agree and tie.text_attribute_skill == pytest.approx(0.9)
 
 
 @pytest.mark.slow
