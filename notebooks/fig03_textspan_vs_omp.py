@@ -159,24 +159,24 @@ _ = results.save(pd.concat([
 # %%
 if probe_attributes:
     from residual_lib.plots_pursuit import plot_probe_skill
-    from residual_lib.probe import cache_attributes, probe_accuracy, skill, text_vs_probe
+    from residual_lib.probe import cache_attributes, mentioned_attributes, probe_accuracy, skill, text_vs_probe
     from residual_lib.toy.world import ATTRIBUTES
 
     labels = cache_attributes(units)
     skills = skill(probe_accuracy(units, labels, heads, test_fraction=probe_test_fraction, seed=seed))
     check = text_vs_probe(dict(zip(table.unit, table.TextSpan)), skills, ATTRIBUTES)
     fig = plot_probe_skill(skills, check.set_index("unit").text_attribute,
-                           f"Linear-probe skill per head ({model_name}, {dataset}); box: attribute TextSpan names")
+                           f"Linear-probe skill per head ({model_name}, {dataset}); boxes: attributes its TextSpan descriptions name most")
     named = check.dropna(subset=["text_attribute"])
+    mentioned = {a for described in table.TextSpan for t in described for a in mentioned_attributes(t, ATTRIBUTES)}
     glue("probe_text", (
         f"The descriptions of {len(named)} of the {len(check)} heads name an attribute of the toy world. For "
         f"{int(named.agree.sum())} of them the attribute named most (ties counted) is the one the probe decodes "
         f"best from that head; the best-named attribute's skill averages {named.text_attribute_skill.mean():.2f} "
         f"against {named.probe_skill.mean():.2f} for the head's best attribute. Averaged over heads, the "
         f"attributes a head's descriptions name at least once have probe skill {check.named_skill.mean():.2f}, "
-        f"the attributes they never name {check.unnamed_skill.mean():.2f}; the attributes no head's descriptions "
-        f"name are {', '.join(sorted(set(skills.columns) - {a for t in named.text_attribute for a in t.split(', ')})) or 'none'}."),
-        display=False)
+        f"the attributes they never name {check.unnamed_skill.mean():.2f}. Attributes no head's descriptions "
+        f"mention at all: {', '.join(sorted(set(skills.columns) - mentioned)) or 'none'}."), display=False)
     display(check.round(2))
 else:
     glue("probe_text", "This dataset's images have no known attributes (parameter `probe_attributes` is off), "
