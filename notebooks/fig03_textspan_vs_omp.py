@@ -166,7 +166,8 @@ if probe_attributes:
     skills = skill(probe_accuracy(units, labels, heads, test_fraction=probe_test_fraction, seed=seed))
     check = text_vs_probe(dict(zip(table.unit, table.TextSpan)), skills, ATTRIBUTES)
     fig = plot_probe_skill(skills, check.set_index("unit").text_attribute,
-                           f"Linear-probe skill per head ({model_name}, {dataset}); boxes: attributes its TextSpan descriptions name most")
+                           f"Linear-probe skill per head ({model_name}, {dataset}); "
+                           "boxes: attributes its TextSpan descriptions name most")
     named = check.dropna(subset=["text_attribute"])
     mentioned = {a for described in table.TextSpan for t in described for a in mentioned_attributes(t, ATTRIBUTES)}
     glue("probe_text", (
