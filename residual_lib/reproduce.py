@@ -160,6 +160,7 @@ def _tab01(p: dict) -> list[Job]:
 NOTEBOOK_JOBS: dict[str, Callable[[dict], list[Job]]] = {
     "fig02_intrinsic_dimension": _fig02,
     "fig03_textspan_vs_omp": _fig03,
+    "appA2_textspan_equals_somp": _fig03,  # same parameter keys: model, dataset, split, n
     "fig04_spectral_dataset_similarity": _fig04,
     "fig05_tab02_residual_alignment": _fig05,
     "tab01_coarse_unit_alignment": _tab01,
