@@ -120,6 +120,12 @@ glue("paper_ratio_last", f"{first_last['ratio_last'].min():.2f}-{first_last['rat
 glue("paper_evr_first", f"{first_last['evr_first'].min():.2f}-{first_last['evr_first'].max():.2f}", display=False)
 glue("paper_evr_last", f"{first_last['evr_last'].min():.2f}-{first_last['evr_last'].max():.2f}", display=False)
 glue("models_text", ", ".join(summaries), display=False)
+mean_ratio = float(s0["ratio_mean_of_heads"].mean())
+glue("shape_text", (f"Here L / N averages {mean_ratio:.2f}: the heads' variance is concentrated in fewer directions "
+                    "than their points locally spread over, so the 99% PCA cut ignores low-variance directions that "
+                    "TwoNN, which looks at nearest neighbours, still counts." if mean_ratio < 1 else
+                    f"Here L / N averages {mean_ratio:.2f}: PCA needs more directions than the TwoNN estimate, "
+                    "the signature of curved head manifolds that the paper reports."), display=False)
 _ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
              .rename(columns={"ratio_mean_of_heads": "ratio"})[["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]],
              "fig2")
@@ -133,7 +139,7 @@ _ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
 # {glue:text}`nn_last:.1f` (largest, {glue:text}`nn_peak:.1f`, at layer {glue:text}`nn_peak_layer`),
 # and their per-head ratio from {glue:text}`ratio_first:.2f` to {glue:text}`ratio_last:.2f`. PC1
 # explains {glue:text}`evr_first:.2f` of a head's variance in the first layer and
-# {glue:text}`evr_last:.2f` in the last.
+# {glue:text}`evr_last:.2f` in the last. {glue:text}`shape_text`
 #
 # The paper's panel (bottom row) is a different set of models: ViT-Large and ViT-Base encoders on
 # 80,000 ImageNet images, where L rises towards the head dimension (64) and N rises then falls (the

@@ -156,7 +156,9 @@ display(standout.round(3))
 # **Ground truth (toy world).** The toy images have known attributes, so a linear probe on each
 # standout head's reference representation says what the head really carries (skill: 0 at chance,
 # 1 perfect). The table sets the attribute the SOMP descriptions name most beside the attribute the
-# probe decodes best.
+# probe decodes best. Read it with the skill table: an attribute that nearly every head decodes
+# (one that changes many pixels, such as the background) makes agreement cheap, so the specific
+# attributes (the other columns) say more about what a head is for.
 
 # %%
 probe_text = "No attribute probe in this build (the datasets have no known attributes)."
