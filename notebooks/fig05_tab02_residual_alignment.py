@@ -35,7 +35,7 @@
 models = ["toy-clip"]  # registered model names or open_clip architectures
 datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]  # zero-shot tasks
 reference_dataset = "toy-mixed"  # where Phi and mu come from (the paper: ImageNet train)
-n_reference = 3000  # reference images for the PCA; None: the whole split
+n_reference = 2000  # reference images for the PCA (the Figure 2 page uses the same cache); None: the whole split
 n_train = 2000  # training images per task; None: the whole split
 n_val = 500  # validation images (early stopping); None: all
 n_test = 1000  # test images; None: all
@@ -197,22 +197,30 @@ display(count_check)
 # %% [markdown]
 # ## The learning-rate range test
 #
-# For the first model and task, each method's training loss over one exponential sweep of learning
-# rates (Smith 2017); the dashed line is the rate the test picked (steepest descent of the smoothed loss).
+# For the first model and every task, each method's training loss over one exponential sweep of
+# learning rates (Smith 2017; faint: each step's batch, solid: smoothed); the dashed line is the rate the
+# test picked (steepest descent of the smoothed loss). A task the model cannot read gives a flat curve,
+# and the picked rate is then noise. The table gives the epoch that early stopping kept (0: the
+# untrained method).
 
 # %%
-first_key = next(iter(trained))
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
-for method, t in trained[first_key].items():
-    if t.result is not None and t.result.lr_range is not None:
-        t.result.lr_range.plot(ax, label=f"{method} (picked {t.result.lr:.2g})")
-ax.set_title(f"LR range test, {first_key[0]} on {first_key[1]}")
-ax.legend(fontsize=8)
+keys = [k for k in trained if k[0] == model_display(first_model[0])]
+cols = min(3, len(keys))
+fig, axes = plt.subplots(-(-len(keys) // cols), cols, figsize=(4.6 * cols, 3.4 * -(-len(keys) // cols)), squeeze=False)
+for ax, key in zip(axes.flat, keys):
+    for method, t in trained[key].items():
+        if t.result is not None and t.result.lr_range is not None:
+            t.result.lr_range.plot(ax, label=f"{method} ({t.result.lr:.2g})")
+    ax.set_title(key[1])
+    ax.legend(fontsize=6)
+for ax in list(axes.flat)[len(keys):]:
+    ax.axis("off")
+fig.suptitle(f"LR range tests, {keys[0][0]} (picked rate in the legend)")
 fig.tight_layout()
 epochs = pd.DataFrame([{"model": m, "dataset": d, "method": k, "lr": t.result.lr, "epochs run": t.result.epochs_run,
                         "best epoch": t.result.best_epoch} for (m, d), out in trained.items() for k, t in out.items()
                        if t.result is not None])
-display(epochs.pivot_table(index=["model", "dataset"], columns="method", values="best epoch"))
+display(epochs.pivot_table(index=["model", "dataset"], columns="method", values="best epoch").astype(int))
 
 # %% [markdown]
 # ## What ResiDual amplified

@@ -74,7 +74,8 @@ for name in models:
         task = load_task(model, ds, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, device=dev,
                          batch_size=batch_size, dtype=cache_dtype)
         row, sweep, _ = coarse_unit_alignment(task, arch, fraction, n_random, fractions, config)
-        rows.append({"model": model_display(name), "dataset": dataset_display(ds), **row})
+        rows.append({"model": model_display(name), "dataset": dataset_display(ds),
+                     "chance": 1 / task.classifier.n_classes, **row})
         sweeps.append(sweep.assign(model=model_display(name), dataset=dataset_display(ds)))
 ours = pd.DataFrame(rows)
 sweep = pd.concat(sweeps, ignore_index=True)
@@ -135,8 +136,8 @@ axes[0].set(xticks=x + 0.4 - width / 2, xticklabels=METHODS, ylim=(0, 1), ylabel
 axes[0].legend(fontsize=8)
 paper_avg = paper[paper["dataset"] == "Average"].pivot(index="model", columns="method", values="accuracy")[METHODS]
 for i, (label, values) in enumerate(paper_avg.iterrows()):
-    axes[1].plot(x + (i - 2) * 0.08, values.to_numpy(), marker="o", ls="none", color=style.PAPER,
-                 alpha=0.4 + 0.12 * i, label=label)
+    axes[1].plot(x + (i - 2) * 0.08, values.to_numpy(), marker="osD^v"[i % 5], ls="none", color=style.PAPER,
+                 label=label)
 axes[1].set(xticks=x, xticklabels=METHODS, ylim=(0, 1), title=style.paper_label("Average row of Tables 1, 3-5"))
 axes[1].legend(fontsize=7)
 fig.tight_layout()
@@ -166,7 +167,8 @@ for ax, label in zip(axes.flat, labels):
     row = ours[(ours["model"] == m) & (ours["dataset"] == d)].iloc[0]
     ax.axhline(row["H"], color="black", lw=0.8, ls=":", label="H")
     ax.axhline(row["B"], color="black", lw=0.8, label="B")
-    ax.set(xscale="log", title=label, xlabel="heads kept (log scale)", ylim=(0, 1.02))
+    ax.axhline(row["chance"], color="grey", lw=0.8, ls="-.", label="chance")
+    ax.set(xscale="log", title=d if len(models) == 1 else label, xlabel="heads kept (log scale)", ylim=(0, 1.02))
     ax.set_xticks(rand.index, [str(k) for k in rand.index])
     ax.minorticks_off()
 axes[0, 0].set_ylabel("test accuracy")

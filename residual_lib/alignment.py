@@ -79,6 +79,8 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")
         method.fit_reference(reference)
+    elif name == "Lin" and reference is not None:
+        method.fit_reference(reference)
     x_train, x_val, x_test = (method.features(s) for s in (task.train, task.val, task.test))
     result = fit(method, task.classifier, (x_train, task.train.labels), (x_val, task.val.labels), config)
     return Trained(method, result, evaluate(method, task.classifier, x_test, task.test.labels))

@@ -24,8 +24,9 @@ output embedding). Choices where the paper is silent, and why:
   Dropped PCs are dropped from the sum (Phi truncated in Eq. 6). ``EMB`` (the class token after ``ln_pre``,
   the same for every image up to the LayerNorm scale) enters RD centred and unscaled, so it adds no parameter,
   which again matches the paper's count. RD* drops every unit but the heads (as in the coarse selection).
-- Lin is ``W y + b`` (``E^2 + E`` parameters): the paper's BLIP-L count, 65.8k = 256^2 + 256, has the bias;
-  its 590k and 262k agree with either within its rounding.
+- Lin is ``W (y - mu) + b`` (``E^2 + E`` parameters): the paper's BLIP-L count, 65.8k = 256^2 + 256, has
+  the bias; its 590k and 262k agree with either within its rounding. It is centred on the reference mean
+  like RDY (see `LinearAligner`), an optimisation choice that leaves its family of maps unchanged.
 """
 
 from __future__ import annotations
@@ -100,7 +101,12 @@ class AlignmentMethod(nn.Module):
 
 
 class LinearAligner(AlignmentMethod):
-    """Lin: ``W y + b`` on the output embedding y, starting at the identity."""
+    """Lin: ``W (y - mu) + b`` on the output embedding y, starting at the identity.
+
+    mu is the reference mean of y once `fit_reference` has run (zero before): Lin then sees the same centred
+    output as RDY and starts where RDY starts, so it contains RDY both as a family of maps and at
+    initialisation. Uncentred, its bias would have to travel the length of the mean in optimizer-sized steps.
+    """
 
     name = "Lin"
 
@@ -111,10 +117,16 @@ class LinearAligner(AlignmentMethod):
             self.linear.weight.copy_(torch.eye(embed_dim))
             if bias:
                 self.linear.bias.zero_()
+        self.register_buffer("mean", torch.zeros(embed_dim))
+
+    def fit_reference(self, reference) -> "LinearAligner":
+        """Centre on the reference dataset's mean output embedding."""
+        self.mean = torch.from_numpy(np.asarray(reference.embedding, dtype=np.float64).mean(0).astype(np.float32))
+        return self
 
     def features(self, units) -> Tensor:
-        """(N, E) the model's own output embedding."""
-        return torch.as_tensor(np.asarray(units.embedding), dtype=torch.float32)
+        """(N, E) the model's own output embedding minus the reference mean."""
+        return torch.as_tensor(np.asarray(units.embedding), dtype=torch.float32) - self.mean
 
     def forward(self, features: Tensor) -> Tensor:
         return self.linear(features)

@@ -67,9 +67,13 @@ def test_rdy_with_unit_scales_is_the_centred_output(sets):
 
 
 def test_lin_starts_at_identity_and_head_weights_at_heads_sum(sets):
-    _, task, _ = sets
+    reference, task, _ = sets
     lin = LinearAligner(ARCH.embed_dim)
     np.testing.assert_allclose(lin(lin.features(task)).detach().numpy(), task.embedding, atol=1e-5)
+    lin.fit_reference(reference)  # centred like RDY: the same starting point
+    rdy = make_method("RDY", ARCH).fit_reference(reference)
+    np.testing.assert_allclose(lin(lin.features(task)).detach().numpy(), rdy(rdy.features(task)).detach().numpy(),
+                               atol=2e-4)
     o = HeadWeights(task.heads)
     np.testing.assert_allclose(o(o.features(task)).detach().numpy(),
                                sum(task.output_space(h) for h in task.heads), atol=1e-4)
