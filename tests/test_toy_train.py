@@ -47,6 +47,16 @@ def test_contrastive_loss_spreads_the_target_over_every_true_caption():
     torch.testing.assert_close(contrastive_loss(images, texts[swap], scale, positives[:, swap]), loss)
 
 
+def test_contrastive_loss_ignores_the_text_side_of_a_caption_true_of_no_image():
+    images, texts = _features(4, 2)
+    positives = torch.zeros(3, 4, dtype=torch.bool)
+    positives[[0, 1, 2], [0, 1, 2]] = True  # caption 3 describes no image in the batch: a negative only
+    loss = contrastive_loss(images[:3], texts, torch.tensor(10.0), positives)
+    logits = 10.0 * images[:3] @ texts.T
+    expected = (F.cross_entropy(logits, torch.arange(3)) + F.cross_entropy(logits[:, :3].T, torch.arange(3))) / 2
+    torch.testing.assert_close(loss, expected)
+
+
 def test_schedule_warms_up_then_decays_to_zero():
     config = replace(SHORT, steps=100, warmup=0.1)
     factors = np.array([train._schedule(s, config) for s in range(100)])
@@ -71,6 +81,7 @@ def test_same_seed_gives_the_same_checkpoint_bytes(tmp_path):
 def test_smoke_model_trains_once_and_loads_by_name(tmp_artifacts):
     from residual_lib.decompose import decompose
     from residual_lib.models import load_model
+    from residual_lib.toy.evaluate import zero_shot_table
 
     checkpoint = ensure_model("smoke", progress=False)
     stamp = checkpoint.stat().st_mtime_ns
@@ -82,6 +93,9 @@ def test_smoke_model_trains_once_and_loads_by_name(tmp_artifacts):
     units = decompose(model, batch)
     torch.testing.assert_close(sum(units.values()), model.encode_image(batch), atol=1e-4, rtol=1e-4)
     assert model.encode_text(["a red star.", "the circle."]).shape == (2, model.embed_dim)
+    table = zero_shot_table(model, ["toy-shape"], split="val", n=40)
+    assert table.loc[0, "n"] == 40 and table.loc[0, "chance"] == pytest.approx(1 / 6)
+    assert 0.0 <= table.loc[0, "accuracy"] <= 1.0
 
 
 def test_unknown_profile_names_the_valid_ones():

@@ -5,8 +5,8 @@ import pytest
 
 from residual_lib.datasets import load_dataset
 from residual_lib.toy import world
-from residual_lib.toy.captions import captions, consistent
-from residual_lib.toy.data import generate
+from residual_lib.toy.captions import captions, consistent, value_captions
+from residual_lib.toy.data import captioned_samples, generate
 from residual_lib.toy.dictionary import text_dictionary
 
 
@@ -122,3 +122,22 @@ def test_task_datasets_label_their_attribute():
     assert len(data) == data.spec.splits["val"]["size"]
     np.testing.assert_array_equal(data.labels.numpy(), data.attributes["position"])
     assert set(data.labels.numpy()) == set(range(len(world.POSITIONS)))
+
+
+def test_value_captions_state_each_value_alone():
+    texts, mentioned = value_captions(np.random.default_rng(10), copies=2)
+    n_values = sum(len(v) for v in world.ATTRIBUTES.values())
+    assert len(texts) == 2 * n_values
+    counts = sum((mentioned[a] >= 0).astype(int) for a in world.ATTRIBUTES)
+    assert (counts == 1).all()
+    for i, text in enumerate(texts):
+        (a,) = [a for a in world.ATTRIBUTES if mentioned[a][i] >= 0]
+        assert world.ATTRIBUTES[a][mentioned[a][i]] in text
+
+
+def test_captioned_samples_pair_images_with_captions():
+    images, texts = captioned_samples(5, seed=3)
+    again, same = captioned_samples(5, seed=3)
+    assert images.shape == (5, 3, world.IMAGE_SIZE, world.IMAGE_SIZE) and len(texts) == 5
+    np.testing.assert_array_equal(images, again)
+    assert texts == same

@@ -72,6 +72,19 @@ def captions(attributes: dict[str, np.ndarray], rng: np.random.Generator, keep: 
     return texts, mentioned
 
 
+def value_captions(rng: np.random.Generator, copies: int = 1) -> tuple[list[str], dict[str, np.ndarray]]:
+    """`copies` captions per attribute value, each stating that value alone in a random phrasing, and what they state."""
+    names = list(ATTRIBUTES)
+    texts, mentioned = [], {a: [] for a in names}
+    for a in names:
+        for index, value in enumerate(ATTRIBUTES[a]):
+            for _ in range(copies):
+                texts.append(describe({a: value}, rng))
+                for b in names:
+                    mentioned[b].append(index if b == a else -1)
+    return texts, {a: np.array(v, dtype=np.int64) for a, v in mentioned.items()}
+
+
 def consistent(mentioned: dict[str, np.ndarray], attributes: dict[str, np.ndarray]) -> np.ndarray:
     """bool (N_images, N_captions): caption j states nothing false about image i."""
     names = list(mentioned)

@@ -73,6 +73,14 @@ def generate(n: int, seed_sequence: list[int], variant: str = "plain") -> tuple[
     return np.concatenate(images) if images else np.zeros((0, 3, world.IMAGE_SIZE, world.IMAGE_SIZE), np.uint8), attributes
 
 
+def captioned_samples(n: int, seed: int, variant: str = "plain") -> tuple[np.ndarray, list[str]]:
+    """n images uint8 (n, 3, S, S) of `variant` with one training-style caption each."""
+    from .captions import captions
+
+    images, attributes = generate(n, [seed, 3], variant)
+    return images, captions(attributes, np.random.default_rng([seed, 4]))[0]
+
+
 def _check(source: dict) -> tuple[str, str]:
     variant, label = source.get("variant", "plain"), source.get("label", "shape")
     if variant not in VARIANTS:

@@ -31,16 +31,21 @@ def image_embeddings(model, images: Tensor, batch_size: int = 500) -> Tensor:
     return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
 
 
-def zero_shot_table(model, datasets: Sequence[str] = TASKS + OOD, split: str = "test") -> pd.DataFrame:
-    """One row per dataset: role, classes, chance, n and zero-shot accuracy of the model's embedding."""
+def zero_shot_table(model, datasets: Sequence[str] = TASKS + OOD, split: str = "test",
+                    n: int | None = None) -> pd.DataFrame:
+    """One row per dataset: role, classes, chance, n and zero-shot accuracy of the model's embedding.
+
+    n: the first n images of each split (None: all).
+    """
     rows = []
     for name in datasets:
         spec = dataset_spec(name)
         data = load_dataset(name, split)
         classifier = ZeroShotClassifier.for_dataset(model, name)
-        accuracy = classifier.accuracy(image_embeddings(model, data.images), data.labels)
+        images, labels = data.images[:n], data.labels[:n]
+        accuracy = classifier.accuracy(image_embeddings(model, images), labels)
         rows.append({"dataset": name, "role": spec.role, "classes": spec.n_classes, "chance": 1 / spec.n_classes,
-                     "n": len(data), "accuracy": accuracy})
+                     "n": len(labels), "accuracy": accuracy})
     return pd.DataFrame(rows)
 
 

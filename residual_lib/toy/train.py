@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import open_clip
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..paths import artifacts_dir
 from . import data
-from .captions import captions, consistent
+from .captions import captions, consistent, value_captions
 from .model import ARCHS, arch_of, create, tokenizer_of
 
 # Bump when a change to the world, the captions or the loop changes what a config trains.
@@ -58,6 +59,7 @@ class TrainConfig:
     warmup: float = 0.05              # fraction of steps of linear warmup before the cosine decay
     weight_decay: float = 0.05        # on weight matrices only
     n_stated: tuple[float, ...] = (2, 1, 1, 1, 1, 1)  # relative odds of a caption stating 1..6 attributes
+    value_copies: int = 1             # single-value captions of every attribute value added to each batch
     seed: int = 0
     threads: int = 1                  # one thread: with other work on the cores, two ran 2-3x slower
 
@@ -103,12 +105,14 @@ def is_current(out: Path, config: TrainConfig) -> bool:
 def contrastive_loss(image_features: Tensor, text_features: Tensor, logit_scale: Tensor, positives: Tensor) -> Tensor:
     """Symmetric InfoNCE with several positives: unit-norm (B, E) images and (C, E) texts, bool (B, C) positives.
 
-    Each image's target is uniform over the captions true of it, each caption's over the images it is true of.
+    Each image's target is uniform over the captions true of it, each caption's over the images it is true of;
+    a caption true of no image in the batch (possible for the added single-value captions) only serves as a negative.
     """
     logits = logit_scale * image_features @ text_features.T
     targets = positives.float()
     image_loss = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
-    text_loss = -(targets / targets.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    per_caption = -(targets / targets.sum(0, keepdim=True).clamp(min=1) * F.log_softmax(logits, dim=0)).sum(0)
+    text_loss = per_caption[positives.any(0)].mean()
     return (image_loss + text_loss) / 2
 
 
@@ -172,6 +176,10 @@ def train(config: TrainConfig, out: Path, progress: bool = True) -> Path:
             rows = rng.choice(config.pool_size, size=config.batch_size, replace=False)
             batch = {k: v[rows] for k, v in attributes.items()}
             texts, mentioned = captions(batch, rng, n_stated=np.asarray(config.n_stated))
+            if config.value_copies:
+                extra, stated = value_captions(rng, config.value_copies)
+                texts += extra
+                mentioned = {a: np.concatenate([mentioned[a], stated[a]]) for a in mentioned}
             positives = torch.from_numpy(consistent(mentioned, batch))
             x = (images[rows].float() / 255.0 - mean) / std
             image_features, text_features, logit_scale = model(x, tokenize(texts))
@@ -233,6 +241,12 @@ def ensure_model(profile: str = "toy", progress: bool = True) -> Path:
         if not is_current(out, config):
             train(config, out, progress=progress)
     return out / "model.safetensors"
+
+
+def training_record(profile: str = "toy") -> tuple[pd.DataFrame, dict]:
+    """The curve (step, loss, lr, logit_scale) and manifest of the profile's checkpoint, trained first if missing."""
+    out = ensure_model(profile).parent
+    return pd.read_csv(out / "curve.csv"), json.loads((out / "manifest.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
