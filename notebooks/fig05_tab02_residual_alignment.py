@@ -28,7 +28,9 @@
 # own gradient, so there is no symmetry to break, and the untrained method is the centred model); RD
 # keeps the top d_head PCs of each head (a head's points span d_head + 2 dimensions, the paper's
 # parameter count keeps d_head) and all PCs of each MLP, and passes the embedding unit through
-# centred and unscaled; Lin has a bias (the paper's BLIP-L count, 65.8k = 256^2 + 256, has one).
+# centred and unscaled; Lin has a bias (the paper's BLIP-L count, 65.8k = 256^2 + 256, has one) and
+# sees the output centred on the reference mean, as RDY does, so it starts where RDY starts and can
+# represent every RDY (without centring its bias must first travel the length of the mean).
 # Epoch 0 of every run is the untrained method, so early stopping can keep it.
 
 # %% tags=["parameters"]
@@ -49,7 +51,7 @@ finetune = True  # Full finetuning of the vision tower (expensive beyond the toy
 finetune_max_epochs = 8  # finetuning budget (the paper: 30; the toy build keeps it short)
 finetune_lr = None  # None: the LR range test picks it
 dictionary = "toy"  # text dictionary for the OMP descriptions of amplified components
-probe_dataset = "toy-colour"  # the task whose lambdas are checked against per-head linear probes
+probe_dataset = "toy-colour"  # the task whose per-PC scales are drawn head by head
 n_components_described = 6
 cache_dtype = "float32"
 batch_size = 64
@@ -234,16 +236,18 @@ label0 = model_display(first_model[0])
 arch0 = archs[label0]
 tasks0 = [dataset_display(d) for d in datasets]
 grids = {d: head_scale_grid(trained[(label0, d)]["RD"].method, arch0) for d in tasks0}
-span = max([1e-3] + [float(np.nanmax(np.abs(g.to_numpy() - 1))) for g in grids.values()])
 cols = min(5, len(grids))
-fig, axes = plt.subplots(-(-len(grids) // cols), cols, figsize=(2.6 * cols, 2.6 * -(-len(grids) // cols)), squeeze=False)
+fig, axes = plt.subplots(-(-len(grids) // cols), cols, figsize=(3.0 * cols, 2.7 * -(-len(grids) // cols)), squeeze=False)
 for ax, (d, g) in zip(axes.flat, grids.items()):
+    span = max(1e-3, float(np.nanmax(np.abs(g.to_numpy() - 1))))  # each task on its own scale, centred at 1
     im = ax.imshow(g.to_numpy(), cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
     ax.set(title=d, xlabel="head", ylabel="layer", xticks=range(arch0.n_heads), yticks=range(arch0.n_layers))
     ax.grid(False)
+    fig.colorbar(im, ax=ax, shrink=0.75)
 for ax in list(axes.flat)[len(grids):]:
     ax.axis("off")
-_ = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean lambda over the head's PCs")
+fig.suptitle("mean RD lambda over each head's PCs (1: unchanged)")
+fig.tight_layout()
 
 # %%
 probe_task = dataset_display(probe_dataset)
@@ -266,57 +270,76 @@ fig.tight_layout()
 # The components with the largest scale for each task, each described by the three texts of the
 # dictionary that orthogonal matching pursuit (OMP, `residual_lib.pursuit.omp`; on one vector SOMP is
 # OMP) picks for its direction in the output space (sign: whether the text points along or against it).
+# Tasks where early stopping kept the untrained method (every lambda 1) have nothing to describe; here:
+# {glue:text}`untrained_tasks`.
 
 # %%
 from residual_lib.text_dictionary import text_dictionary  # noqa: E402
 
 texts = text_dictionary(dictionary)
-described = pd.concat([describe_components(trained[(label0, d)]["RD"].method,
-                                           top_components(trained[(label0, d)]["RD"].method, n_components_described),
-                                           texts, first_model[1].encode_text).assign(task=d) for d in tasks0])
-display(described[["task", "unit", "pc", "scale", "description"]].round(3))
+moved = [d for d in tasks0 if trained[(label0, d)]["RD"].result.best_epoch > 0]
+kept_untrained = [d for d in tasks0 if d not in moved]
+if moved:
+    described = pd.concat([describe_components(trained[(label0, d)]["RD"].method,
+                                               top_components(trained[(label0, d)]["RD"].method, n_components_described),
+                                               texts, first_model[1].encode_text).assign(task=d) for d in moved])
+    display(described[["task", "unit", "pc", "scale", "description"]].round(3))
+glue("untrained_tasks", ", ".join(kept_untrained) if kept_untrained else "none", display=False)
 
 # %% [markdown]
 # ### Does ResiDual amplify the heads that carry the task's attribute?
 #
 # The toy world knows every image's attributes, so a linear probe per head (`residual_lib.probe`,
-# held-out accuracy of a logistic regression on the head's coordinates) says which heads carry the
-# probe task's attribute. Beside it, each head's mean RD scale for that task.
+# held-out accuracy of a logistic regression on the head's coordinates of the task's test images) says
+# which heads carry each task's attribute. Beside it, each head's mean RD scale for that task; the
+# scatter plots show the tasks where RD was trained.
 
 # %%
 from residual_lib.probe import probe_accuracy  # noqa: E402
 
-probe_units = load_task(first_model[1], probe_dataset, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-                        device=dev, batch_size=batch_size, dtype=cache_dtype).test
-probe = probe_accuracy(probe_units, {probe_task: probe_units.labels}, names=probe_units.heads, progress=False)
-probe = probe.set_index("unit")
-probe["mean lambda"] = [float(np.mean(scales[h])) for h in probe.index]
-rho, pval = spearmanr(probe["accuracy"], probe["mean lambda"])
-fig, ax = plt.subplots(figsize=(5, 3.8))
-ax.scatter(probe["accuracy"], probe["mean lambda"], color=style.OURS)
-for h, r in probe.iterrows():
-    ax.annotate(h, (r["accuracy"], r["mean lambda"]), fontsize=7, xytext=(2, 2), textcoords="offset points")
-ax.axhline(1, color="grey", lw=0.8)
-ax.axvline(float(probe["chance"].iloc[0]), color="grey", lw=0.8, ls=":")
-ax.set(xlabel=f"linear-probe accuracy for {probe_task} (held out)", ylabel="mean RD lambda",
-       title=f"{label0}: probe vs ResiDual scale per head")
+rows, per_task = [], {}
+for ds in datasets:
+    d = dataset_display(ds)
+    units = load_task(first_model[1], ds, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, device=dev,
+                      batch_size=batch_size, dtype=cache_dtype).test
+    table = probe_accuracy(units, {d: units.labels}, names=units.heads, progress=False).set_index("unit")
+    table["mean lambda"] = head_scale_grid(trained[(label0, d)]["RD"].method, arch0).stack().to_numpy()
+    per_task[d] = table
+    top_probe, top_scale = list(table["accuracy"].nlargest(3).index), list(table["mean lambda"].nlargest(3).index)
+    rho = spearmanr(table["accuracy"], table["mean lambda"])[0] if table["mean lambda"].std() > 0 else np.nan
+    rows.append({"task": d, "RD trained": d in moved, "best probe heads": ", ".join(top_probe),
+                 "most amplified heads": ", ".join(top_scale), "in common": len(set(top_probe) & set(top_scale)),
+                 "Spearman(probe, lambda)": rho})
+probe_summary = pd.DataFrame(rows).set_index("task")
+display(probe_summary.round(2))
+fig, axes = plt.subplots(1, len(moved) or 1, figsize=(4.2 * max(1, len(moved)), 3.6), squeeze=False)
+for ax, d in zip(axes.flat, moved):
+    table = per_task[d]
+    ax.scatter(table["accuracy"], table["mean lambda"], color=style.OURS)
+    for h, r in table.iterrows():
+        ax.annotate(h, (r["accuracy"], r["mean lambda"]), fontsize=7, xytext=(2, 2), textcoords="offset points")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.axvline(float(table["chance"].iloc[0]), color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="probe accuracy (held out)", ylabel="mean RD lambda", title=d)
+if not moved:
+    axes[0, 0].axis("off")
 fig.tight_layout()
-top_probe = list(probe["accuracy"].nlargest(3).index)
-top_scale = list(probe["mean lambda"].nlargest(3).index)
-glue("probe_rho", float(rho), display=False)
-glue("probe_p", float(pval), display=False)
-glue("probe_top", ", ".join(top_probe), display=False)
-glue("scale_top", ", ".join(top_scale), display=False)
-glue("probe_overlap", len(set(top_probe) & set(top_scale)), display=False)
+colour = probe_summary.loc[probe_task] if probe_task in probe_summary.index else None
 glue("probe_task", probe_task, display=False)
+glue("probe_moved", "was trained" if colour is not None and colour["RD trained"] else
+     "kept its untrained scales (early stopping found no epoch better than the model itself)", display=False)
+glue("probe_top", colour["best probe heads"] if colour is not None else "", display=False)
+glue("scale_top", colour["most amplified heads"] if colour is not None else "", display=False)
+glue("mean_rho_moved", float(probe_summary.loc[probe_summary["RD trained"], "Spearman(probe, lambda)"].mean())
+     if moved else float("nan"), display=False)
 
 # %% [markdown]
-# On {glue:text}`probe_task`, the three heads whose probes read the attribute best are
-# {glue:text}`probe_top`; the three heads ResiDual scaled up most are {glue:text}`scale_top`
-# ({glue:text}`probe_overlap` in common). Across all heads the Spearman correlation between probe
-# accuracy and mean scale is {glue:text}`probe_rho:.2f` (p = {glue:text}`probe_p:.2g`). A probe
-# measures what a head *carries*; a scale measures what the classifier *needed from it* beyond what the
-# rest of the residual already supplies, so the two agree only where one head is the main carrier.
+# On {glue:text}`probe_task`, ResiDual {glue:text}`probe_moved`; the heads whose probes read the
+# attribute best are {glue:text}`probe_top`, the heads with the largest mean scale {glue:text}`scale_top`.
+# Over the tasks where RD was trained, the mean Spearman correlation between a head's probe accuracy and
+# its mean scale is {glue:text}`mean_rho_moved:.2f`. A probe measures what a head *carries*; a scale
+# measures what the classifier *needed from it* beyond what the rest of the residual already supplies, so
+# the two need not agree: a task the output already solves leaves every scale at 1.
 
 # %%
 means = accuracy.groupby("method")["accuracy"].mean()
