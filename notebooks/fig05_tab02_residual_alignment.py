@@ -307,6 +307,8 @@ for ds in datasets:
     per_task[d] = table
     top_probe, top_scale = list(table["accuracy"].nlargest(3).index), list(table["mean lambda"].nlargest(3).index)
     rho = spearmanr(table["accuracy"], table["mean lambda"])[0] if table["mean lambda"].std() > 0 else np.nan
+    if d not in moved:  # every scale is 1: no head is amplified
+        top_scale, rho = [], np.nan
     rows.append({"task": d, "RD trained": d in moved, "best probe heads": ", ".join(top_probe),
                  "most amplified heads": ", ".join(top_scale), "in common": len(set(top_probe) & set(top_scale)),
                  "Spearman(probe, lambda)": rho})
@@ -329,7 +331,7 @@ glue("probe_task", probe_task, display=False)
 glue("probe_moved", "was trained" if colour is not None and colour["RD trained"] else
      "kept its untrained scales (early stopping found no epoch better than the model itself)", display=False)
 glue("probe_top", colour["best probe heads"] if colour is not None else "", display=False)
-glue("scale_top", colour["most amplified heads"] if colour is not None else "", display=False)
+glue("scale_top", (colour["most amplified heads"] or "none") if colour is not None else "", display=False)
 glue("mean_rho_moved", float(probe_summary.loc[probe_summary["RD trained"], "Spearman(probe, lambda)"].mean())
      if moved else float("nan"), display=False)
 
