@@ -65,7 +65,7 @@ class TrainConfig:
 
 
 CONFIGS = {
-    "toy": TrainConfig(profile="toy", steps=400, batch_size=128, pool_size=30000, lr=2e-3),
+    "toy": TrainConfig(profile="toy", steps=450, batch_size=128, pool_size=30000, lr=2e-3, value_copies=4),
     "smoke": TrainConfig(profile="smoke", steps=60, batch_size=64, pool_size=2000, lr=3e-3),
 }
 
@@ -251,11 +251,13 @@ def training_record(profile: str = "toy") -> tuple[pd.DataFrame, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the toy CLIP (a no-op when the checkpoint is current).")
-    parser.add_argument("--profile", default="toy", choices=sorted(ARCHS))
+    parser.add_argument("--profile", default="toy", choices=sorted(ARCHS) + ["paper"],
+                        help="toy profile; the book's paper profile shows the toy page with the toy model")
     parser.add_argument("--steps", type=int, help="override the profile's step count (writes to --out)")
     parser.add_argument("--seed", type=int, help="override the profile's seed (writes to --out)")
     parser.add_argument("--out", type=Path, help="output folder for an overridden run")
     args = parser.parse_args(argv)
+    args.profile = "toy" if args.profile == "paper" else args.profile
     if args.steps is None and args.seed is None:
         path = ensure_model(args.profile)
     else:
