@@ -92,7 +92,7 @@ def _textures(n: int, rng: np.random.Generator) -> np.ndarray:
     """Random coloured textures float32 (n, 3, S, S) in 0..255: smooth blotches plus fine grain."""
     coarse = rng.uniform(0, 255, size=(n, 3, 4, 4)).astype(np.float32)
     blotches = np.repeat(np.repeat(coarse, IMAGE_SIZE // 4, axis=2), IMAGE_SIZE // 4, axis=3)
-    grain = rng.normal(0, 40, size=(n, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    grain = rng.normal(0, 25, size=(n, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     return np.clip(blotches + grain, 0, 255)
 
 
