@@ -4,7 +4,9 @@ The loss is CLIP's symmetric contrastive loss with every caption that is true of
 positive (a caption that says only "a star" matches every star in the batch, so treating it as a
 negative for all but one would teach the model to ignore shape). Images come from a pool generated once
 from the seed; every step draws a batch from the pool and fresh captions for it. Captions state 1 to 6
-attributes, so single-attribute captions (the zero-shot prompts' form) are common.
+attributes, and every batch also holds `value_copies` captions stating each attribute value alone (the
+zero-shot prompts' form), so every step asks every image to match its shape, colour, pattern, position
+and size words: without them only colour was learnt within the budget.
 
 Outputs, under `artifacts_dir()/toy/<profile>/`: `model.safetensors`, `curve.csv` (step, loss, lr,
 logit scale) and `manifest.json` (version, config, sha256 of the checkpoint, training time), written
