@@ -77,7 +77,8 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
             kw.setdefault("force_quick_gelu", True)
         model = _load_open_clip(entry["arch"], name, weights, **kw)
     elif family == "toy":
-        model = _load_toy(name, weights or "toy")
+        trained = pretrained is not False
+        model = _load_toy(name, (weights if trained else entry.get("pretrained")) or "toy", trained=trained)
     else:
         try:
             module = importlib.import_module(_ADAPTER_MODULES[family])
@@ -112,11 +113,21 @@ def _load_open_clip(arch: str, name: str, pretrained: str | None, **kw) -> Resid
     return model
 
 
-def _load_toy(name: str, profile: str) -> ResidualModel:
+def _load_toy(name: str, profile: str, trained: bool = True) -> ResidualModel:
+    """The toy CLIP of a training profile: trained (training it first if needed) or seeded random weights."""
     from .adapters.open_clip import OpenClipAdapter
-    from .toy.model import load_toy_clip
 
-    module, preprocess, tokenizer = load_toy_clip(profile)
+    if trained:
+        from .toy.model import load_toy_clip
+
+        module, preprocess, tokenizer = load_toy_clip(profile)
+    else:
+        from .toy.model import create, preprocess_of, tokenizer_of
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            module = create(profile).eval()
+        preprocess, tokenizer = preprocess_of(module), tokenizer_of(profile)
     model = OpenClipAdapter(module, name, preprocess=preprocess, tokenizer=tokenizer)
-    model.weights = f"toy:{profile}"
+    model.weights = f"toy:{profile}" if trained else None
     return model

@@ -104,3 +104,14 @@ def test_random_weights_are_the_same_on_every_load_and_leave_the_global_rng_alon
     assert torch.equal(torch.rand(1), expected_next)
     for (name, x), y in zip(a.module.state_dict().items(), b.module.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_toy_family_pretrained_false_is_random_and_needs_no_training(tmp_artifacts):
+    model = models.load_model("toy-clip-smoke", pretrained=False, device="cpu")
+    again = models.load_model("toy-clip-smoke", pretrained=False, device="cpu")
+    assert model.weights is None and not (tmp_artifacts / "toy").exists()
+    for x, y in zip(model.module.state_dict().values(), again.module.state_dict().values()):
+        assert torch.equal(x, y)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    batch = torch.stack([model.preprocess(im) for im in images])
+    assert model.encode_image(batch).shape == (2, model.embed_dim)
