@@ -67,7 +67,7 @@ class TrainConfig:
 
 
 CONFIGS = {
-    "toy": TrainConfig(profile="toy", steps=1200, batch_size=128, pool_size=30000, lr=2e-3, value_copies=4),
+    "toy": TrainConfig(profile="toy", steps=2200, batch_size=128, pool_size=30000, lr=2e-3, value_copies=4),
     "smoke": TrainConfig(profile="smoke", steps=60, batch_size=64, pool_size=2000, lr=3e-3),
 }
 
