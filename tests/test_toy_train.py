@@ -101,3 +101,11 @@ def test_smoke_model_trains_once_and_loads_by_name(tmp_artifacts):
 def test_unknown_profile_names_the_valid_ones():
     with pytest.raises(ValueError, match="valid: toy, smoke"):
         ensure_model("huge")
+
+
+def test_creating_the_toy_model_does_not_warn_about_missing_weights(caplog):
+    from residual_lib.toy.model import create
+
+    with caplog.at_level("WARNING"):
+        create("smoke")
+    assert not [r for r in caplog.records if "pretrained" in r.getMessage()]

@@ -8,6 +8,7 @@ one the tests train. Both read 32x32 images with 8x8 patches and use open_clip's
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +40,15 @@ def arch_of(profile: str) -> str:
 
 def create(profile: str) -> nn.Module:
     """A randomly initialised toy CLIP (open_clip `CLIP`) for `profile`, from the current torch seed."""
-    return open_clip.create_model(arch_of(profile), pretrained=None)
+    # open_clip warns on the root logger whenever pretrained=None; for the toy model (whose weights are
+    # loaded right after, or trained from scratch) that warning would only clutter every book page.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return open_clip.create_model(arch_of(profile), pretrained=None)
+    finally:
+        root.setLevel(level)
 
 
 def tokenizer_of(profile: str) -> Callable[[list[str]], torch.Tensor]:
