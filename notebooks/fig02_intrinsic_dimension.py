@@ -33,26 +33,17 @@ device = "auto"
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
 
-# %%
-import pandas as pd
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import cache, results, style
-from residual_lib.intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
-from residual_lib.models import load_model
-from residual_lib.paper import reference
-from residual_lib.plots_spectral import model_display, plot_intrinsic_dimension, side_table
+# %% tags=["hide-input"]
+from residual_lib import page, results, style
+from residual_lib.experiments import fig02
 
 style.apply()
-per_head, summaries = {}, {}
-for name in models:
-    units = cache.extract(load_model(name, device=device), dataset, split=split, n=n, seed=seed, device=device,
-                          batch_size=batch_size, dtype=cache_dtype)
-    label = model_display(name)
-    per_head[label] = unit_intrinsic_dimensions(units, threshold=threshold, discard_fraction=discard_fraction,
-                                                device=device)
-    summaries[label] = layer_summary(per_head[label])
+result = fig02.run(page.params(fig02.Params, globals()))
+page.glue_findings(result.findings)
+_ = results.save(result.tables["fig2"], "fig2")
+
+# %% tags=["hide-input"]
+fig = fig02.plot(result)
 
 # %% [markdown]
 # ## Per-layer means (the paper's side table)
@@ -61,30 +52,9 @@ for name in models:
 # table follows (see the check below); the figure also draws the other one, the ratio of the two
 # layer means, dashed.
 
-# %%
-for label, summ in summaries.items():
-    print(label)
-    display(side_table(summ))
-
-# %%
-fig = plot_intrinsic_dimension(summaries, reference("fig2"),
-                               title=f"Intrinsic dimension of heads on {dataset} ({split}, n={n})")
-
-# %%
-paper_check = paper_ratio_check(reference("fig2"))
-n_rows = len(paper_check)
-n_off = int((~paper_check["matches_ratio_of_means"]).sum())
-worst = paper_check.loc[paper_check["printed_minus_ratio_of_means"].abs().idxmax()]
-ours_all = pd.concat([s.assign(model=m) for m, s in summaries.items()])
-gap = (ours_all["ratio_mean_of_heads"] - ours_all["ratio_of_means"]).abs()
-glue("n_paper_rows", n_rows, display=False)
-glue("n_paper_off", n_off, display=False)
-glue("paper_worst", f"{worst['model']} layer {worst['layer']}: printed {worst['ratio']:.2f}, "
-                    f"L / N of the printed means {worst['ratio_of_means']:.2f}", display=False)
-glue("our_max_gap", float(gap.max()), display=False)
-glue("our_mean_gap", float(gap.mean()), display=False)
-paper_check.loc[~paper_check["matches_ratio_of_means"],
-                ["model", "layer", "linear_id", "twonn_id", "ratio", "ratio_of_means", "printed_minus_ratio_of_means"]].head(10)
+# %% tags=["hide-input"]
+for label, table in fig02.side_tables(result).items():
+    page.show(table, caption=label, decimals=2)
 
 # %% [markdown]
 # **Which ratio does the paper print?** In {glue:text}`n_paper_off` of the paper's
@@ -97,38 +67,11 @@ paper_check.loc[~paper_check["matches_ratio_of_means"],
 # as its `ratio`. In this build the two aggregations differ by {glue:text}`our_mean_gap:.3f` on
 # average over layers (at most {glue:text}`our_max_gap:.3f`).
 
-# %%
-first = next(iter(summaries))
-s0 = summaries[first]
-glue("first_model", first, display=False)
-glue("lin_first", float(s0["linear_id"].iloc[0]), display=False)
-glue("lin_last", float(s0["linear_id"].iloc[-1]), display=False)
-glue("nn_first", float(s0["twonn_id"].iloc[0]), display=False)
-glue("nn_peak", float(s0["twonn_id"].max()), display=False)
-glue("nn_peak_layer", int(s0.loc[s0["twonn_id"].idxmax(), "layer"]), display=False)
-glue("nn_last", float(s0["twonn_id"].iloc[-1]), display=False)
-glue("ratio_first", float(s0["ratio_mean_of_heads"].iloc[0]), display=False)
-glue("ratio_last", float(s0["ratio_mean_of_heads"].iloc[-1]), display=False)
-glue("evr_first", float(s0["evr1"].iloc[0]), display=False)
-glue("evr_last", float(s0["evr1"].iloc[-1]), display=False)
-glue("n_layers", len(s0), display=False)
-paper = reference("fig2")
-first_last = paper.groupby("model").agg(ratio_first=("ratio", "first"), ratio_last=("ratio", "last"),
-                                        evr_first=("evr1", "first"), evr_last=("evr1", "last"))
-glue("paper_ratio_first", f"{first_last['ratio_first'].min():.2f}-{first_last['ratio_first'].max():.2f}", display=False)
-glue("paper_ratio_last", f"{first_last['ratio_last'].min():.2f}-{first_last['ratio_last'].max():.2f}", display=False)
-glue("paper_evr_first", f"{first_last['evr_first'].min():.2f}-{first_last['evr_first'].max():.2f}", display=False)
-glue("paper_evr_last", f"{first_last['evr_last'].min():.2f}-{first_last['evr_last'].max():.2f}", display=False)
-glue("models_text", ", ".join(summaries), display=False)
-mean_ratio = float(s0["ratio_mean_of_heads"].mean())
-glue("shape_text", (f"Here L / N averages {mean_ratio:.2f}: the heads' variance is concentrated in fewer directions "
-                    "than their points locally spread over, so the 99% PCA cut ignores low-variance directions that "
-                    "TwoNN, which looks at nearest neighbours, still counts." if mean_ratio < 1 else
-                    f"Here L / N averages {mean_ratio:.2f}: PCA needs more directions than the TwoNN estimate, "
-                    "the signature of curved head manifolds that the paper reports."), display=False)
-_ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
-             .rename(columns={"ratio_mean_of_heads": "ratio"})[["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]],
-             "fig2")
+# %% tags=["hide-input"]
+check = result.tables["paper_ratio_check"]
+page.show(check.loc[~check["matches_ratio_of_means"], ["model", "layer", "linear_id", "twonn_id", "ratio",
+                                                        "ratio_of_means", "printed_minus_ratio_of_means"]].head(10),
+          caption="The paper's rows whose printed ratio is not L / N of the printed means (first 10)")
 
 # %% [markdown]
 # ## What this build shows
@@ -139,7 +82,7 @@ _ = results.save(pd.concat([s.assign(model=m) for m, s in summaries.items()])
 # {glue:text}`nn_last:.1f` (largest, {glue:text}`nn_peak:.1f`, at layer {glue:text}`nn_peak_layer`),
 # and their per-head ratio from {glue:text}`ratio_first:.2f` to {glue:text}`ratio_last:.2f`. PC1
 # explains {glue:text}`evr_first:.2f` of a head's variance in the first layer and
-# {glue:text}`evr_last:.2f` in the last. {glue:text}`shape_text`
+# {glue:text}`evr_last:.2f` in the last.
 #
 # The paper's panel (bottom row) is a different set of models: ViT-Large and ViT-Base encoders on
 # 80,000 ImageNet images, where L rises towards the head dimension (64) and N rises then falls (the

@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +135,60 @@ def _resolve_dataset(dataset, split: str):
     return dataset
 
 
+@dataclass(frozen=True)
+class CacheKey:
+    """What decides one cache's folder besides the weights: `extract(model, dataset, **key.extract_kwargs())`.
+
+    Experiments declare the caches they read as keys (`caches(params)`); the planner runs them.
+    """
+
+    model: str
+    dataset: str
+    split: str = "train"
+    n: int | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    convention: str = "paper"
+    amp: str | None = None
+
+    @property
+    def leaf(self) -> str:
+        """The folder name under `<model>-<weights hash>/<dataset>/`: the one naming rule."""
+        n = "all" if self.n is None else self.n
+        return f"{self.split}-n{n}-seed{self.seed}-{self.convention}-{self.dtype}" + (
+            f"-amp-{self.amp}" if self.amp else "")
+
+    def extract_kwargs(self) -> dict:
+        """Keyword arguments of `extract` that this key fixes."""
+        return {"split": self.split, "n": self.n, "seed": self.seed, "dtype": self.dtype,
+                "convention": self.convention, "amp": self.amp}
+
+    def folders(self, root: Path | None = None) -> list[Path]:
+        """The existing folders of this key, one per weights hash of the model name."""
+        base = Path(root) if root is not None else artifacts_dir() / "cache"
+        return sorted(p for p in base.glob(f"{self.model}-*/{self.dataset}/{self.leaf}")
+                      if p.parent.parent.name.rsplit("-", 1)[0] == self.model)
+
+    def status(self, root: Path | None = None) -> str:
+        """'done' (a complete cache), 'partial' (an interrupted one) or 'todo', from disk only."""
+        found = "todo"
+        for folder in self.folders(root):
+            manifest = folder / "manifest.json"
+            if manifest.is_file():
+                try:
+                    if json.loads(manifest.read_text()).get("complete"):
+                        return "done"
+                except json.JSONDecodeError:
+                    pass
+            found = "partial"
+        return found
+
+
 def cache_dir(model: ResidualModel, dataset_name: str, split: str, n: int | None, seed: int,
               convention: str, dtype: str, wh: str, amp: str | None = None, root: Path | None = None) -> Path:
     """The directory that holds (or will hold) one cache."""
     base = Path(root) if root is not None else artifacts_dir() / "cache"
-    leaf = f"{split}-n{'all' if n is None else n}-seed{seed}-{convention}-{dtype}" + (f"-amp-{amp}" if amp else "")
+    leaf = CacheKey(model.name, dataset_name, split, n, seed, dtype, convention, amp).leaf
     return base / f"{model.name}-{wh[:12]}" / dataset_name / leaf
 
 

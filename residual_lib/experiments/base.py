@@ -1,0 +1,135 @@
+"""What every experiment shares: validated `Params`, and the `Result` that `run` returns.
+
+An experiment is a module per paper figure or table (`residual_lib.experiments.fig02`, ...) with
+
+- `Params`, a frozen dataclass deriving from `base.Params`: the single source of its parameter names,
+  types, defaults (the toy profile's values) and validation;
+- `caches(params) -> list[CacheKey]`: the unit caches `run` reads, for the planner;
+- `run(params) -> Result`: tidy tables and the named numbers the page quotes;
+- plot functions over a `Result`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import pandas as pd
+
+
+class ParamsError(ValueError):
+    """A parameter is unknown or has a value its experiment cannot use."""
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        inner = typing.get_args(tp)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(inner, _type_name(inner))
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in typing.get_args(tp))
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, typing.get_args(tp)[0]) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is Any:
+        return True
+    return isinstance(value, tp)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every experiment's parameters: each field is checked against its annotation on creation.
+
+    Subclasses add `check(self)` for rules between fields (raise `ParamsError`).
+    """
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):  # lists arrive as tuples from code that builds Params itself
+                object.__setattr__(self, f.name, list(value))
+                value = list(value)
+            if not _conforms(value, hints[f.name]):
+                raise ParamsError(f"{self._experiment()}: parameter {f.name}={value!r} "
+                                  f"is not {_type_name(hints[f.name])}")
+        try:
+            self.check()
+        except ParamsError as err:
+            raise ParamsError(f"{self._experiment()}: {err}") from None
+
+    @classmethod
+    def _experiment(cls) -> str:
+        return cls.__module__.rsplit(".", 1)[-1]
+
+    def check(self) -> None:
+        """Rules that involve several fields; none by default."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The parameter names, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """Params from a mapping (a notebook's merged parameters); an unknown key is an error."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise ParamsError(f"{cls._experiment()}: unknown parameter(s) {', '.join(unknown)}; "
+                              f"valid: {', '.join(cls.names())}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain mapping."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any):
+        """A copy with some parameters changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def positive(params: Params, *names: str) -> None:
+    """Raise `ParamsError` unless each named parameter is None or > 0."""
+    for name in names:
+        value = getattr(params, name)
+        if value is not None and value <= 0:
+            raise ParamsError(f"parameter {name}={value!r} must be positive")
+
+
+def nonempty(params: Params, *names: str) -> None:
+    """Raise `ParamsError` when a named list parameter is empty."""
+    for name in names:
+        if not getattr(params, name):
+            raise ParamsError(f"parameter {name} must name at least one entry")
+
+
+@dataclass
+class Result:
+    """What `run` returns: tidy tables, the numbers a page quotes by name, and objects its plots draw."""
+
+    params: Params
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,40 @@
+"""What a book page does with an experiment's `Result`: glue its findings, show its tables cleanly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers, so glue renders them like any number."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def glue_findings(findings: dict[str, Any]) -> None:
+    """`myst_nb.glue` every finding under its own name (display=False), for `{glue:text}` in the prose."""
+    from myst_nb import glue
+
+    for name, value in findings.items():
+        glue(name, _plain(value), display=False)
+
+
+def show(table: pd.DataFrame, caption: str | None = None, decimals: int | None = 3) -> None:
+    """Display a table without its numeric index and without truncated text, optionally captioned."""
+    from IPython.display import HTML, display
+
+    frame = table.round(decimals) if decimals is not None else table
+    styled = frame.style.format(precision=decimals if decimals is not None else 6, na_rep="",
+                                thousands=",")
+    if isinstance(frame.index, pd.RangeIndex):
+        styled = styled.hide(axis="index")
+    if caption:
+        styled = styled.set_caption(caption)
+    display(HTML(styled.to_html()))
+
+
+def params(cls, namespace: dict[str, Any]):
+    """An experiment's `Params` from a notebook's namespace (the parameters cell, after papermill's injection)."""
+    return cls.from_dict({name: namespace[name] for name in cls.names() if name in namespace})
