@@ -31,21 +31,13 @@ n_eval = 2000  # images per dataset for the zero-shot accuracies (the first n of
 n_samples = 16  # images in the sample grid
 seed = 0
 
-# %%
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import style
-from residual_lib.datasets import dataset_spec, load_dataset
-from residual_lib.models import load_model
-from residual_lib.toy import plots
-from residual_lib.toy.data import captioned_samples
-from residual_lib.toy.evaluate import zero_shot_table
-from residual_lib.toy.train import training_record
+# %% tags=["hide-input"]
+from residual_lib import page, style
+from residual_lib.experiments import toy_world
 
 style.apply()
-model = load_model(model_name, device="cpu")
-curve, manifest = training_record(training_profile)
+result = toy_world.run(page.params(toy_world.Params, globals()))
+page.glue_findings(result.findings)
 
 # %% [markdown]
 # ## Samples and their captions
@@ -54,9 +46,8 @@ curve, manifest = training_record(training_profile)
 # phrasings, so the text tower has to learn each attribute word rather than one template. During training
 # every caption that is true of an image counts as a positive for it.
 
-# %%
-images, captions = captioned_samples(n_samples, seed)
-fig = plots.image_grid(images, captions, ncols=8)
+# %% tags=["hide-input"]
+fig = toy_world.plot_samples(result)
 
 # %% [markdown]
 # ## Out-of-distribution sets
@@ -65,16 +56,8 @@ fig = plots.image_grid(images, captions, ncols=8)
 # textures, scikit-learn's bundled handwritten digits (real images, upsampled to 32 pixels) and uniform
 # noise (the paper's "Random").
 
-# %%
-rows, titles = [], []
-for name in ood:
-    data = load_dataset(name, split)
-    spec = dataset_spec(name)
-    for i in range(8):
-        rows.append(data.images[i].numpy())
-        titles.append(f"{name.removeprefix('toy-')}: {spec.class_names[int(data.labels[i])]}"
-                      if name != "toy-noise" else "noise")
-fig = plots.image_grid(rows, titles, ncols=8)
+# %% tags=["hide-input"]
+fig = toy_world.plot_ood(result)
 
 # %% [markdown]
 # ## Training
@@ -83,13 +66,8 @@ fig = plots.image_grid(rows, titles, ncols=8)
 # a seeded pool of generated images; the checkpoint's sha256 is recorded in its manifest and the same seed
 # gives the same bytes on the same machine.
 
-# %%
-fig = plots.training_curve(curve)
-glue("train_steps", int(manifest["config"]["steps"]), display=False)
-glue("train_batch", int(manifest["config"]["batch_size"]), display=False)
-glue("train_minutes", manifest["train_seconds"] / 60, display=False)
-glue("n_parameters", manifest["n_parameters"] / 1e6, display=False)
-glue("checkpoint_sha", manifest["sha256"][:12], display=False)
+# %% tags=["hide-input"]
+fig = toy_world.plot_training(result)
 
 # %% [markdown]
 # The model ({glue:text}`n_parameters:.1f` M parameters, most of them the tokenizer's 49,408-row embedding) was
@@ -104,16 +82,9 @@ glue("checkpoint_sha", manifest["sha256"][:12], display=False)
 # embeddings. The captions never mention numbers, sketches or noise, so the out-of-distribution
 # accuracies measure transfer, not skill the training taught.
 
-# %%
-table = zero_shot_table(model, tasks + ood, split=split, n=n_eval)
-display(table.style.format({"chance": "{:.1%}", "accuracy": "{:.1%}"}).hide(axis="index"))
-fig = plots.zero_shot_bars(table)
-task_rows = table[table["dataset"].isin(tasks)]
-glue("worst_task", task_rows.loc[task_rows["accuracy"].idxmin(), "dataset"], display=False)
-glue("worst_task_acc", 100 * float(task_rows["accuracy"].min()), display=False)
-glue("mean_task_acc", 100 * float(task_rows["accuracy"].mean()), display=False)
-glue("digits_acc", 100 * float(table.loc[table["dataset"] == "toy-digits", "accuracy"].iloc[0])
-     if "toy-digits" in set(table["dataset"]) else float("nan"), display=False)
+# %% tags=["hide-input"]
+page.show(result.tables["zero_shot"], caption="Zero-shot accuracy on the test split (chance: one over the classes)")
+fig = toy_world.plot_zero_shot(result)
 
 # %% [markdown]
 # Mean zero-shot accuracy over the attribute tasks: {glue:text}`mean_task_acc:.1f`%; the weakest task is

@@ -206,6 +206,30 @@ def _parameters_cell(nb, name: str) -> int:
     raise BookError(f"notebook {name!r} has no cell tagged 'parameters' (add `# %% tags=[\"parameters\"]`)")
 
 
+def notebook_parameters(layout: Layout, name: str, profile: str, overrides: dict[str, Any]):
+    """(source notebook, declared names, merged parameters), checked by the page's experiment `Params`.
+
+    The one parameter merge: the book runner and the planner (`residual_lib.reproduce`) both call it.
+    A value the experiment cannot use is a `BookError` here, before any kernel starts.
+    """
+    from residual_lib.experiments import ParamsError, experiment
+
+    nb, declared = load_notebook(layout, name)
+    defaults, own = parameter_files(layout.params_dir, profile, name)
+    params = merge_parameters(name, declared, defaults, own, overrides)
+    module = experiment(name)
+    if module is not None:
+        missing = sorted(set(module.Params.names()) - set(declared))
+        if missing:
+            raise BookError(f"notebook {name!r} does not declare {', '.join(missing)} in its parameters cell, "
+                            f"which its experiment's Params has")
+        try:
+            module.Params.from_dict({k: v for k, v in params.items() if k in module.Params.names()})
+        except ParamsError as exc:
+            raise BookError(f"notebook {name!r}, profile {profile!r}: {exc}") from None
+    return nb, declared, params
+
+
 def load_notebook(layout: Layout, name: str):
     """The Jupytext source of `name` as a notebook, with its declared parameter names."""
     import jupytext
@@ -324,9 +348,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     from jupyter_client.kernelspec import NoSuchKernel
     from papermill.exceptions import PapermillExecutionError
 
-    nb, declared = load_notebook(layout, name)
-    defaults, own = parameter_files(layout.params_dir, profile, name)
-    params = merge_parameters(name, declared, defaults, own, overrides)
+    nb, declared, params = notebook_parameters(layout, name, profile, overrides)
     add_provenance_cell(nb, name, profile, declared)
     out = layout.executed(name)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -393,6 +415,8 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
         if unused:
             raise BookError(f"override(s) {', '.join(unused)} match no parameter of {', '.join(chosen)}; "
                             + "; ".join(f"{n}: {', '.join(d) or 'none'}" for n, d in declared.items()))
+    for name in chosen:  # every page's parameters are checked before the first kernel starts
+        notebook_parameters(layout, name, profile, overrides)
     records = []
     for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
         print(f"== {name} ({profile})", file=sys.stderr, flush=True)

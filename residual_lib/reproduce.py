@@ -3,9 +3,10 @@
     python -m residual_lib.reproduce --profile paper [--models clip-l blip-l] [--datasets imagenet mnist]
                                      [--list] [--shard i/k] [--standin] [--device cuda] [--book-args]
 
-A job is one `residual_lib.cache.extract` call (model, dataset, split, n, seed, storage dtype), planned from
-the notebooks' parameter files (`notebooks/params/<profile>/`) with the same arguments each notebook passes,
-so the notebooks later find every cache complete and only analyse. Jobs are independent and each is
+A job is one unit cache (`residual_lib.cache.CacheKey`, run by `residual_lib.cache.extract`): the plan is
+the union of `caches(params)` of every page's experiment (`residual_lib.experiments`), with each page's
+parameters merged exactly as the book runner merges them, so the pages later find every cache complete
+and only analyse. Jobs are independent and each is
 resumable (the cache writes atomic shards and restarts at the first missing one), so several machines can
 split them: give machine i of k ``--shard i/k`` (jobs are dealt round-robin in a fixed order), with the
 same ``RESIDUAL_ARTIFACTS`` on a shared filesystem, or separate ones whose ``cache/`` folders are copied
@@ -19,18 +20,13 @@ no network; ``--book-args`` prints the matching ``-p`` overrides for ``python -m
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
-
-from .paths import REPO_ROOT, artifacts_dir
-
-PARAMS_DIR = REPO_ROOT / "notebooks" / "params"
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+from .cache import CacheKey
+from .paths import REPO_ROOT
 
 # The stand-in configuration: the paper profile's code paths on random weights and generated images.
 STANDIN: dict[str, Any] = {
@@ -54,130 +50,41 @@ STANDIN: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Job:
-    """One cache: `residual_lib.cache.extract(model, dataset, split=split, n=n, seed=seed, dtype=dtype)`."""
+def sort_key(key: CacheKey) -> tuple:
+    """Plan order: by model (one model load per run of jobs), then dataset, split, n, seed, dtype."""
+    return key.model, key.dataset, key.split, key.n is None, key.n or 0, key.seed, key.dtype
 
-    model: str
-    dataset: str
-    split: str
-    n: int | None
-    seed: int
-    dtype: str
 
-    def sort_key(self) -> tuple:
-        return self.model, self.dataset, self.split, self.n is None, self.n or 0, self.seed, self.dtype
-
-    def __str__(self) -> str:
-        return f"{self.model:<16} {self.dataset:<18} {self.split:<6} n={'all' if self.n is None else self.n:<6} " \
-               f"seed={self.seed} {self.dtype}"
+def describe(key: CacheKey) -> str:
+    """One aligned line per job for `--list`."""
+    return f"{key.model:<16} {key.dataset:<18} {key.split:<6} n={'all' if key.n is None else key.n:<6} " \
+           f"seed={key.seed} {key.dtype}"
 
 
 # ------------------------------------------------------------------------------------------------ planning
 
 
-def declared_defaults(notebook: Path) -> dict[str, Any]:
-    """The literal values of a notebook's parameters cell (py:percent source)."""
-    lines = notebook.read_text().splitlines()
-    start = next((i for i, l in enumerate(lines) if l.startswith("# %%") and "parameters" in l), None)
-    if start is None:
-        return {}
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%")), len(lines))
-    values = {}
-    for node in ast.parse("\n".join(lines[start + 1:end])).body:
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    values[target.id] = ast.literal_eval(node.value)
-    return values
-
-
-def notebook_parameters(name: str, profile: str, overrides: dict[str, Any] | None = None,
-                        params_dir: Path = PARAMS_DIR, notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Any]:
-    """A notebook's parameters as the book runner merges them: cell < _defaults < own file < overrides."""
-    cell = declared_defaults(notebooks_dir / f"{name}.py")
-    folder = params_dir / profile
-
-    def read(path: Path) -> dict:
-        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    merged = dict(cell)
-    merged.update({k: v for k, v in read(folder / "_defaults.yaml").items() if k in cell})
-    merged.update(read(folder / f"{name}.yaml"))
-    merged.update({k: v for k, v in (overrides or {}).items() if k in cell})
-    return merged
-
-
-def _split_size(dataset: str, split: str) -> int:
-    from .datasets import dataset_spec
-
-    return int(dataset_spec(dataset).splits[split]["size"])
-
-
-def _task_jobs(model: str, dataset: str, p: dict) -> list[Job]:
-    """`residual_lib.alignment.load_task`: train, val (when the dataset declares one) and test."""
-    from .datasets import dataset_spec
-
-    splits = [("train", p["n_train"]), ("val", p["n_val"]), ("test", p["n_test"])]
-    return [Job(model, dataset, s, n, p["seed"], p["cache_dtype"]) for s, n in splits if s in dataset_spec(dataset).splits]
-
-
-def _fig02(p: dict) -> list[Job]:
-    return [Job(m, p["dataset"], p["split"], p["n"], p["seed"], p["cache_dtype"]) for m in p["models"]]
-
-
-def _fig03(p: dict) -> list[Job]:
-    return [Job(p["model_name"], p["dataset"], p["split"], p["n"], p["seed"], p["cache_dtype"])]
-
-
-def _fig04(p: dict) -> list[Job]:
-    def n_for(dataset: str, wanted: int | None) -> int | None:
-        # The notebook asks for the whole split (n=None) when the split is no larger than wanted.
-        return None if wanted is None or _split_size(dataset, p["split"]) <= wanted else wanted
-    jobs = []
-    for m in p["models"]:
-        jobs.append(Job(m, p["reference_dataset"], p["split"], n_for(p["reference_dataset"], p["n_reference"]),
-                        p["seed"], p["cache_dtype"]))
-        jobs += [Job(m, d, p["split"], n_for(d, p["n"]), p["seed"], p["cache_dtype"]) for d in p["datasets"]]
-    return jobs
-
-
-def _fig05(p: dict) -> list[Job]:
-    jobs = []
-    for m in p["models"]:
-        jobs.append(Job(m, p["reference_dataset"], "train", p["n_reference"], p["seed"], p["cache_dtype"]))
-        for d in p["datasets"]:
-            jobs += _task_jobs(m, d, p)
-    if p["models"] and p.get("probe_dataset"):
-        jobs += _task_jobs(p["models"][0], p["probe_dataset"], p)
-    return jobs
-
-
-def _tab01(p: dict) -> list[Job]:
-    return [j for m in p["models"] for d in p["datasets"] for j in _task_jobs(m, d, p)]
-
-
-# Notebook -> the caches it extracts, mirroring its own `extract` / `load_task` calls.
-NOTEBOOK_JOBS: dict[str, Callable[[dict], list[Job]]] = {
-    "fig02_intrinsic_dimension": _fig02,
-    "fig03_textspan_vs_omp": _fig03,
-    "appA2_textspan_equals_somp": _fig03,  # same parameter keys: model, dataset, split, n
-    "fig04_spectral_dataset_similarity": _fig04,
-    "fig05_tab02_residual_alignment": _fig05,
-    "tab01_coarse_unit_alignment": _tab01,
-}
-
-
 def plan(profile: str, overrides: dict[str, Any] | None = None, models: Iterable[str] | None = None,
-         datasets: Iterable[str] | None = None, params_dir: Path = PARAMS_DIR,
-         notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Job]:
-    """Every distinct job the profile's notebooks need, sorted, optionally only some models / datasets."""
-    jobs = set()
-    for name, planner in NOTEBOOK_JOBS.items():
-        if (notebooks_dir / f"{name}.py").is_file() and (params_dir / profile / f"{name}.yaml").is_file():
-            jobs.update(planner(notebook_parameters(name, profile, overrides, params_dir, notebooks_dir)))
+         datasets: Iterable[str] | None = None, root: Path = REPO_ROOT) -> list[CacheKey]:
+    """Every distinct cache the profile's pages read (their experiments' `caches`), sorted, optionally filtered.
+
+    Parameters are merged exactly as the book runner merges them (`residual_lib.book.notebook_parameters`).
+    """
+    from .book import Layout, notebook_parameters, toc_notebooks
+    from .experiments import experiment
+
+    layout = Layout(Path(root))
+    keys: set[CacheKey] = set()
+    for name in toc_notebooks(layout):
+        module = experiment(name)
+        if module is None or not hasattr(module, "caches"):
+            continue
+        _, _, values = notebook_parameters(layout, name, profile, dict(overrides or {}))
+        keys.update(module.caches(module.Params.from_dict(
+            {k: v for k, v in values.items() if k in module.Params.names()})))
     keep_models, keep_datasets = set(models or []), set(datasets or [])
-    return sorted((j for j in jobs if (not keep_models or j.model in keep_models)
-                   and (not keep_datasets or j.dataset in keep_datasets)), key=Job.sort_key)
+    return sorted((k for k in keys if (not keep_models or k.model in keep_models)
+                   and (not keep_datasets or k.dataset in keep_datasets)), key=sort_key)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -191,7 +98,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, k
 
 
-def shard(jobs: list[Job], i: int, k: int) -> list[Job]:
+def shard(jobs: list[CacheKey], i: int, k: int) -> list[CacheKey]:
     """Machine i of k takes jobs i-1, i-1+k, i-1+2k, ... of the sorted plan (every job exactly once over i)."""
     return jobs[i - 1::k]
 
@@ -199,21 +106,7 @@ def shard(jobs: list[Job], i: int, k: int) -> list[Job]:
 # ------------------------------------------------------------------------------------------------ running
 
 
-def job_status(job: Job, root: Path | None = None) -> str:
-    """'done' (a complete cache exists), 'partial' (shards of an interrupted run) or 'todo', from disk only."""
-    import json
-
-    base = Path(root) if root is not None else artifacts_dir() / "cache"
-    leaf = f"{job.split}-n{'all' if job.n is None else job.n}-seed{job.seed}-paper-{job.dtype}"
-    found = "todo"
-    for manifest in base.glob(f"{job.model}-*/{job.dataset}/{leaf}/manifest.json"):
-        if json.loads(manifest.read_text()).get("complete"):
-            return "done"
-        found = "partial"
-    return found
-
-
-def run_jobs(jobs: list[Job], device: str = "auto", batch_size: int = 64, load: Callable | None = None,
+def run_jobs(jobs: list[CacheKey], device: str = "auto", batch_size: int = 64, load: Callable | None = None,
              extract: Callable | None = None) -> list[dict]:
     """Run jobs in order, loading each model once; returns one record per job (throughput, cache size)."""
     import time
@@ -234,12 +127,11 @@ def run_jobs(jobs: list[Job], device: str = "auto", batch_size: int = 64, load: 
                 torch.cuda.empty_cache()
             model = load(job.model, device=str(dev))
         start = time.perf_counter()
-        units = extract(model, job.dataset, split=job.split, n=job.n, seed=job.seed, device=str(dev),
-                        batch_size=batch_size, dtype=job.dtype)
+        units = extract(model, job.dataset, device=str(dev), batch_size=batch_size, **job.extract_kwargs())
         seconds = time.perf_counter() - start
         size = sum(f.stat().st_size for f in Path(units.path).rglob("*") if f.is_file()) if hasattr(units, "path") else None
         records.append({**asdict(job), "images": units.n, "seconds": round(seconds, 2), "cache_bytes": size})
-        print(f"done  {job}  {units.n} images in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"done  {describe(job)}  {units.n} images in {seconds:.1f} s", file=sys.stderr, flush=True)
     return records
 
 
@@ -296,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{' (stand-in)' if args.standin else ''}", file=sys.stderr)
     if args.list:
         for job in mine:
-            print(f"{job_status(job):<8} {job}")
+            print(f"{job.status():<8} {describe(job)}")
         return 0
     run_jobs(mine, device=args.device, batch_size=args.batch_size)
     return 0

@@ -8,9 +8,11 @@ import torch
 import yaml
 
 from residual_lib import reproduce
+from residual_lib.experiments import fig02
 from residual_lib.datasets import dataset_spec
 from residual_lib.paths import MANIFESTS
-from residual_lib.reproduce import Job, job_status, parse_shard, plan, run_jobs, shard
+from residual_lib.cache import CacheKey
+from residual_lib.reproduce import parse_shard, plan, run_jobs, shard, sort_key
 
 TABLE_DATASETS = {"cifar10", "cifar100", "cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
 FIGURE4_DATASETS = TABLE_DATASETS | {"imagenet-sketch", "pacs", "random"}
@@ -36,7 +38,7 @@ def test_paper_plan_covers_every_model_dataset_pair_the_notebooks_need(paper_pla
 
 def test_plan_is_sorted_unique_and_filterable(paper_plan):
     assert len(set(paper_plan)) == len(paper_plan)
-    assert paper_plan == sorted(paper_plan, key=Job.sort_key)
+    assert paper_plan == sorted(paper_plan, key=sort_key)
     narrow = plan("paper", models=["clip-l"], datasets=["mnist", "imagenet"])
     assert narrow and {(j.model, j.dataset) for j in narrow} <= {("clip-l", "mnist"), ("clip-l", "imagenet")}
     assert reproduce._names(["clip-l,blip-l", "vit-l"]) == ["clip-l", "blip-l", "vit-l"]
@@ -45,7 +47,7 @@ def test_plan_is_sorted_unique_and_filterable(paper_plan):
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_shards_partition_the_plan(paper_plan, k):
     parts = [shard(paper_plan, i, k) for i in range(1, k + 1)]
-    assert sorted((j for p in parts for j in p), key=Job.sort_key) == paper_plan
+    assert sorted((j for p in parts for j in p), key=sort_key) == paper_plan
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
@@ -55,31 +57,38 @@ def test_bad_shard_is_refused(text):
         parse_shard(text)
 
 
-def test_plan_mirrors_the_notebook_parameters(tmp_path):
-    """A parameter file overrides the cell's defaults, and overrides win, as in the book runner."""
-    notebooks, params = tmp_path / "notebooks", tmp_path / "params"
-    (params / "paper").mkdir(parents=True)
-    notebooks.mkdir()
-    (notebooks / "fig02_intrinsic_dimension.py").write_text(
-        '# %% tags=["parameters"]\nmodels = ["a"]\ndataset = "random"\nsplit = "train"\nn = 10\nseed = 3\n'
-        'cache_dtype = "float32"\nunrelated = 1\n\n# %%\nprint(models)\n')
-    (params / "paper" / "fig02_intrinsic_dimension.yaml").write_text("models: [b, c]\nn: null\n")
+def test_plan_mirrors_the_page_parameters(tmp_path):
+    """A parameter file overrides the experiment's defaults, and overrides win, as in the book runner."""
+    (tmp_path / "notebooks" / "params" / "paper").mkdir(parents=True)
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/fig02_intrinsic_dimension\n")
+    cell = "\n".join(f"{k} = {v!r}" for k, v in fig02.Params().to_dict().items())
+    (tmp_path / "notebooks" / "fig02_intrinsic_dimension.py").write_text(
+        f'# %% tags=["parameters"]\n{cell}\n\n# %%\nprint(models)\n')
+    params = tmp_path / "notebooks" / "params"
+    (params / "paper" / "fig02_intrinsic_dimension.yaml").write_text("models: [b, c]\nn: null\nseed: 3\n")
     (params / "paper" / "_defaults.yaml").write_text("cache_dtype: float16\nnot_declared: 2\n")
-    jobs = plan("paper", notebooks_dir=notebooks, params_dir=params)
-    assert jobs == [Job("b", "random", "train", None, 3, "float16"), Job("c", "random", "train", None, 3, "float16")]
-    jobs = plan("paper", overrides={"models": ["z"], "n": 5}, notebooks_dir=notebooks, params_dir=params)
-    assert jobs == [Job("z", "random", "train", 5, 3, "float16")]
+    jobs = plan("paper", root=tmp_path)
+    assert jobs == [CacheKey("b", "toy-mixed", "train", None, 3, "float16"),
+                    CacheKey("c", "toy-mixed", "train", None, 3, "float16")]
+    jobs = plan("paper", overrides={"models": ["z"], "n": 5}, root=tmp_path)
+    assert jobs == [CacheKey("z", "toy-mixed", "train", 5, 3, "float16")]
 
 
-def test_job_status_reads_the_cache_manifest(tmp_path):
-    job = Job("m", "d", "train", None, 0, "float16")
-    assert job_status(job, tmp_path) == "todo"
+def test_cache_key_status_reads_the_cache_manifest(tmp_path):
+    job = CacheKey("m", "d", "train", None, 0, "float16")
+    assert job.status(tmp_path) == "todo"
     folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({"complete": False}))
-    assert job_status(job, tmp_path) == "partial"
+    assert job.status(tmp_path) == "partial"
     (folder / "manifest.json").write_text(json.dumps({"complete": True}))
-    assert job_status(job, tmp_path) == "done"
+    assert job.status(tmp_path) == "done"
+    other = tmp_path / "m-x-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
+    other.mkdir(parents=True)
+    assert CacheKey("m-x", "d", "train", None, 0, "float16").status(tmp_path) == "partial", \
+        "model m-x's folder is not model m's"
 
 
 def test_cli_lists_the_standin_plan(capsys):
@@ -118,10 +127,10 @@ def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path,
     torch.set_num_threads(1)
     jobs = plan("paper", reproduce.STANDIN, datasets=["standin-imagenet", "standin-mnist"])
     jobs = [j for j in jobs if j.n is not None or j.split != "train"]  # one train cache per dataset keeps it short
-    jobs += [Job("standin-dino", "standin-imagenet", "train", 64, 0, "float32")]
+    jobs += [CacheKey("standin-dino", "standin-imagenet", "train", 64, 0, "float32")]
     records = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
     assert [r["images"] for r in records] == [j.n or dataset_spec(j.dataset).splits[j.split]["size"] for j in jobs]
-    assert all(job_status(j) == "done" for j in jobs)
+    assert all(j.status() == "done" for j in jobs)
     again = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
     assert all(b["seconds"] < a["seconds"] + 5 for a, b in zip(records, again))
 

@@ -1,0 +1,76 @@
+"""The reproduction report: every number of the paper beside this build's, with a verdict against a tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .. import results
+from ..cache import CacheKey
+from ..paper import REFERENCES
+from .base import Params as BaseParams
+from .base import Result, positive
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    results_run: str = "toy"  # which build's saved results to compare: "paper" after `make reproduce`, else toy/smoke
+    show_rows: int = 15  # rows shown per reference, largest differences first (the full tables are saved as CSV)
+
+    def check(self) -> None:
+        positive(self, "show_rows")
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """None: the report reads saved results only."""
+    return []
+
+
+def tolerances() -> pd.DataFrame:
+    """The stated tolerance of every compared quantity, with its reason."""
+    return pd.DataFrame([{"reference": name, "quantity": q, "tolerance": "exact text" if tol is None else
+                          (f"±{tol.absolute:g}" if tol.absolute else f"±{tol.relative:.0%} of the paper's value"),
+                          "why": "same description / same rank" if tol is None else tol.why}
+                         for name, quantities in results.TOLERANCES.items() for q, tol in quantities.items()])
+
+
+def run(p: Params) -> Result:
+    """Join each reference with the run's saved results; the summary and per-reference comparisons."""
+    comparisons = {name: results.compare(name, results.load(name, run=p.results_run)) for name in REFERENCES}
+    summary = results.summary(comparisons)
+    n_paper = int(summary["paper numbers"].sum())
+    n_ours = int(n_paper - summary["not run"].sum())
+    n_match = int(summary["match"].sum())
+    status = (f"This build compared {n_ours} of the paper's numbers with its own; {n_match} agree within tolerance."
+              if n_ours else
+              "No paper-scale run is part of this build: the paper's models and datasets need a GPU, the network "
+              "and ImageNet (see the README's 'Reproduce the paper'). Every number below is the paper's, and "
+              "each verdict reads 'not run'.")
+    largest = {}
+    for name, comp in comparisons.items():
+        order = pd.to_numeric(comp["diff"], errors="coerce").abs().fillna(-1)
+        largest[name] = comp.assign(_order=order).sort_values("_order", ascending=False).drop(
+            columns="_order").head(p.show_rows)
+    return Result(p, tables={"summary": summary, "tolerances": tolerances(), **{f"largest:{k}": v
+                                                                                 for k, v in largest.items()}},
+                  findings={"n_paper": n_paper, "n_ours": n_ours, "n_match": n_match, "results_run": p.results_run,
+                            "status": status},
+                  artifacts={"comparisons": comparisons})
+
+
+def plot(result: Result):
+    """Our value against the paper's for every compared quantity, tolerance band shaded."""
+    return results.plot_agreement(result.artifacts["comparisons"])
+
+
+def show_largest(result: Result) -> None:
+    """Per reference, a heading and its rows with the largest differences."""
+    from IPython.display import Markdown, display
+
+    from ..page import show
+
+    for key, table in result.tables.items():
+        if key.startswith("largest:"):
+            display(Markdown(f"### {key.removeprefix('largest:')}"))
+            show(table)
