@@ -36,13 +36,22 @@ test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The paper profile unless PROFILE is given; MODELS/DATASETS narrow the extraction and the book alike.
+# EXECUTOR=slurm submits the jobs as a Slurm job array (SLURM_ARGS: submitit parameters) and returns; build the
+# book once `python -m residual_lib.reproduce --status` shows every job done. WORKERS: local jobs at once.
 REPRO_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),paper)
 REPRO_ARGS = $(if $(MODELS),--models $(MODELS)) $(if $(DATASETS),--datasets $(DATASETS))
+EXECUTOR ?= local
+WORKERS ?= 1
+SLURM_ARGS ?=
 
 reproduce: setup
-	$(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS)
+ifeq ($(EXECUTOR),slurm)
+	$(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS) --executor slurm --slurm-args "$(SLURM_ARGS)"
+else
+	$(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS) --executor $(EXECUTOR) --workers $(WORKERS)
 	set -f; overrides=$$($(PY) -m residual_lib.reproduce --profile $(REPRO_PROFILE) $(REPRO_ARGS) --book-args) && \
 	  $(PY) -m residual_lib.book build --profile $(REPRO_PROFILE) $$overrides $(BOOK_ARGS)
+endif
 
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,16 +1,17 @@
 """Extract every unit cache the book's notebooks need for a profile, as independent resumable jobs.
 
     python -m residual_lib.reproduce --profile paper [--models clip-l blip-l] [--datasets imagenet mnist]
-                                     [--list] [--shard i/k] [--standin] [--device cuda] [--book-args]
+                                     [--executor local|slurm] [--workers N] [--slurm-args '...']
+                                     [--list] [--status] [--standin] [--device cuda] [--book-args]
 
 A job is one unit cache (`residual_lib.cache.CacheKey`, run by `residual_lib.cache.extract`): the plan is
 the union of `caches(params)` of every page's experiment (`residual_lib.experiments`), with each page's
 parameters merged exactly as the book runner merges them, so the pages later find every cache complete
-and only analyse. Jobs are independent and each is
-resumable (the cache writes atomic shards and restarts at the first missing one), so several machines can
-split them: give machine i of k ``--shard i/k`` (jobs are dealt round-robin in a fixed order), with the
-same ``RESIDUAL_ARTIFACTS`` on a shared filesystem, or separate ones whose ``cache/`` folders are copied
-together afterwards (every job writes its own folder). ``--list`` shows the plan and what is done.
+and only analyse. Jobs are independent, resumable (a cache restarts at its first missing shard) and run
+longest first by `residual_lib.jobs` through submitit: ``--executor local`` (default) runs them in processes
+on this machine, ``--workers`` at a time, and waits; ``--executor slurm`` submits one Slurm job array and
+returns. Give every machine the same ``RESIDUAL_ARTIFACTS`` on shared storage. ``--list`` shows the plan
+with what is on disk; ``--status`` adds what is running and what failed, with its log.
 
 ``--standin`` swaps in the stand-in configuration (`STANDIN`): random-weight models of the paper's families
 (open_clip ViT-S/32 with QuickGELU, a timm ViT with LayerScale) and generated images, small counts,
@@ -87,22 +88,6 @@ def plan(profile: str, overrides: dict[str, Any] | None = None, models: Iterable
                    and (not keep_datasets or k.dataset in keep_datasets)), key=sort_key)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/k' (1 <= i <= k) -> (i, k)."""
-    try:
-        i, k = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard {text!r} is not of the form i/k, e.g. 1/4") from None
-    if not 1 <= i <= k:
-        raise ValueError(f"shard {text!r}: need 1 <= i <= k")
-    return i, k
-
-
-def shard(jobs: list[CacheKey], i: int, k: int) -> list[CacheKey]:
-    """Machine i of k takes jobs i-1, i-1+k, i-1+2k, ... of the sorted plan (every job exactly once over i)."""
-    return jobs[i - 1::k]
-
-
 # ------------------------------------------------------------------------------------------------ running
 
 
@@ -160,13 +145,21 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
+    from . import jobs as engine
+
     parser = argparse.ArgumentParser(prog="python -m residual_lib.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="paper", choices=("toy", "smoke", "paper"))
     parser.add_argument("--models", nargs="+", help="only these models (registered names)")
     parser.add_argument("--datasets", nargs="+", help="only these datasets (registered names)")
-    parser.add_argument("--shard", default="1/1", help="i/k: this machine runs every k-th job starting at i")
+    parser.add_argument("--executor", default="local", choices=engine.EXECUTORS,
+                        help="local: processes on this machine, waiting for them; slurm: submit a job array, return")
+    parser.add_argument("--workers", type=int, default=1, help="local executor: jobs running at once")
+    parser.add_argument("--slurm-args", default="", metavar="'KEY=VALUE ...'",
+                        help="submitit parameters, e.g. 'partition=gpu gpus_per_node=1 timeout_min=240'")
     parser.add_argument("--list", action="store_true", help="print the plan with each job's status and stop")
+    parser.add_argument("--status", action="store_true",
+                        help="every job: done, running, failed (with its log) or todo, and stop")
     parser.add_argument("--standin", action="store_true", help="random-weight models and generated images")
     parser.add_argument("--book-args", action="store_true", help="print the matching book overrides and stop")
     parser.add_argument("--device", default="auto")
@@ -176,21 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.book_args:
         print(" ".join(f"-p {o}" for o in book_overrides(args.standin, models, datasets)))
         return 0
-    jobs = plan(args.profile, STANDIN if args.standin else None, models, datasets)
-    try:
-        mine = shard(jobs, *parse_shard(args.shard))
-    except ValueError as err:
-        parser.error(str(err))
-    if not jobs:
+    keys = plan(args.profile, STANDIN if args.standin else None, models, datasets)
+    if not keys:
         print(f"no extraction jobs for profile {args.profile!r} with this selection", file=sys.stderr)
         return 1
-    print(f"{len(mine)} of {len(jobs)} jobs (shard {args.shard}), profile {args.profile}"
-          f"{' (stand-in)' if args.standin else ''}", file=sys.stderr)
-    if args.list:
-        for job in mine:
-            print(f"{job.status():<8} {describe(job)}")
+    work = engine.longest_first(engine.ExtractJob(k, args.device, args.batch_size) for k in keys)
+    print(f"{len(work)} jobs, profile {args.profile}{' (stand-in)' if args.standin else ''}", file=sys.stderr)
+    if args.list or args.status:
+        for job in work:
+            state, detail = engine.status(job) if args.status else (job.key.status(), "")
+            print(f"{state:<8} {describe(job.key)}" + (f"  {detail}" if detail else ""))
         return 0
-    run_jobs(mine, device=args.device, batch_size=args.batch_size)
+    if args.executor == "slurm":
+        try:
+            ids = engine.submit_slurm(work, engine.slurm_parameters(args.slurm_args))
+        except ValueError as err:
+            parser.error(str(err))
+        print(f"submitted {len(ids)} jobs (Slurm array {ids[0].split('_')[0] if ids else '-'}); "
+              f"follow them with --status", file=sys.stderr)
+        return 0
+    failed = engine.run_local(work, workers=args.workers)
+    if failed:
+        print(f"{len(failed)} job(s) failed: {', '.join(failed)}; rerun to resume them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,7 @@ from residual_lib.experiments import fig02
 from residual_lib.datasets import dataset_spec
 from residual_lib.paths import MANIFESTS
 from residual_lib.cache import CacheKey
-from residual_lib.reproduce import parse_shard, plan, run_jobs, shard, sort_key
+from residual_lib.reproduce import plan, run_jobs, sort_key
 
 TABLE_DATASETS = {"cifar10", "cifar100", "cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
 FIGURE4_DATASETS = TABLE_DATASETS | {"imagenet-sketch", "pacs", "random"}
@@ -42,19 +42,6 @@ def test_plan_is_sorted_unique_and_filterable(paper_plan):
     narrow = plan("paper", models=["clip-l"], datasets=["mnist", "imagenet"])
     assert narrow and {(j.model, j.dataset) for j in narrow} <= {("clip-l", "mnist"), ("clip-l", "imagenet")}
     assert reproduce._names(["clip-l,blip-l", "vit-l"]) == ["clip-l", "blip-l", "vit-l"]
-
-
-@pytest.mark.parametrize("k", [1, 3, 7])
-def test_shards_partition_the_plan(paper_plan, k):
-    parts = [shard(paper_plan, i, k) for i in range(1, k + 1)]
-    assert sorted((j for p in parts for j in p), key=sort_key) == paper_plan
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1
-
-
-@pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "1"])
-def test_bad_shard_is_refused(text):
-    with pytest.raises(ValueError, match="shard"):
-        parse_shard(text)
 
 
 def test_plan_mirrors_the_page_parameters(tmp_path):
@@ -92,7 +79,7 @@ def test_cache_key_status_reads_the_cache_manifest(tmp_path):
 
 
 def test_cli_lists_the_standin_plan(capsys):
-    assert reproduce.main(["--standin", "--list", "--shard", "1/2"]) == 0
+    assert reproduce.main(["--standin", "--list"]) == 0
     out = capsys.readouterr()
     assert "standin-clip" in out.out and "todo" in out.out and "(stand-in)" in out.err
 
