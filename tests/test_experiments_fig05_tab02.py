@@ -88,16 +88,17 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
         "rdstar_params", "lin_params"}
-    assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == model_display("toy-clip-smoke")
+    label = model_display("toy-clip-smoke")
+    assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
     params = result.tables["table2_params"].set_index("method")["params"]
     assert result.findings["rd_params"] == params["RD"] and result.findings["lin_params"] == params["Lin"]
     assert list(result.tables["probe"]["task"]) == ["toy-colour", "toy-shape"]
-    (label, table), = fig05_tab02.table2_tables(result).items()
-    assert label == model_display("toy-clip-smoke") and list(table["dataset"]) == ["toy-colour", "toy-shape", "Average", "#params"]
+    (caption, table), = fig05_tab02.table2_tables(result).items()
+    assert caption == label and list(table["dataset"]) == ["toy-colour", "toy-shape", "Average", "#params"]
     assert list(table.columns) == ["dataset", "Base", "Lin", "RD", "RD*", "RDY", "Full finetuning"]
     assert list(fig05_tab02.paper_table(result).columns) == ["model", "dataset", "Lin", "RD", "RD*", "RDY"]
     assert fig05_tab02.difference_tables(result) == {}
-    assert set(fig05_tab02.best_epochs(result)["model"]) == {model_display("toy-clip-smoke")}
+    assert set(fig05_tab02.best_epochs(result)["model"]) == {label}
     assert list(fig05_tab02.table2_panels(result))[1:] == ["Tables 2 and 6 (paper)"]
     assert len(result.tables["count_check"]) == 4 * 3
     for plot in (fig05_tab02.plot_bars, fig05_tab02.plot_lr_range, fig05_tab02.plot_head_scales,

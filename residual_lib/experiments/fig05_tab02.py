@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 
 from .. import style
 from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
-                         residual_alignment, top_components)
+                         residual_alignment, task_caches, top_components)
 from ..cache import CacheKey, extract
 from ..device import resolve_device
 from ..models import load_model
@@ -30,7 +30,6 @@ from ..text_dictionary import text_dictionary
 from ..training import TrainConfig
 from .base import Params as BaseParams
 from .base import ParamsError, Result, nonempty, positive
-from .tab01 import task_caches
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
 FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right

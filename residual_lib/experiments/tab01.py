@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .. import style
-from ..alignment import coarse_unit_alignment, load_task
+from ..alignment import coarse_unit_alignment, load_task, task_caches
 from ..cache import CacheKey
-from ..datasets import dataset_spec
 from ..device import resolve_device
 from ..models import load_model
 from ..paper import reference
@@ -59,13 +58,6 @@ class Params(BaseParams):
         if bad or not self.fractions:
             raise ParamsError(f"parameter fractions={self.fractions!r} must be a non-empty list of shares in [0, 1] "
                               "(0 stands for a single head)")
-
-
-def task_caches(model: str, dataset: str, n_train: int | None, n_val: int | None, n_test: int | None, seed: int,
-                dtype: str) -> list[CacheKey]:
-    """The caches `alignment.load_task` reads: train, val (when the dataset declares one) and test."""
-    splits = [("train", n_train), ("val", n_val), ("test", n_test)]
-    return [CacheKey(model, dataset, s, n, seed, dtype) for s, n in splits if s in dataset_spec(dataset).splits]
 
 
 def caches(p: Params) -> list[CacheKey]:
