@@ -46,40 +46,14 @@ cache_dtype = "float32"
 batch_size = 64  # images per forward pass when extracting caches
 device = "auto"
 
-# %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import results, style
-from residual_lib.alignment import coarse_unit_alignment, load_task
-from residual_lib.device import resolve_device
-from residual_lib.models import load_model
-from residual_lib.paper import reference
-from residual_lib.plots_spectral import dataset_display, model_display
-from residual_lib.residual import Architecture
-from residual_lib.training import TrainConfig
+# %% tags=["hide-input"]
+from residual_lib import page, results, style
+from residual_lib.experiments import tab01
 
 style.apply()
-dev = str(resolve_device(device))
-config = TrainConfig(max_epochs=max_epochs, patience=patience, batch_size=train_batch_size, device=dev, seed=seed)
-rows, sweeps, n_heads = [], [], {}
-for name in models:
-    model = load_model(name, device=dev)
-    arch = Architecture.from_model(model)
-    n_heads[model_display(name)] = len(arch.heads)
-    for ds in datasets:
-        task = load_task(model, ds, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, device=dev,
-                         batch_size=batch_size, dtype=cache_dtype)
-        row, sweep, _ = coarse_unit_alignment(task, arch, fraction, n_random, fractions, config)
-        rows.append({"model": model_display(name), "dataset": dataset_display(ds),
-                     "chance": 1 / task.classifier.n_classes, **row})
-        sweeps.append(sweep.assign(model=model_display(name), dataset=dataset_display(ds)))
-ours = pd.DataFrame(rows)
-sweep = pd.concat(sweeps, ignore_index=True)
-METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]
+result = tab01.run(page.params(tab01.Params, globals()))
+page.glue_findings(result.findings)
+_ = results.save(result.tables["table1"], "table1")
 
 # %% [markdown]
 # ## This build's table
@@ -87,15 +61,9 @@ METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]
 # Test accuracy per dataset; R is the mean over the random seeds (its standard deviation in the
 # `R sd` column); `k` is the number of heads kept.
 
-# %%
-def with_average(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([table, table.mean(numeric_only=True).to_frame("Average").T])
-
-
-for label, part in ours.groupby("model", sort=False):
-    print(f"{label}: {n_heads[label]} heads, {int(part['k'].iloc[0])} kept by U, U|T, S and R")
-    shown = part.set_index("dataset")[METHODS + ["R_std"]].rename(columns={"R_std": "R sd"})
-    display(with_average(shown).round(3))
+# %% tags=["hide-input"]
+for caption, table in tab01.model_tables(result).items():
+    page.show(table, caption=caption)
 
 # %% [markdown]
 # ## The paper's tables, beside ours
@@ -105,42 +73,16 @@ for label, part in ours.groupby("model", sort=False):
 # difference (ours minus paper) follows; in the toy build no model is, so the paper's values stand as a
 # reference panel: they are the paper's numbers, not this build's.
 
-# %%
-paper = reference("table1")
-paper_wide = paper.pivot_table(index=["model", "dataset"], columns="method", values="accuracy", sort=False)
-print(style.paper_label("Tables 1, 3-5"))
-display(paper_wide[METHODS])
-shared = sorted(set(ours["model"]) & set(paper["model"]))
-for label in shared:
-    long = ours[ours["model"] == label].melt(id_vars=["dataset"], value_vars=METHODS, var_name="method",
-                                              value_name="ours")
-    merged = long.merge(paper[paper["model"] == label], on=["dataset", "method"], how="inner")
-    merged["ours - paper"] = merged["ours"] - merged["accuracy"]
-    print(f"{label}: ours minus the paper's")
-    display(merged.pivot_table(index="dataset", columns="method", values="ours - paper", sort=False)
-            .reindex(columns=METHODS).round(3))
-glue("shared_models", ", ".join(shared) if shared else "none", display=False)
+# %% tags=["hide-input"]
+page.show(tab01.paper_table(result), caption=style.paper_label("Tables 1, 3-5"))
+for caption, table in tab01.difference_tables(result).items():
+    page.show(table, caption=caption)
 
 # %% [markdown]
 # Models shared with the paper in this build: {glue:text}`shared_models`.
 
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
-average = ours.groupby("model", sort=False)[METHODS].mean()
-x = np.arange(len(METHODS))
-width = 0.8 / len(average)
-for i, (label, values) in enumerate(average.iterrows()):
-    axes[0].bar(x + i * width, values.to_numpy(), width, color=style.OURS, alpha=1 - 0.3 * i, label=label)
-axes[0].set(xticks=x + 0.4 - width / 2, xticklabels=METHODS, ylim=(0, 1), ylabel="mean test accuracy",
-            title=f"This build: mean over {len(datasets)} tasks")
-axes[0].legend(fontsize=8)
-paper_avg = paper[paper["dataset"] == "Average"].pivot(index="model", columns="method", values="accuracy")[METHODS]
-for i, (label, values) in enumerate(paper_avg.iterrows()):
-    axes[1].plot(x + (i - 2) * 0.08, values.to_numpy(), marker="osD^v"[i % 5], ls="none", color=style.PAPER,
-                 label=label)
-axes[1].set(xticks=x, xticklabels=METHODS, ylim=(0, 1), title=style.paper_label("Average row of Tables 1, 3-5"))
-axes[1].legend(fontsize=7)
-fig.tight_layout()
+# %% tags=["hide-input"]
+fig = tab01.plot_averages(result)
 
 # %% [markdown]
 # ## Accuracy against the number of heads kept
@@ -149,50 +91,8 @@ fig.tight_layout()
 # model several fractions round to the same number of heads). The random control is drawn as its mean
 # and a band of one standard deviation; H and B are horizontal lines.
 
-# %%
-labels = list(dict.fromkeys(sweep["model"] + " / " + sweep["dataset"]))
-cols = min(3, len(labels))
-rows_n = -(-len(labels) // cols)
-fig, axes = plt.subplots(rows_n, cols, figsize=(4.0 * cols, 3.0 * rows_n), squeeze=False, sharey=True)
-colours = {"U": "#1f5fa8", "U|T": "#2ca02c", "S": "#9467bd"}
-for ax, label in zip(axes.flat, labels):
-    m, d = label.split(" / ")
-    part = sweep[(sweep["model"] == m) & (sweep["dataset"] == d)]
-    for rule, colour in colours.items():
-        line = part[part["rule"] == rule].groupby("k")["accuracy"].mean()
-        ax.plot(line.index, line.to_numpy(), marker="o", ms=3, color=colour, label=rule)
-    rand = part[part["rule"] == "R"].groupby("k")["accuracy"].agg(["mean", "std"])
-    ax.plot(rand.index, rand["mean"], color="grey", ls="--", label="R")
-    ax.fill_between(rand.index, rand["mean"] - rand["std"], rand["mean"] + rand["std"], color="grey", alpha=0.2)
-    row = ours[(ours["model"] == m) & (ours["dataset"] == d)].iloc[0]
-    ax.axhline(row["H"], color="black", lw=0.8, ls=":", label="H")
-    ax.axhline(row["B"], color="black", lw=0.8, label="B")
-    ax.axhline(row["chance"], color="grey", lw=0.8, ls="-.", label="chance")
-    ax.set(xscale="log", title=d if len(models) == 1 else label, xlabel="heads kept (log scale)", ylim=(0, 1.02))
-    ax.set_xticks(rand.index, [str(k) for k in rand.index])
-    ax.minorticks_off()
-axes[0, 0].set_ylabel("test accuracy")
-axes.flat[0].legend(fontsize=7, ncol=2)
-for ax in list(axes.flat)[len(labels):]:
-    ax.axis("off")
-fig.tight_layout()
-
-# %%
-avg = ours[METHODS].mean()
-glue("avg_b", float(avg["B"]), display=False)
-glue("avg_h", float(avg["H"]), display=False)
-glue("avg_o", float(avg["O"]), display=False)
-glue("avg_u", float(avg["U"]), display=False)
-glue("avg_ut", float(avg["U|T"]), display=False)
-glue("avg_s", float(avg["S"]), display=False)
-glue("avg_r", float(avg["R"]), display=False)
-glue("n_o_beats_b", int((ours["O"] > ours["B"]).sum()), display=False)
-glue("n_rows", len(ours), display=False)
-glue("h_share_of_b", float((ours["H"] / ours["B"]).mean()), display=False)
-glue("heads_text", ", ".join(f"{m} {h} heads" for m, h in n_heads.items()), display=False)
-glue("k_text", ", ".join(f"{m}: {k}" for m, k in ours.groupby("model", sort=False)["k"].first().items()), display=False)
-_ = results.save(ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method",
-                           value_name="accuracy"), "table1")
+# %% tags=["hide-input"]
+fig = tab01.plot_sweep(result)
 
 # %% [markdown]
 # ## What this build shows

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .cache import CacheKey
 from .datasets import dataset_spec
 from .residual import METHODS, AlignmentMethod, Architecture, make_method
 from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
@@ -58,6 +59,13 @@ def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None
         train, val = in_memory(train, keep), in_memory(train, held)
     test = in_memory(extract(model, dataset, split="test", n=n_test, seed=seed, **extract_kw))
     return Task(dataset, classifier, train, val, test)
+
+
+def task_caches(model: str, dataset: str, n_train: int | None = None, n_val: int | None = None,
+                n_test: int | None = None, seed: int = 0, dtype: str = "float32") -> list[CacheKey]:
+    """The unit caches `load_task` reads: train, val (when the dataset declares one) and test."""
+    splits = [("train", n_train), ("val", n_val), ("test", n_test)]
+    return [CacheKey(model, dataset, s, n, seed, dtype) for s, n in splits if s in dataset_spec(dataset).splits]
 
 
 @dataclass

@@ -56,3 +56,23 @@ def test_residual_alignment_and_lambda_summaries(task):
     assert described["description"].str.count(r"\|").eq(1).all()
     with pytest.raises(ValueError, match="valid: O, RD"):
         residual_alignment(task, ARCH, reference, methods=("XYZ",))
+
+
+def test_task_caches_are_the_splits_the_dataset_declares():
+    from residual_lib.alignment import task_caches
+
+    keys = task_caches("m", "toy-shape", n_train=200, n_val=None, n_test=100, seed=3, dtype="float16")
+    assert [(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in keys] == [
+        ("m", "toy-shape", "train", 200, 3, "float16"), ("m", "toy-shape", "val", None, 3, "float16"),
+        ("m", "toy-shape", "test", 100, 3, "float16")]
+    with pytest.raises(KeyError):
+        task_caches("m", "no-such-dataset")
+
+
+def test_task_caches_without_a_val_split_read_train_and_test(monkeypatch):
+    import types
+
+    from residual_lib import alignment
+
+    monkeypatch.setattr(alignment, "dataset_spec", lambda name: types.SimpleNamespace(splits={"train": {}, "test": {}}))
+    assert [k.split for k in alignment.task_caches("m", "d", 10, 5, 7)] == ["train", "test"]

@@ -1,0 +1,397 @@
+"""Figure 5 and Table 2 (and 6, 16): ResiDual alignment (Section 4.2).
+
+Per model and task: the test accuracy of the model (Base), of the linear aligner (Lin), of the ResiDual
+variants (RD, RD*, RDY) and of full finetuning, with each method's trained-parameter count; the learning
+rates the range tests picked; what RD amplified (per-head and per-PC scales, OMP descriptions of the most
+amplified components) and how that compares with linear probes of each head; the paper's tables beside ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from .. import style
+from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
+                         residual_alignment, task_caches, top_components)
+from ..cache import CacheKey, extract
+from ..device import resolve_device
+from ..models import load_model
+from ..paper import reference
+from ..plots_spectral import dataset_display, model_display
+from ..probe import probe_accuracy
+from ..residual import Architecture, make_method
+from ..text_dictionary import text_dictionary
+from ..training import TrainConfig
+from .base import Params as BaseParams
+from .base import ParamsError, Result, nonempty, positive
+
+TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
+FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right
+# The paper's models whose architectures open_clip knows: their counts follow without weights.
+PAPER_ARCHITECTURES = [("CLIP-L", "ViT-L-14"), ("OpenCLIP-L", "ViT-L-14"), ("CLIP-B", "ViT-B-32"),
+                       ("OpenCLIP-B", "ViT-B-32")]
+
+Method = Literal["Lin", "RD", "RD*", "RDY"]
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    models: list[str] = field(default_factory=lambda: ["toy-clip"])  # registered names or open_clip architectures
+    datasets: list[str] = field(default_factory=lambda: ["toy-shape", "toy-colour", "toy-pattern", "toy-position",
+                                                         "toy-size"])  # zero-shot tasks
+    reference_dataset: str = "toy-mixed"  # where Phi and mu come from (the paper: ImageNet train)
+    n_reference: int | None = 2000  # reference images for the PCA; None: the whole split
+    n_train: int | None = 2000  # training images per task; None: the whole split
+    n_val: int | None = 500  # validation images (early stopping); None: all
+    n_test: int | None = 1000  # test images; None: all
+    seed: int = 0
+    methods: list[Method] = field(default_factory=lambda: ["Lin", "RD", "RD*", "RDY"])  # Table 2's columns
+    rd_star_variance: float = 0.9  # RD*: explained variance kept per head (the paper: 90%)
+    max_epochs: int = 30  # the paper: 30
+    patience: int = 5  # the paper: 5
+    train_batch_size: int = 64  # the authors: 64
+    finetune: bool = True  # Full finetuning of the vision tower
+    finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
+    finetune_lr: float | None = None  # None: the LR range test picks it
+    dictionary: str = "toy"  # text dictionary for the OMP descriptions of amplified components
+    probe_dataset: str = "toy-colour"  # the task whose per-PC scales are drawn head by head
+    n_components_described: int = 6
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = 64
+    device: str = "auto"
+
+    def check(self) -> None:
+        nonempty(self, "models", "datasets", "methods")
+        positive(self, "n_reference", "n_train", "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
+                 "finetune_max_epochs", "finetune_lr", "n_components_described", "batch_size")
+        if "RD" not in self.methods:
+            raise ParamsError(f"parameter methods={self.methods!r} must include 'RD': the page's scale maps, "
+                              "component descriptions and probe comparison read RD's scales")
+        if not 0 < self.rd_star_variance <= 1:
+            raise ParamsError(f"parameter rd_star_variance={self.rd_star_variance!r} must be in (0, 1]")
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """Per model: the reference dataset's train cache, then every task's train, val and test caches."""
+    keys = []
+    for m in p.models:
+        keys.append(CacheKey(m, p.reference_dataset, "train", p.n_reference, p.seed, p.cache_dtype))
+        keys += [k for d in p.datasets for k in task_caches(m, d, p.n_train, p.n_val, p.n_test, p.seed, p.cache_dtype)]
+    return list(dict.fromkeys(keys))
+
+
+def run(p: Params) -> Result:
+    """Train every method on every model and task; tables, findings, and the trained methods for the plots."""
+    dev = str(resolve_device(p.device))
+    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
+                         seed=p.seed)
+    ft_config = TrainConfig(max_epochs=p.finetune_max_epochs, patience=p.patience, batch_size=p.train_batch_size,
+                            device=dev, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
+    trained, archs, first_model = {}, {}, None
+    for name in p.models:
+        model = load_model(name, device=dev)
+        label = model_display(name)
+        first_model = first_model or model
+        archs[label] = Architecture.from_model(model)
+        reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
+                                            device=dev, batch_size=p.batch_size, dtype=p.cache_dtype))
+        for ds in p.datasets:
+            task = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+                             batch_size=p.batch_size, dtype=p.cache_dtype)
+            out = residual_alignment(task, archs[label], reference_units, p.methods, config, p.rd_star_variance)
+            if p.finetune:
+                out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed, ft_config)
+            trained[(label, dataset_display(ds))] = out
+    accuracy = accuracy_table(trained)
+    params = params_table(trained, p.methods)
+    label0 = model_display(p.models[0])
+    tasks = [dataset_display(d) for d in p.datasets]
+    moved = [d for d in tasks if trained[(label0, d)]["RD"].result.best_epoch > 0]
+    probe, per_task = probe_table(first_model, p, {d: trained[(label0, d)]["RD"].method for d in tasks},
+                                  archs[label0], moved)
+    paper_acc, paper_params = reference("table2"), reference("table2_params")
+    tables = {
+        "accuracy": accuracy, "table2_params": params,
+        "table2": accuracy[accuracy["method"].isin(TABLE2_METHODS)].reset_index(drop=True),
+        "paper": paper_acc, "paper_params": paper_params,
+        "ours_minus_paper": ours_minus_paper(accuracy, paper_acc),
+        "count_check": count_check(paper_params), "training": training_table(trained),
+        "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method for d in moved},
+                                     text_dictionary(p.dictionary), p.n_components_described),
+        "probe": probe,
+    }
+    return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved),
+                  artifacts={"trained": trained, "archs": archs, "first_label": label0, "tasks": tasks,
+                             "probe_per_task": per_task})
+
+
+def accuracy_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
+    """Long table (model, dataset, method, accuracy, params) of every trained method's test accuracy."""
+    return pd.DataFrame([{"model": m, "dataset": d, "method": k, "accuracy": t.test_accuracy,
+                          "params": 0 if t.method is None else int(t.method.n_params)}
+                         for (m, d), out in trained.items() for k, t in out.items()])
+
+
+def params_table(trained: dict[tuple[str, str], dict[str, Trained]], methods: list[str]) -> pd.DataFrame:
+    """(model, method, params): each method's trained-parameter count, the median over tasks (RD* varies)."""
+    models = list(dict.fromkeys(m for m, _ in trained))
+    return pd.DataFrame([{"model": m, "method": k, "params": int(np.median(
+        [out[k].method.n_params for (mm, _), out in trained.items() if mm == m]))} for m in models for k in methods])
+
+
+def ours_minus_paper(accuracy: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Long table (model, dataset, method, ours, paper, ours - paper) where the paper reports our model."""
+    merged = accuracy.drop(columns="params").rename(columns={"accuracy": "ours"}).merge(
+        paper.rename(columns={"accuracy": "paper"}), on=["model", "dataset", "method"])
+    return merged.assign(**{"ours - paper": merged["ours"] - merged["paper"]})
+
+
+def count_check(paper_params: pd.DataFrame) -> pd.DataFrame:
+    """Lin, RD and RDY parameter counts from open_clip architectures alone, beside the paper's."""
+    rows = []
+    for paper_model, arch_name in PAPER_ARCHITECTURES:
+        arch = Architecture.from_open_clip(arch_name)
+        rows += [{"model": paper_model, "method": method, "ours (from the architecture)":
+                  make_method(method, arch).n_params} for method in ["Lin", "RD", "RDY"]]
+    return pd.DataFrame(rows).merge(paper_params, on=["model", "method"]).rename(
+        columns={"params": style.paper_label("#params")})
+
+
+def training_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
+    """(model, dataset, method, lr, epochs run, best epoch) of every trained method (Base has no training)."""
+    return pd.DataFrame([{"model": m, "dataset": d, "method": k, "lr": t.result.lr, "epochs run": t.result.epochs_run,
+                          "best epoch": t.result.best_epoch} for (m, d), out in trained.items() for k, t in out.items()
+                         if t.result is not None])
+
+
+def described_table(model, methods: dict, dictionary: list[str], k: int) -> pd.DataFrame:
+    """(task, unit, pc, scale, description): each task's k most amplified components, described by OMP."""
+    columns = ["task", "unit", "pc", "scale", "description"]
+    if not methods:
+        return pd.DataFrame(columns=columns)
+    return pd.concat([describe_components(m, top_components(m, k), dictionary, model.encode_text).assign(task=d)
+                      for d, m in methods.items()])[columns].reset_index(drop=True)
+
+
+def probe_table(model, p: Params, rd: dict, arch: Architecture, moved: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Per task: the heads a linear probe reads best beside RD's most amplified heads, and their Spearman.
+
+    Returns the summary (one row per task) and, per task, the per-head table (accuracy, chance, mean lambda).
+    """
+    rows, per_task = [], {}
+    for ds in p.datasets:
+        d = dataset_display(ds)
+        units = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed,
+                          device=str(resolve_device(p.device)), batch_size=p.batch_size, dtype=p.cache_dtype).test
+        table = probe_accuracy(units, {d: units.labels}, names=units.heads, progress=False).set_index("unit")
+        table["mean lambda"] = head_scale_grid(rd[d], arch).stack().to_numpy()
+        per_task[d] = table
+        top_probe, top_scale = list(table["accuracy"].nlargest(3).index), list(table["mean lambda"].nlargest(3).index)
+        rho = spearmanr(table["accuracy"], table["mean lambda"])[0] if table["mean lambda"].std() > 0 else np.nan
+        if d not in moved:  # every scale is 1: no head is amplified
+            top_scale, rho = [], np.nan
+        rows.append({"task": d, "RD trained": d in moved, "best probe heads": ", ".join(top_probe),
+                     "most amplified heads": ", ".join(top_scale), "in common": len(set(top_probe) & set(top_scale)),
+                     "Spearman(probe, lambda)": rho})
+    return pd.DataFrame(rows), per_task
+
+
+def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: str, moved: list[str]) -> dict:
+    accuracy, params, probe = tables["accuracy"], tables["table2_params"], tables["probe"].set_index("task")
+    shared = sorted(set(archs) & set(tables["paper"]["model"]))
+    tasks = [dataset_display(d) for d in p.datasets]
+    probe_task = dataset_display(p.probe_dataset)
+    colour = probe.loc[probe_task] if probe_task in probe.index else None
+    if colour is None:
+        probe_moved = "was not trained in this build (the task is not among its datasets)"
+    elif colour["RD trained"]:
+        probe_moved = "was trained"
+    else:
+        probe_moved = "kept its untrained scales (early stopping found no epoch better than the model itself)"
+    means = accuracy.groupby("method")["accuracy"].mean()
+    counts = params.set_index(["model", "method"])["params"]
+    return {
+        "shared_models": ", ".join(shared) if shared else "none",
+        "untrained_tasks": ", ".join(d for d in tasks if d not in moved) or "none",
+        "probe_task": probe_task, "probe_moved": probe_moved,
+        "probe_top": colour["best probe heads"] if colour is not None else "",
+        "scale_top": (colour["most amplified heads"] or "none") if colour is not None else "",
+        "mean_rho_moved": float(probe.loc[probe["RD trained"], "Spearman(probe, lambda)"].mean())
+        if moved else float("nan"),
+        **{key: float(means.get(method, np.nan)) for key, method in [
+            ("avg_base", "Base"), ("avg_lin", "Lin"), ("avg_rd", "RD"), ("avg_rdstar", "RD*"), ("avg_rdy", "RDY"),
+            ("avg_ft", "Full finetuning")]},
+        "first_label": label0, "rd_params": int(counts.get((label0, "RD"), 0)),
+        "rdstar_params": int(counts.get((label0, "RD*"), 0)), "lin_params": int(counts.get((label0, "Lin"), 0)),
+    }
+
+
+def with_counts(wide: pd.DataFrame, counts: dict, add_average: bool = True, decimals: int = 3) -> pd.DataFrame:
+    """Accuracies as text (`decimals`), their Average row (unless the table has its own), then a #params row."""
+    wide = wide.copy()
+    if add_average:
+        wide.loc["Average"] = wide.mean()
+    shown = wide.map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
+    shown.loc["#params"] = [f"{int(counts[m]):,}" if m in counts else "" for m in wide.columns]
+    return shown
+
+
+def _table_methods(result: Result) -> list[str]:
+    present = set(result.tables["accuracy"]["method"])
+    return [m for m in ["Base", *result.params.methods, "Full finetuning"] if m in present]
+
+
+def table2_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """Per model, caption -> accuracy per task and method with the Average and #params rows (text cells)."""
+    accuracy, params = result.tables["accuracy"], result.tables["table2_params"]
+    methods, out = _table_methods(result), {}
+    for label in result.artifacts["archs"]:
+        part = accuracy[accuracy["model"] == label]
+        wide = part.pivot(index="dataset", columns="method", values="accuracy").reindex(
+            index=result.artifacts["tasks"], columns=methods)
+        counts = dict(params[params["model"] == label].set_index("method")["params"])
+        counts["Base"] = 0
+        if "Full finetuning" in methods:  # the same tower for every task: its count on the first task
+            counts["Full finetuning"] = part.loc[part["method"] == "Full finetuning", "params"].iloc[0]
+        out[label] = with_counts(wide, counts).rename_axis(index="dataset", columns=None).reset_index()
+    return out
+
+
+def paper_table(result: Result) -> pd.DataFrame:
+    """The paper's Tables 2 and 6: accuracy per model, task and method (its own Average row), then #params."""
+    paper, paper_params = result.tables["paper"], result.tables["paper_params"]
+    parts = []
+    for label, part in paper.groupby("model", sort=False):
+        wide = part.pivot(index="dataset", columns="method", values="accuracy").reindex(
+            index=part["dataset"].unique(), columns=TABLE2_METHODS)
+        counts = dict(paper_params[paper_params["model"] == label].set_index("method")["params"])
+        shown = with_counts(wide, counts, add_average=False, decimals=2).rename_axis(index="dataset", columns=None)
+        parts.append(shown.reset_index().assign(model=label))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["model", "dataset", *TABLE2_METHODS]]
+
+
+def difference_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """Per model the paper also reports, caption -> ours minus the paper's per task and method."""
+    return {f"{label}: ours minus the paper's": part.pivot(index="dataset", columns="method", values="ours - paper")
+            .rename_axis(columns=None).reset_index()
+            for label, part in result.tables["ours_minus_paper"].groupby("model", sort=False)}
+
+
+def table2_panels(result: Result) -> dict[str, pd.DataFrame]:
+    """Caption -> table, in the page's order: ours per model, the paper's Tables 2 and 6, ours minus the paper's."""
+    return {**table2_tables(result), style.paper_label("Tables 2 and 6"): paper_table(result),
+            **difference_tables(result)}
+
+
+def best_epochs(result: Result) -> pd.DataFrame:
+    """The epoch early stopping kept, per model and task (rows) and method (columns); 0 is the untrained method."""
+    return (result.tables["training"].pivot_table(index=["model", "dataset"], columns="method", values="best epoch")
+            .astype(int).rename_axis(columns=None).reset_index())
+
+
+def plot_bars(result: Result):
+    """Figure 5: test accuracy per task of Base, Lin, Full finetuning and ResiDual (RD), one panel per model."""
+    accuracy, archs, tasks = result.tables["accuracy"], result.artifacts["archs"], result.artifacts["tasks"]
+    bars = [b for b in FIG5_BARS if b in set(accuracy["method"])]
+    shades = {"Base": "#b0b0b0", "Lin": "#7fa6d6", "Full finetuning": "#2a9d8f", "RD": style.OURS}
+    fig, axes = plt.subplots(1, len(archs), figsize=(max(6, 1.3 * len(tasks)) * len(archs), 3.8), squeeze=False)
+    for ax, label in zip(axes.flat, archs):
+        part = accuracy[accuracy["model"] == label].pivot(index="dataset", columns="method", values="accuracy")
+        part = part.reindex(tasks)
+        x = np.arange(len(part))
+        width = 0.8 / len(bars)
+        for i, b in enumerate(bars):
+            ax.bar(x + i * width, part[b].to_numpy(), width, color=shades[b],
+                   label="ResiDual (RD)" if b == "RD" else b)
+        ax.set(xticks=x + 0.4 - width / 2, ylim=(0, 1.05), ylabel="test accuracy", title=label)
+        ax.set_xticklabels(part.index, rotation=30, ha="right")
+    axes.flat[0].legend(fontsize=8, ncol=2, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_range(result: Result):
+    """Each method's LR range test for the first model, one panel per task (picked rate in the legend)."""
+    trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
+    keys = [k for k in trained if k[0] == label0]
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for method, t in trained[key].items():
+            if t.result is not None and t.result.lr_range is not None:
+                t.result.lr_range.plot(ax, label=f"{method} ({t.result.lr:.2g})")
+        ax.set_title(key[1])
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"LR range tests, {label0} (picked rate in the legend)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_head_scales(result: Result):
+    """Per task, the first model's RD scales averaged over each head's PCs (layer x head; 1: unchanged)."""
+    trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
+    arch = result.artifacts["archs"][label0]
+    grids = {d: head_scale_grid(trained[(label0, d)]["RD"].method, arch) for d in result.artifacts["tasks"]}
+    cols = min(5, len(grids))
+    rows = -(-len(grids) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
+    for ax, (d, g) in zip(axes.flat, grids.items()):
+        span = max(1e-3, float(np.nanmax(np.abs(g.to_numpy() - 1))))  # each task on its own scale, centred at 1
+        im = ax.imshow(g.to_numpy(), cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
+        ax.set(title=d, xlabel="head", ylabel="layer", xticks=range(arch.n_heads), yticks=range(arch.n_layers))
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+    for ax in list(axes.flat)[len(grids):]:
+        ax.axis("off")
+    fig.suptitle("mean RD lambda over each head's PCs (1: unchanged)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pc_scales(result: Result):
+    """The first model's RD scale of every kept PC of every head on `probe_dataset`; None if it is not a task."""
+    trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
+    probe_task = dataset_display(result.params.probe_dataset)
+    if (label0, probe_task) not in trained:
+        return None
+    scales = trained[(label0, probe_task)]["RD"].method.unit_scales()
+    heads = [u for u in scales if ".H" in u]
+    matrix = np.array([scales[h] for h in heads])
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(heads) + 1.2))
+    span = max(1e-3, float(np.abs(matrix - 1).max()))
+    im = ax.imshow(matrix, aspect="auto", cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span, interpolation="nearest")
+    ax.grid(False)
+    ax.set(yticks=range(len(heads)), yticklabels=heads, xlabel="principal component (reference PCA order)",
+           title=f"RD scales per head and PC, {label0} on {probe_task}")
+    fig.colorbar(im, ax=ax, label="lambda")
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe(result: Result):
+    """Per task where RD was trained: each head's probe accuracy against its mean RD scale."""
+    probe, per_task = result.tables["probe"], result.artifacts["probe_per_task"]
+    moved = list(probe.loc[probe["RD trained"], "task"])
+    fig, axes = plt.subplots(1, len(moved) or 1, figsize=(4.2 * max(1, len(moved)), 3.6), squeeze=False)
+    for ax, d in zip(axes.flat, moved):
+        table = per_task[d]
+        ax.scatter(table["accuracy"], table["mean lambda"], color=style.OURS)
+        for h, r in table.iterrows():
+            ax.annotate(h, (r["accuracy"], r["mean lambda"]), fontsize=7, xytext=(2, 2), textcoords="offset points")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.axvline(float(table["chance"].iloc[0]), color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="probe accuracy (held out)", ylabel="mean RD lambda", title=d)
+    if not moved:
+        axes[0, 0].axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,203 @@
+"""Table 1 (and 3-5): coarse unit alignment by selecting heads (Section 4.1).
+
+Per model and task: the zero-shot test accuracy of the top 5% of heads by U, U|T and S, of random heads
+(R), of all heads (H), of the model (B) and of trained per-head weights (O); the sweep over the share of
+heads kept; the paper's tables beside ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import style
+from ..alignment import coarse_unit_alignment, load_task, task_caches
+from ..cache import CacheKey
+from ..device import resolve_device
+from ..models import load_model
+from ..paper import reference
+from ..plots_spectral import dataset_display, model_display
+from ..residual import Architecture
+from ..training import TrainConfig
+from .base import Params as BaseParams
+from .base import ParamsError, Result, nonempty, positive
+
+METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    models: list[str] = field(default_factory=lambda: ["toy-clip"])  # registered names or open_clip architectures
+    datasets: list[str] = field(default_factory=lambda: ["toy-shape", "toy-colour", "toy-pattern", "toy-position",
+                                                         "toy-size"])  # zero-shot tasks
+    n_train: int | None = 2000  # training images per task (O); None: the whole split
+    n_val: int | None = 500  # validation images (head scores, early stopping); None: all
+    n_test: int | None = 1000  # test images (every reported accuracy); None: all
+    seed: int = 0  # which subset of each split
+    fraction: float = 0.05  # share of heads kept by U, U|T, S and R (the paper: 5%)
+    n_random: int = 10  # seeds of the random control R
+    fractions: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.05, 0.10, 0.25, 0.50])  # 0.0: one head
+    max_epochs: int = 30  # O: training budget (the paper: 30)
+    patience: int = 5  # O: early stopping on validation accuracy (the paper: 5)
+    train_batch_size: int = 64  # O: batch size (the authors: 64)
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = 64  # images per forward pass when extracting caches
+    device: str = "auto"
+
+    def check(self) -> None:
+        nonempty(self, "models", "datasets")
+        positive(self, "n_train", "n_val", "n_test", "n_random", "max_epochs", "patience", "train_batch_size",
+                 "batch_size")
+        if not 0 < self.fraction <= 1:
+            raise ParamsError(f"parameter fraction={self.fraction!r} must be in (0, 1]")
+        bad = [f for f in self.fractions if not 0 <= f <= 1]
+        if bad or not self.fractions:
+            raise ParamsError(f"parameter fractions={self.fractions!r} must be a non-empty list of shares in [0, 1] "
+                              "(0 stands for a single head)")
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """Every task's train, val and test caches, per model."""
+    return [k for m in p.models for d in p.datasets
+            for k in task_caches(m, d, p.n_train, p.n_val, p.n_test, p.seed, p.cache_dtype)]
+
+
+def run(p: Params) -> Result:
+    """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
+    dev = str(resolve_device(p.device))
+    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
+                         seed=p.seed)
+    rows, sweeps, n_heads = [], [], {}
+    for name in p.models:
+        model = load_model(name, device=dev)
+        arch = Architecture.from_model(model)
+        n_heads[model_display(name)] = len(arch.heads)
+        for ds in p.datasets:
+            task = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+                             batch_size=p.batch_size, dtype=p.cache_dtype)
+            row, sweep, _ = coarse_unit_alignment(task, arch, p.fraction, p.n_random, p.fractions, config)
+            rows.append({"model": model_display(name), "dataset": dataset_display(ds),
+                         "chance": 1 / task.classifier.n_classes, **row})
+            sweeps.append(sweep.assign(model=model_display(name), dataset=dataset_display(ds)))
+    ours = pd.DataFrame(rows)
+    paper = reference("table1")
+    table1 = ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method", value_name="accuracy")
+    differences = ours_minus_paper(table1, paper)
+    heads = pd.DataFrame({"model": list(n_heads), "heads": list(n_heads.values()),
+                          "kept": [int(ours.loc[ours["model"] == m, "k"].iloc[0]) for m in n_heads]})
+    return Result(p, tables={"table1": table1, "ours": ours, "sweep": pd.concat(sweeps, ignore_index=True),
+                             "heads": heads, "paper": paper, "ours_minus_paper": differences},
+                  findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"]))))
+
+
+def ours_minus_paper(table1: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Long table (model, dataset, method, ours, paper, ours - paper) for the models the paper also reports."""
+    merged = table1.rename(columns={"accuracy": "ours"}).merge(
+        paper.rename(columns={"accuracy": "paper"}), on=["model", "dataset", "method"], how="inner")
+    return merged.assign(**{"ours - paper": merged["ours"] - merged["paper"]})[
+        ["model", "dataset", "method", "ours", "paper", "ours - paper"]]
+
+
+def _findings(ours: pd.DataFrame, n_heads: dict[str, int], shared: list[str]) -> dict:
+    avg = ours[METHODS].mean()
+    return {
+        "shared_models": ", ".join(shared) if shared else "none",
+        "avg_b": float(avg["B"]), "avg_h": float(avg["H"]), "avg_o": float(avg["O"]), "avg_u": float(avg["U"]),
+        "avg_ut": float(avg["U|T"]), "avg_s": float(avg["S"]), "avg_r": float(avg["R"]),
+        "n_o_beats_b": int((ours["O"] > ours["B"]).sum()), "n_rows": len(ours),
+        "h_share_of_b": float((ours["H"] / ours["B"]).mean()),
+        "heads_text": ", ".join(f"{m} {h} heads" for m, h in n_heads.items()),
+        "k_text": ", ".join(f"{m}: {k}" for m, k in ours.groupby("model", sort=False)["k"].first().items()),
+    }
+
+
+def with_average(table: pd.DataFrame, label: str = "dataset") -> pd.DataFrame:
+    """`table` with an 'Average' row (in column `label`): the mean of every numeric column."""
+    average = table.mean(numeric_only=True).to_frame().T.assign(**{label: "Average"})
+    return pd.concat([table, average], ignore_index=True)[list(table.columns)]
+
+
+def model_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """Per model, caption -> its tasks' accuracies by method (R's standard deviation as 'R sd'), with the average."""
+    ours, heads = result.tables["ours"], result.tables["heads"].set_index("model")
+    out = {}
+    for label, part in ours.groupby("model", sort=False):
+        shown = part[["dataset", *METHODS, "R_std"]].rename(columns={"R_std": "R sd"}).reset_index(drop=True)
+        caption = f"{label}: {heads.loc[label, 'heads']} heads, {heads.loc[label, 'kept']} kept by U, U|T, S and R"
+        out[caption] = with_average(shown)
+    return out
+
+
+def paper_table(result: Result) -> pd.DataFrame:
+    """The paper's Tables 1 and 3-5: one row per model and dataset, one column per method."""
+    paper = result.tables["paper"]
+    wide = paper.pivot_table(index=["model", "dataset"], columns="method", values="accuracy", sort=False)
+    return wide[METHODS].reset_index().rename_axis(columns=None)
+
+
+def difference_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """Per model the paper also reports, caption -> ours minus the paper's, one column per method."""
+    out = {}
+    for label, part in result.tables["ours_minus_paper"].groupby("model", sort=False):
+        wide = part.pivot_table(index="dataset", columns="method", values="ours - paper", sort=False)
+        out[f"{label}: ours minus the paper's"] = wide.reindex(columns=METHODS).reset_index().rename_axis(columns=None)
+    return out
+
+
+def plot_averages(result: Result):
+    """Mean test accuracy per method: this build's models (bars) beside the paper's Average rows (markers)."""
+    ours, paper = result.tables["ours"], result.tables["paper"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    average = ours.groupby("model", sort=False)[METHODS].mean()
+    x = np.arange(len(METHODS))
+    width = 0.8 / len(average)
+    for i, (label, values) in enumerate(average.iterrows()):
+        axes[0].bar(x + i * width, values.to_numpy(), width, color=style.OURS, alpha=1 - 0.3 * i, label=label)
+    axes[0].set(xticks=x + 0.4 - width / 2, xticklabels=METHODS, ylim=(0, 1), ylabel="mean test accuracy",
+                title=f"This build: mean over {len(result.params.datasets)} tasks")
+    axes[0].legend(fontsize=8)
+    paper_avg = paper[paper["dataset"] == "Average"].pivot(index="model", columns="method", values="accuracy")[METHODS]
+    for i, (label, values) in enumerate(paper_avg.iterrows()):
+        axes[1].plot(x + (i - 2) * 0.08, values.to_numpy(), marker="osD^v"[i % 5], ls="none", color=style.PAPER,
+                     label=label)
+    axes[1].set(xticks=x, xticklabels=METHODS, ylim=(0, 1), title=style.paper_label("Average row of Tables 1, 3-5"))
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(result: Result):
+    """Test accuracy against the number of top heads kept, per model and task; R as mean +- sd, H, B, chance."""
+    ours, sweep = result.tables["ours"], result.tables["sweep"]
+    labels = list(dict.fromkeys(sweep["model"] + " / " + sweep["dataset"]))
+    cols = min(3, len(labels))
+    rows_n = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.0 * cols, 3.0 * rows_n), squeeze=False, sharey=True)
+    colours = {"U": "#1f5fa8", "U|T": "#2ca02c", "S": "#9467bd"}
+    for ax, label in zip(axes.flat, labels):
+        m, d = label.split(" / ")
+        part = sweep[(sweep["model"] == m) & (sweep["dataset"] == d)]
+        for rule, colour in colours.items():
+            line = part[part["rule"] == rule].groupby("k")["accuracy"].mean()
+            ax.plot(line.index, line.to_numpy(), marker="o", ms=3, color=colour, label=rule)
+        rand = part[part["rule"] == "R"].groupby("k")["accuracy"].agg(["mean", "std"])
+        ax.plot(rand.index, rand["mean"], color="grey", ls="--", label="R")
+        ax.fill_between(rand.index, rand["mean"] - rand["std"], rand["mean"] + rand["std"], color="grey", alpha=0.2)
+        row = ours[(ours["model"] == m) & (ours["dataset"] == d)].iloc[0]
+        ax.axhline(row["H"], color="black", lw=0.8, ls=":", label="H")
+        ax.axhline(row["B"], color="black", lw=0.8, label="B")
+        ax.axhline(row["chance"], color="grey", lw=0.8, ls="-.", label="chance")
+        ax.set(xscale="log", title=d if len(result.params.models) == 1 else label, xlabel="heads kept (log scale)",
+               ylim=(0, 1.02))
+        ax.set_xticks(rand.index, [str(k) for k in rand.index])
+        ax.minorticks_off()
+    axes[0, 0].set_ylabel("test accuracy")
+    axes.flat[0].legend(fontsize=7, ncol=2)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
