@@ -54,3 +54,33 @@ def test_readme_example_runs_and_does_what_it_says(tmp_path, monkeypatch):
     assert cache.output_space("L10.H3").shape == (16, 512) and cache.output_space("L10.H3").dtype == np.float32
     assert cache.coords("L10.H3").shape == (16, 66) and cache.embedding.shape == (16, 512)
     assert str(cache.path).startswith(str(tmp_path / "cache"))
+
+
+EXPERIMENT = '''\
+from residual_lib.experiments import fig02
+
+result = fig02.run(fig02.Params(models=["ViT-B-32"], dataset="random", n=64))  # Figure 2 for any model/dataset
+result.tables["layers"]          # per layer: model, layer, linear_id, twonn_id, ratio_mean_of_heads, evr1, ...
+result.findings["ratio_first"]   # a number the page quotes, by name
+fig = fig02.plot(result)         # the page's figure, the paper's panel beside ours
+'''
+
+
+def _readme_blocks() -> list[str]:
+    text = README.read_text()
+    m = re.search(r"^## Using residual_lib\s*$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    return re.findall(r"```python\n(.*?)```", m.group(1), flags=re.S) if m else []
+
+
+@pytest.mark.slow
+def test_readme_experiment_example_runs(tmp_path, monkeypatch):
+    assert _readme_blocks()[1:2] == [EXPERIMENT], "README's experiment example differs from the one this test runs"
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    torch.set_num_threads(1)
+    ns = {}
+    exec(compile(EXPERIMENT, "README experiment example", "exec"), ns)
+    layers = ns["result"].tables["layers"]
+    assert list(layers["layer"]) == list(range(12)) and set(layers["model"]) == {"ViT-B-32"}
+    assert {"linear_id", "twonn_id", "ratio_mean_of_heads", "evr1"} <= set(layers.columns)
+    assert ns["result"].findings["ratio_first"] == pytest.approx(layers["ratio_mean_of_heads"].iloc[0])
+    assert ns["fig"] is not None
