@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import __version__
+from .version import __version__
 from .adapters.base import ResidualModel
 from .decompose import check_convention
 from .device import resolve_device

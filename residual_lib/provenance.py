@@ -12,7 +12,7 @@ import platform
 import subprocess
 from typing import Any
 
-from residual_lib import __version__
+from residual_lib.version import __version__
 from residual_lib.paths import REPO_ROOT
 
 METADATA_KEY = "residual_provenance"

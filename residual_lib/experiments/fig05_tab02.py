@@ -26,6 +26,7 @@ from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
 from ..probe import probe_accuracy
 from ..residual import Architecture, make_method
+from ..stored import stored
 from ..text_dictionary import text_dictionary
 from ..training import TrainConfig
 from .base import Params as BaseParams
@@ -86,28 +87,50 @@ def caches(p: Params) -> list[CacheKey]:
     return list(dict.fromkeys(keys))
 
 
-def run(p: Params) -> Result:
-    """Train every method on every model and task; tables, findings, and the trained methods for the plots."""
+# Parameters that do not change what one (model, task) trains: which pairs, and how the page describes them.
+PAGE_ONLY = ("models", "datasets", "dictionary", "probe_dataset", "n_components_described", "device")
+
+
+def training_pairs(p: Params) -> list[tuple[str, str]]:
+    """The (model, task) pairs `run` trains, each one job of the paper profile (`residual_lib.jobs.TrainJob`)."""
+    return [(m, d) for m in p.models for d in p.datasets]
+
+
+def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
+    """Base, every method of `p.methods` and full finetuning on one (model, task), stored once and reused."""
+    key = {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+    return stored("fig05_tab02", key, lambda: _train_task(p, model_name, dataset, model))
+
+
+def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
     dev = str(resolve_device(p.device))
+    model = model if model is not None else load_model(model_name, device=dev)
     config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
                          seed=p.seed)
-    ft_config = TrainConfig(max_epochs=p.finetune_max_epochs, patience=p.patience, batch_size=p.train_batch_size,
-                            device=dev, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
+    reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
+                                        device=dev, batch_size=p.batch_size, dtype=p.cache_dtype))
+    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+                     batch_size=p.batch_size, dtype=p.cache_dtype)
+    out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods, config,
+                             p.rd_star_variance)
+    if p.finetune:
+        ft_config = TrainConfig(max_epochs=p.finetune_max_epochs, patience=p.patience, batch_size=p.train_batch_size,
+                                device=dev, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
+        out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed, ft_config)
+    return out
+
+
+def run(p: Params) -> Result:
+    """Train (or read the stored training of) every method on every model and task; tables, findings, plots' data."""
+    dev = str(resolve_device(p.device))
     trained, archs, first_model = {}, {}, None
     for name in p.models:
         model = load_model(name, device=dev)
         label = model_display(name)
         first_model = first_model or model
         archs[label] = Architecture.from_model(model)
-        reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
-                                            device=dev, batch_size=p.batch_size, dtype=p.cache_dtype))
         for ds in p.datasets:
-            task = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
-                             batch_size=p.batch_size, dtype=p.cache_dtype)
-            out = residual_alignment(task, archs[label], reference_units, p.methods, config, p.rd_star_variance)
-            if p.finetune:
-                out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed, ft_config)
-            trained[(label, dataset_display(ds))] = out
+            trained[(label, dataset_display(ds))] = train_task(p, name, ds, model)
     accuracy = accuracy_table(trained)
     params = params_table(trained, p.methods)
     label0 = model_display(p.models[0])

@@ -22,6 +22,7 @@ from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
 from ..residual import Architecture
+from ..stored import stored
 from ..training import TrainConfig
 from .base import Params as BaseParams
 from .base import ParamsError, Result, nonempty, positive
@@ -66,22 +67,43 @@ def caches(p: Params) -> list[CacheKey]:
             for k in task_caches(m, d, p.n_train, p.n_val, p.n_test, p.seed, p.cache_dtype)]
 
 
+# Parameters that do not change what one (model, task) computes.
+PAGE_ONLY = ("models", "datasets", "device")
+
+
+def training_pairs(p: Params) -> list[tuple[str, str]]:
+    """The (model, task) pairs `run` computes, each one job of the paper profile (`residual_lib.jobs.TrainJob`)."""
+    return [(m, d) for m in p.models for d in p.datasets]
+
+
+def train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
+    """Table 1's row, the fraction sweep and the number of classes of one (model, task), stored once and reused."""
+    key = {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+    return stored("tab01", key, lambda: _train_task(p, model_name, dataset, model))
+
+
+def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
+    dev = str(resolve_device(p.device))
+    model = model if model is not None else load_model(model_name, device=dev)
+    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
+                         seed=p.seed)
+    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+                     batch_size=p.batch_size, dtype=p.cache_dtype)
+    row, sweep, _ = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random, p.fractions,
+                                          config)
+    return row, sweep, task.classifier.n_classes
+
+
 def run(p: Params) -> Result:
     """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
     dev = str(resolve_device(p.device))
-    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
-                         seed=p.seed)
     rows, sweeps, n_heads = [], [], {}
     for name in p.models:
         model = load_model(name, device=dev)
-        arch = Architecture.from_model(model)
-        n_heads[model_display(name)] = len(arch.heads)
+        n_heads[model_display(name)] = len(Architecture.from_model(model).heads)
         for ds in p.datasets:
-            task = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
-                             batch_size=p.batch_size, dtype=p.cache_dtype)
-            row, sweep, _ = coarse_unit_alignment(task, arch, p.fraction, p.n_random, p.fractions, config)
-            rows.append({"model": model_display(name), "dataset": dataset_display(ds),
-                         "chance": 1 / task.classifier.n_classes, **row})
+            row, sweep, n_classes = train_task(p, name, ds, model)
+            rows.append({"model": model_display(name), "dataset": dataset_display(ds), "chance": 1 / n_classes, **row})
             sweeps.append(sweep.assign(model=model_display(name), dataset=dataset_display(ds)))
     ours = pd.DataFrame(rows)
     paper = reference("table1")
