@@ -87,9 +87,10 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
 
 
 def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
-                          fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None) -> tuple[dict, pd.DataFrame, Trained]:
+                          fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None,
+                          head_score: str = "per_sample") -> tuple[dict, pd.DataFrame, Trained]:
     """Table 1 row (U, U|T, S, R, R_std, H, B, O, k), the fraction sweep, and the trained O for one task."""
-    scores = {s: head_scores(task.val, task.classifier, s) for s in SCORES}
+    scores = {s: head_scores(task.val, task.classifier, s, head_score) for s in SCORES}
     row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores)
     sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores)
     optimised = train_method("O", arch, task, config=config)

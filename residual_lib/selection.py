@@ -8,6 +8,17 @@ Scores (one per head, higher is better):
   orthogonal projector, so the score does not depend on a choice of basis for the span);
 - ``S``: the head's own zero-shot accuracy (the head alone, every other unit ablated).
 
+Two readings of the correlation scores (``head_score``):
+
+- ``"per_sample"`` (the paper's text, above): correlation across the E coordinates, one per sample,
+  averaged over samples.
+- ``"per_direction"`` (the authors' code, ``score_unit_correlation`` as called by their experiment 3):
+  an orthonormal basis is taken by QR decomposition of the model outputs (N, E) for ``U``, or of the
+  class embeddings (C, E) for ``U|T``; along each basis direction, the head's projections over the N
+  samples are correlated (Pearson) with the projections of the *sum of all heads* (the quantity their
+  code correlates against); the score is the mean over directions. The QR basis depends on the order
+  of the rows (Gram-Schmidt order), so it is not invariant to a change of basis of the span.
+
 Controls: ``R`` random heads (mean and spread over seeds), ``H`` all heads, ``B`` the model itself.
 ``O`` (one trained weight per head) uses `residual.HeadWeights` and the shared training loop.
 """
@@ -22,6 +33,7 @@ import pandas as pd
 from .zeroshot import ZeroShotClassifier, unit_sum
 
 SCORES = ("U", "U|T", "S")
+HEAD_SCORES = ("per_sample", "per_direction")
 SWEEP_FRACTIONS = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50)  # 0.0 stands for "one head"
 
 
@@ -53,16 +65,43 @@ def correlation_scores(units, projector: np.ndarray | None = None) -> pd.Series:
     return pd.Series(scores, name="score")
 
 
+def _column_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(K,) Pearson correlation of each column of a with the same column of b; 0 where a column is constant."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    denom = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
+    return np.divide((a * b).sum(axis=0), denom, out=np.zeros(a.shape[1]), where=denom > 0)
+
+
+def qr_basis(rows: np.ndarray) -> np.ndarray:
+    """(E, K) orthonormal columns from the QR decomposition of rows.T ((M, E) -> K = min(M, E)), in row order."""
+    return np.linalg.qr(np.asarray(rows, dtype=np.float64).T, mode="reduced")[0]
+
+
+def direction_scores(units, basis: np.ndarray) -> pd.Series:
+    """Per head: mean over the basis directions (E, K) of corr over samples(head . q, sum of heads . q)."""
+    target = unit_sum(units, units.heads).astype(np.float64) @ basis
+    scores = {h: float(_column_pearson(units.output_space(h).astype(np.float64) @ basis, target).mean())
+              for h in units.heads}
+    return pd.Series(scores, name="score")
+
+
 def supervised_scores(units, classifier: ZeroShotClassifier) -> pd.Series:
     """Per head: zero-shot accuracy of the head alone on (validation) units."""
     return pd.Series({h: classifier.accuracy(units.output_space(h), units.labels) for h in units.heads}, name="score")
 
 
-def head_scores(units, classifier: ZeroShotClassifier, score: str) -> pd.Series:
-    """Per-head scores by one rule of SCORES (U, U|T, S)."""
+def head_scores(units, classifier: ZeroShotClassifier, score: str, head_score: str = "per_sample") -> pd.Series:
+    """Per-head scores by one rule of SCORES (U, U|T, S); head_score picks the reading of U and U|T."""
+    if head_score not in HEAD_SCORES:
+        raise ValueError(f"unknown head_score {head_score!r}; valid: {', '.join(HEAD_SCORES)}")
     if score == "U":
+        if head_score == "per_direction":
+            return direction_scores(units, qr_basis(units.embedding))
         return correlation_scores(units)
     if score == "U|T":
+        if head_score == "per_direction":
+            return direction_scores(units, qr_basis(classifier.weights.detach().cpu().numpy()))
         return correlation_scores(units, span_projector(classifier))
     if score == "S":
         return supervised_scores(units, classifier)
@@ -94,9 +133,10 @@ def kept_accuracy(units, classifier: ZeroShotClassifier, kept: Sequence[str]) ->
 
 
 def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fraction: float = 0.05,
-                     n_random: int = 10, scores: dict[str, pd.Series] | None = None) -> dict[str, float]:
+                     n_random: int = 10, scores: dict[str, pd.Series] | None = None,
+                     head_score: str = "per_sample") -> dict[str, float]:
     """Test accuracies of U, U|T, S (top heads scored on `score_units`), R (mean, `R_std`), H and B."""
-    scores = scores or {s: head_scores(score_units, classifier, s) for s in SCORES}
+    scores = scores or {s: head_scores(score_units, classifier, s, head_score) for s in SCORES}
     heads = test_units.heads
     k = n_kept(len(heads), fraction)
     result = {s: kept_accuracy(test_units, classifier, top_heads(scores[s], k)) for s in SCORES}
@@ -109,9 +149,9 @@ def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fr
 
 def fraction_sweep(score_units, test_units, classifier: ZeroShotClassifier,
                    fractions: Sequence[float] = SWEEP_FRACTIONS, n_random: int = 10,
-                   scores: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+                   scores: dict[str, pd.Series] | None = None, head_score: str = "per_sample") -> pd.DataFrame:
     """Long table (fraction, k, rule, accuracy) of test accuracy against the number of top heads kept."""
-    scores = scores or {s: head_scores(score_units, classifier, s) for s in SCORES}
+    scores = scores or {s: head_scores(score_units, classifier, s, head_score) for s in SCORES}
     heads = test_units.heads
     rows = []
     for fraction in fractions:
