@@ -17,7 +17,8 @@ output embedding). Choices where the paper is silent, and why:
   output centred on the reference mean, ``Y - mean_ref(Y)``; ``add_mean=True`` adds the means back.
 - lambda starts at exactly 1 (``init_noise=0``): the authors add Gaussian noise, but each lambda has its own
   gradient, so there is no symmetry to break, and starting at 1 makes the untrained method equal to the
-  (centred, truncated) model. ``init_noise`` restores the authors' choice.
+  (centred, truncated) model. ``init_noise=1`` is the authors' choice (``randn + 1``), which the training
+  protocol "authors_code" sets (`training.protocol_config`).
 - RD keeps the top ``d_head`` PCs of each head: a head's points span an affine subspace of dimension
   ``d_head + 2`` (the two extra directions carry the final LayerNorm's per-sample scalars), but the paper's
   parameter count (ViT-L/14: 24*16*64 + 24*768 = 43,008) keeps ``d_head`` per head; MLPs keep all ``E`` PCs.
