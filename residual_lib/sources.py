@@ -56,6 +56,8 @@ def describe_source(spec: DatasetSpec) -> str:
         return f"Hugging Face dataset {src['repo']} (revision {src.get('revision', 'main')}, {src.get('format', 'parquet')})"
     if kind == "imagefolder":
         return f"image folders under <data root>/{src['path']}"
+    if kind == "class-blobs":
+        return "generated (the authors' Gaussian class blobs, residual_lib.random_blobs)"
     return f"generated ({src.get('pattern', 'uniform-noise')})"
 
 
