@@ -42,17 +42,19 @@ class Task:
 
 
 def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-              seed: int = 0, logit_scale: float | str = DEFAULT_LOGIT_SCALE, **extract_kw) -> Task:
+              seed: int = 0, logit_scale: float | str = DEFAULT_LOGIT_SCALE, prompts: str = "manifest",
+              **extract_kw) -> Task:
     """Classifier and unit caches of a dataset's splits (extracted once, reused after).
 
     logit_scale: the classifier's temperature in the training loss, a number or "model" (the model's own).
+    prompts: the classifier's class names and templates, "manifest" or "authors" (`templates.prompts`).
     """
     from .cache import extract
 
     spec = dataset_spec(dataset)
     if "test" not in spec.splits:
         raise ValueError(f"dataset {dataset!r} has no test split (splits: {', '.join(spec.splits)})")
-    classifier = ZeroShotClassifier.for_dataset(model, dataset, logit_scale=logit_scale)
+    classifier = ZeroShotClassifier.for_dataset(model, dataset, prompts=prompts, logit_scale=logit_scale)
     train = in_memory(extract(model, dataset, split="train", n=n_train, seed=seed, **extract_kw))
     if "val" in spec.splits:
         val = in_memory(extract(model, dataset, split="val", n=n_val, seed=seed, **extract_kw))

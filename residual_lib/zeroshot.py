@@ -48,19 +48,21 @@ class ZeroShotClassifier:
         return cls(weights=weights, class_names=tuple(class_names), logit_scale=logit_scale)
 
     @classmethod
-    def for_dataset(cls, model, dataset: str, **kwargs) -> "ZeroShotClassifier":
-        """The classifier of a declared dataset (its manifest's class names and templates) for a text model.
+    def for_dataset(cls, model, dataset: str, prompts: str = "manifest", **kwargs) -> "ZeroShotClassifier":
+        """The classifier of a declared dataset for a text model.
 
-        ``logit_scale="model"`` takes the model's own temperature (`model_logit_scale`) instead of a number.
+        prompts: "manifest" (its manifest's class names and templates) or "authors" (those of the authors'
+        code, `templates.prompts`). ``logit_scale="model"`` takes the model's own temperature
+        (`model_logit_scale`) instead of a number.
         """
-        from .datasets import dataset_spec
+        from .templates import prompts as prompt_lists
 
         if not getattr(model, "has_text", False):
             raise ValueError(f"model {getattr(model, 'name', model)!r} has no text tower; a zero-shot classifier needs one")
         if kwargs.get("logit_scale") == "model":
             kwargs["logit_scale"] = model_logit_scale(model)
-        spec = dataset_spec(dataset)
-        return cls.from_texts(model.encode_text, spec.class_names, spec.templates, **kwargs)
+        class_names, templates = prompt_lists(dataset, prompts)
+        return cls.from_texts(model.encode_text, class_names, templates, **kwargs)
 
     @property
     def n_classes(self) -> int:
