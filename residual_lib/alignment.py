@@ -96,11 +96,13 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
 
 def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
                           fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None,
-                          head_score: str = "per_sample", protocol: str = "paper_text") -> tuple[dict, pd.DataFrame, Trained]:
-    """Table 1 row (U, U|T, S, R, R_std, H, B, O, k), the fraction sweep, and the trained O for one task."""
+                          head_score: str = "per_sample", protocol: str = "paper_text", head_count: str = "round",
+                          random_rule: str = "choice") -> tuple[dict, pd.DataFrame, Trained]:
+    """Table 1 row (U, U|T, S, R, R_std, R0, H, B, O, k), the fraction sweep, and the trained O for one task."""
     scores = {s: head_scores(task.val, task.classifier, s, head_score) for s in SCORES}
-    row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores)
-    sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores)
+    counting = {"head_count": head_count, "random_rule": random_rule}
+    row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores, **counting)
+    sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores, **counting)
     optimised = train_method("O", arch, task, config=config, protocol=protocol)
     row["O"] = optimised.test_accuracy
     return row, sweep, optimised

@@ -19,7 +19,12 @@ Two readings of the correlation scores (``head_score``):
   code correlates against); the score is the mean over directions. The QR basis depends on the order
   of the rows (Gram-Schmidt order), so it is not invariant to a change of basis of the span.
 
-Controls: ``R`` random heads (mean and spread over seeds), ``H`` all heads, ``B`` the model itself.
+Controls: ``R`` random heads (mean and spread over seeds, and ``R0`` the first seed alone: the authors'
+Table 1 shows seed 0), ``H`` all heads, ``B`` the model itself.
+
+How many heads a fraction keeps (``head_count``) and how random heads are drawn (``random_rule``) also have
+the authors' readings: ``int(fraction * n)`` with at least 1 (at least 2 for 1%), and the top k of one
+``torch.randn(n)`` draw per seed (``experiments/experiment3.py``).
 ``O`` (one trained weight per head) uses `residual.HeadWeights` and the shared training loop.
 """
 
@@ -34,6 +39,8 @@ from .zeroshot import ZeroShotClassifier, unit_sum
 
 SCORES = ("U", "U|T", "S")
 HEAD_SCORES = ("per_sample", "per_direction")
+HEAD_COUNTS = ("round", "authors")
+RANDOM_RULES = ("choice", "randn_topk")
 SWEEP_FRACTIONS = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50)  # 0.0 stands for "one head"
 
 
@@ -108,10 +115,18 @@ def head_scores(units, classifier: ZeroShotClassifier, score: str, head_score: s
     raise ValueError(f"unknown head score {score!r}; valid: {', '.join(SCORES)}")
 
 
-def n_kept(n_heads: int, fraction: float) -> int:
-    """Number of heads a fraction keeps: round(fraction * n_heads), at least one (fraction 0 means one head)."""
+def n_kept(n_heads: int, fraction: float, head_count: str = "round") -> int:
+    """Number of heads a fraction keeps (fraction 0 means one head).
+
+    head_count "round": round(fraction * n_heads), at least one; "authors": int(fraction * n_heads), at least
+    one, and at least two for the 1% row.
+    """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction of heads must be in [0, 1]; got {fraction}")
+    if head_count not in HEAD_COUNTS:
+        raise ValueError(f"unknown head_count {head_count!r}; valid: {', '.join(HEAD_COUNTS)}")
+    if head_count == "authors":
+        return 1 if fraction == 0 else max(2 if fraction == 0.01 else 1, int(fraction * n_heads))
     return max(1, int(round(fraction * n_heads)))
 
 
@@ -121,8 +136,19 @@ def top_heads(scores: pd.Series, k: int) -> list[str]:
     return [scores.index[i] for i in order[:k]]
 
 
-def random_heads(heads: Sequence[str], k: int, seed: int) -> list[str]:
-    """k heads drawn without replacement under a seed."""
+def random_heads(heads: Sequence[str], k: int, seed: int, random_rule: str = "choice") -> list[str]:
+    """k heads drawn without replacement under a seed (in unit order).
+
+    random_rule "choice": numpy's choice without replacement; "randn_topk": the k largest of
+    torch.randn(len(heads)) under torch.Generator().manual_seed(seed), as the authors' code.
+    """
+    if random_rule not in RANDOM_RULES:
+        raise ValueError(f"unknown random_rule {random_rule!r}; valid: {', '.join(RANDOM_RULES)}")
+    if random_rule == "randn_topk":
+        import torch
+
+        draw = torch.randn(len(heads), generator=torch.Generator().manual_seed(seed))
+        return [heads[i] for i in sorted(draw.topk(k).indices.tolist())]
     rng = np.random.default_rng(seed)
     return [heads[i] for i in sorted(rng.choice(len(heads), size=k, replace=False))]
 
@@ -134,14 +160,16 @@ def kept_accuracy(units, classifier: ZeroShotClassifier, kept: Sequence[str]) ->
 
 def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fraction: float = 0.05,
                      n_random: int = 10, scores: dict[str, pd.Series] | None = None,
-                     head_score: str = "per_sample") -> dict[str, float]:
-    """Test accuracies of U, U|T, S (top heads scored on `score_units`), R (mean, `R_std`), H and B."""
+                     head_score: str = "per_sample", head_count: str = "round",
+                     random_rule: str = "choice") -> dict[str, float]:
+    """Test accuracies of U, U|T, S (top heads scored on `score_units`), R (mean, `R_std`, seed 0 `R0`), H and B."""
     scores = scores or {s: head_scores(score_units, classifier, s, head_score) for s in SCORES}
     heads = test_units.heads
-    k = n_kept(len(heads), fraction)
+    k = n_kept(len(heads), fraction, head_count)
     result = {s: kept_accuracy(test_units, classifier, top_heads(scores[s], k)) for s in SCORES}
-    random = [kept_accuracy(test_units, classifier, random_heads(heads, k, seed)) for seed in range(n_random)]
-    result.update(R=float(np.mean(random)), R_std=float(np.std(random)), k=k,
+    random = [kept_accuracy(test_units, classifier, random_heads(heads, k, seed, random_rule))
+              for seed in range(n_random)]
+    result.update(R=float(np.mean(random)), R_std=float(np.std(random)), R0=random[0], k=k,
                   H=kept_accuracy(test_units, classifier, heads),
                   B=classifier.accuracy(test_units.embedding, test_units.labels))
     return result
@@ -149,17 +177,18 @@ def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fr
 
 def fraction_sweep(score_units, test_units, classifier: ZeroShotClassifier,
                    fractions: Sequence[float] = SWEEP_FRACTIONS, n_random: int = 10,
-                   scores: dict[str, pd.Series] | None = None, head_score: str = "per_sample") -> pd.DataFrame:
+                   scores: dict[str, pd.Series] | None = None, head_score: str = "per_sample",
+                   head_count: str = "round", random_rule: str = "choice") -> pd.DataFrame:
     """Long table (fraction, k, rule, accuracy) of test accuracy against the number of top heads kept."""
     scores = scores or {s: head_scores(score_units, classifier, s, head_score) for s in SCORES}
     heads = test_units.heads
     rows = []
     for fraction in fractions:
-        k = n_kept(len(heads), fraction)
+        k = n_kept(len(heads), fraction, head_count)
         for rule in SCORES:
             rows.append({"fraction": fraction, "k": k, "rule": rule,
                          "accuracy": kept_accuracy(test_units, classifier, top_heads(scores[rule], k))})
         for seed in range(n_random):
             rows.append({"fraction": fraction, "k": k, "rule": "R", "seed": seed,
-                         "accuracy": kept_accuracy(test_units, classifier, random_heads(heads, k, seed))})
+                         "accuracy": kept_accuracy(test_units, classifier, random_heads(heads, k, seed, random_rule))})
     return pd.DataFrame(rows)

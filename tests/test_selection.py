@@ -158,3 +158,32 @@ def test_unknown_head_score_names_the_valid_ones():
         head_scores(units, clf, "U", head_score="per_class")
     result = coarse_selection(units, units, clf, fraction=0.1, n_random=2, head_score="per_direction")
     assert 0 <= result["U"] <= 1
+
+
+def test_authors_head_count_floors_and_keeps_two_at_one_percent():
+    """ViT-L (384 heads) and ViT-B (144): int(f n) vs round(f n); 1% keeps max(2, int(0.01 n))."""
+    assert n_kept(384, 0.01, "authors") == 3 and n_kept(384, 0.01) == 4          # int(3.84) vs round(3.84)
+    assert n_kept(144, 0.01, "authors") == 2 and n_kept(144, 0.01) == 1          # max(2, int(1.44)) vs round
+    assert n_kept(384, 0.05, "authors") == n_kept(384, 0.05) == 19
+    assert n_kept(144, 0.25, "authors") == n_kept(144, 0.25) == 36
+    assert n_kept(144, 0.0, "authors") == 1 and n_kept(16, 0.05, "authors") == 1
+    with pytest.raises(ValueError, match="valid: round, authors"):
+        n_kept(10, 0.5, "ceil")
+
+
+def test_authors_random_rule_is_the_top_k_of_one_seeded_randn_draw():
+    heads = [f"L{i // 4}.H{i % 4}" for i in range(12)]
+    draw = torch.randn(12, generator=torch.Generator().manual_seed(3))
+    expected = [heads[i] for i in sorted(np.argsort(-draw.numpy())[:4])]
+    assert random_heads(heads, 4, 3, random_rule="randn_topk") == expected
+    with pytest.raises(ValueError, match="valid: choice, randn_topk"):
+        random_heads(heads, 4, 3, random_rule="shuffle")
+
+
+def test_r0_is_the_first_seed():
+    score_units, clf = random_unitset(seed=1)
+    test_units, _ = random_unitset(seed=2)
+    row = coarse_selection(score_units, test_units, clf, fraction=0.25, n_random=3, random_rule="randn_topk",
+                           head_count="authors")
+    assert row["k"] == 2
+    assert row["R0"] == kept_accuracy(test_units, clf, random_heads(test_units.heads, 2, 0, "randn_topk"))
