@@ -82,7 +82,8 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
     Without a config, the protocol's for this method (`training.protocol_config`).
     """
     config = config or protocol_config(name, protocol)
-    method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed)
+    method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed,
+                         lin_init=config.lin_init)
     if name in ("RD", "RD*", "RDY"):
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")

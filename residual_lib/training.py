@@ -14,7 +14,8 @@ Two protocols (`protocol_config`), because the paper's text and the authors' cod
   batch 64, no gradient clipping, lambda starting at exactly 1.
 - ``"authors_code"``: the camera-ready configs of the authors' repository (``conf/train/*.gin``, where the
   range test is switched off): fixed rates ``AUTHORS_LEARNING_RATES``, batch 64, finetuning at batch 128 with
-  the gradient norm clipped to 1.0, and lambda = 1 + N(0, 1) at initialisation (their ``randn + 1``).
+  the gradient norm clipped to 1.0, lambda = 1 + N(0, 1) at initialisation (their ``randn + 1``), and Lin
+  as PyTorch's default-initialised ``nn.Linear`` on the uncentred output.
 The logit scale of the loss is the third difference; it belongs to the classifier (`PROTOCOL_LOGIT_SCALES`,
 `zeroshot.ZeroShotClassifier.for_dataset`).
 """
@@ -65,6 +66,8 @@ class TrainConfig:
     grad_clip: float | None = None     # clip the gradient's total norm to this before every step (None: never)
     lambda_init_noise: float = 0.0     # lambda = 1 + lambda_init_noise * N(0, 1) under `seed`, for the methods
                                        # built from this config (alignment.train_method); 0: exactly 1
+    lin_init: str = "identity"         # Lin's start (residual.LIN_INITS): identity on the centred output, or
+                                       # "pytorch", nn.Linear's default init on the uncentred output
 
 
 def check_protocol(protocol: str) -> str:
@@ -84,7 +87,8 @@ def protocol_config(method: str, protocol: str = "paper_text", **overrides) -> T
         base = {"max_lr": FINETUNE_MAX_LR} if finetuning else {}
     else:
         base = {"lr": AUTHORS_LEARNING_RATES[method], "batch_size": 128 if finetuning else 64,
-                "grad_clip": 1.0 if finetuning else None, "lambda_init_noise": 0.0 if finetuning else 1.0}
+                "grad_clip": 1.0 if finetuning else None, "lambda_init_noise": 0.0 if finetuning else 1.0,
+                "lin_init": "pytorch"}
     return TrainConfig(**{**base, **overrides})
 
 

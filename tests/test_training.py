@@ -87,6 +87,7 @@ def test_authors_protocol_fixes_each_methods_rate(method, lr):
     """conf/train/*.gin of the authors: fixed rates, batch 64, no clipping, lambda = 1 + N(0, 1)."""
     config = protocol_config(method, "authors_code")
     assert (config.lr, config.batch_size, config.grad_clip, config.lambda_init_noise) == (lr, 64, None, 1.0)
+    assert config.lin_init == "pytorch"
     text = protocol_config(method, "paper_text")
     assert text == TrainConfig() and text.lr is None  # the range test picks the rate; today's defaults
 
