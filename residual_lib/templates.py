@@ -132,14 +132,21 @@ def authors_class_names(dataset: str) -> tuple[str, ...]:
 
 
 def prompts(dataset: str, choice: str = "manifest") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(class names, templates) of a dataset: our manifest's ("manifest") or the authors' ("authors")."""
-    if choice not in PROMPT_CHOICES:
-        raise ValueError(f"unknown prompt choice {choice!r}; valid: {', '.join(PROMPT_CHOICES)}")
-    if choice == "authors":
-        return authors_class_names(dataset), authors_templates(dataset)
+    """(class names, templates) of a dataset: our manifest's ("manifest") or the authors' ("authors").
+
+    A stand-in dataset (manifest field ``stands_in_for``) takes the authors' templates of the dataset it
+    stands in for and keeps its own class names (it may hold only some of the classes).
+    """
     from .datasets import dataset_spec
 
+    if choice not in PROMPT_CHOICES:
+        raise ValueError(f"unknown prompt choice {choice!r}; valid: {', '.join(PROMPT_CHOICES)}")
     spec = dataset_spec(dataset)
+    if choice == "authors":
+        original = spec.extra.get("stands_in_for")
+        if dataset not in AUTHORS_PROMPTS and original is not None:
+            return spec.class_names, authors_templates(original)
+        return authors_class_names(dataset), authors_templates(dataset)
     return spec.class_names, spec.templates
 
 

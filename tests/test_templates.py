@@ -79,3 +79,11 @@ def test_the_downloaded_registry_when_present():
     names = templates.authors_class_names("cifar100")
     assert len(names) == 100 and names[1] == "aquarium_fish"
     assert np.sum(np.array(names) != np.array(dataset_spec("cifar100").class_names)) == 10
+
+
+@pytest.mark.parametrize("standin,original", [("standin-cifar10", "cifar10"), ("standin-mnist", "mnist"),
+                                               ("standin-imagenet", "imagenet")])
+def test_standins_take_their_originals_templates_and_keep_their_class_names(standin, original):
+    class_names, prompt_set = prompts(standin, "authors")
+    assert class_names == dataset_spec(standin).class_names
+    assert prompt_set == templates.authors_templates(original)
