@@ -64,3 +64,24 @@ def test_authors_schemes_per_dataset():
         authors_split_indices("toy-shape", labels)
     with pytest.raises(ValueError, match="non-negative class indices"):
         train_test_indices(np.array([0.5, 1.0]), 0.5)
+
+
+def test_manifest_carve_by_datasets_reproduces_the_authors_cuts():
+    """A manifest can state the authors' cuts: carve steps `by: datasets` give three_way_indices' rows."""
+    from residual_lib.datasets import DatasetSpec
+    from residual_lib.sources import split_indices
+
+    first_cut = {"fraction": 0.2, "by": "datasets"}
+    splits = {"train": {"carve": [{**first_cut, "keep": "rest"}]},
+              "val": {"carve": [{**first_cut, "keep": "part"}, {"fraction": 0.5, "keep": "rest", "by": "datasets"}]},
+              "test": {"carve": [{**first_cut, "keep": "part"}, {"fraction": 0.5, "keep": "part", "by": "datasets"}]}}
+    spec = DatasetSpec(name="fake", title="fake", role="task", source={}, splits=splits, class_names=tuple("abcde"),
+                       templates=("{}",), seed=42)
+    labels = np.random.default_rng(1).permutation(np.repeat(np.arange(5), 30))
+    expected = three_way_indices(labels)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(split_indices(labels, spec, split), np.sort(expected[split]))
+    bad = DatasetSpec(name="fake", title="fake", role="task", source={}, class_names=tuple("abcde"), templates=("{}",),
+                      splits={"train": {"carve": [{"fraction": 0.2, "keep": "rest", "by": "torch"}]}})
+    with pytest.raises(ValueError, match="not 'sklearn' or 'datasets'"):
+        split_indices(labels, bad, "train")
