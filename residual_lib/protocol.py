@@ -79,7 +79,8 @@ CHOICES: tuple[Choice, ...] = (
            "src/residual/data/dataset.py",
            "splits.authors_split_indices(dataset)", (), None, "authors", "manifest",
            "Index-identical only on the same source rows in the same order (the authors' HF repositories); "
-           "the manifests still read torchvision / parquet sources with their own carve fractions."),
+           "the manifests still read torchvision / parquet sources with their own carve fractions. A manifest "
+           "carve step with `by: datasets` makes the authors' call (sources.split_indices)."),
     Choice("Random dataset",
            "10,000 samples with RGB values in [-1, 1]",
            "10 Gaussian class blobs in tensor space, cast to bytes by ToPILImage, split 80/10/10",
