@@ -63,20 +63,23 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5, pc: int = 1, *,
                            project: bool = True, seed: int = 0, device: str = "auto",
-                           progress: bool = True) -> pd.DataFrame:
+                           progress: bool = True, center: bool = True, normalize: bool = True) -> pd.DataFrame:
     """Figure 3 / 8 per unit: TextSpan on the unit against OMP on its PC `pc`, and their agreement Z.
 
     embeddings: (m, E) text embeddings of the dictionary (the Z-score uses them normalised, unprojected)
     project:    give both algorithms the dictionary projected on each unit's span (TextSpan's preprocessing)
     seed:       random sets of the set-level null (z_set)
+    center:     project on the centred span (True) or the uncentred X's singular directions (False, authors')
+    normalize:  OMP on unit-norm projected atoms (True) or on the atoms as projected (False, authors')
     Columns: unit, layer, head, textspan (k atom indices), omp (k atom indices), z (paper's null), z_set.
     """
     if not 1 <= pc <= signals.f.shape[1]:
         raise ValueError(f"pc={pc}; must be between 1 and the units' rank {signals.f.shape[1]}")
-    dictionary = project_dictionary(embeddings, signals) if project else np.asarray(embeddings)
+    dictionary = project_dictionary(embeddings, signals, center=center) if project else np.asarray(embeddings)
     ts = textspan(signals, dictionary, k, device=device, progress=progress).atoms
     direction = signals.components(pc)[:, pc - 1]
-    om = np.stack([omp(direction[i], dictionary[i] if project else dictionary, k, device=device)[0][0]
+    om = np.stack([omp(direction[i], dictionary[i] if project else dictionary, k, normalize=normalize,
+                       device=device)[0][0]
                    for i in range(len(direction))])
     rows = []
     for name, a, b in zip(signals.names, ts, om):

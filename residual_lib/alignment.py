@@ -17,9 +17,9 @@ from .cache import CacheKey
 from .datasets import dataset_spec
 from .residual import METHODS, AlignmentMethod, Architecture, make_method
 from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
-from .training import TrainConfig, TrainResult, evaluate, fit, validation_split
+from .training import TrainConfig, TrainResult, evaluate, fit, protocol_config, validation_split
 from .units import UnitSet
-from .zeroshot import ZeroShotClassifier
+from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
 
 
 def in_memory(units, index: np.ndarray | None = None) -> UnitSet:
@@ -43,14 +43,19 @@ class Task:
 
 
 def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-              seed: int = 0, **extract_kw) -> Task:
-    """Classifier and unit caches of a dataset's splits (extracted once, reused after)."""
+              seed: int = 0, logit_scale: float | str = DEFAULT_LOGIT_SCALE, prompts: str = "manifest",
+              **extract_kw) -> Task:
+    """Classifier and unit caches of a dataset's splits (extracted once, reused after).
+
+    logit_scale: the classifier's temperature in the training loss, a number or "model" (the model's own).
+    prompts: the classifier's class names and templates, "manifest" or "authors" (`templates.prompts`).
+    """
     from .cache import extract
 
     spec = dataset_spec(dataset)
     if "test" not in spec.splits:
         raise ValueError(f"dataset {dataset!r} has no test split (splits: {', '.join(spec.splits)})")
-    classifier = ZeroShotClassifier.for_dataset(model, dataset)
+    classifier = ZeroShotClassifier.for_dataset(model, dataset, prompts=prompts, logit_scale=logit_scale)
     train = in_memory(extract(model, dataset, split="train", n=n_train, seed=seed, **extract_kw))
     if "val" in spec.splits:
         val = in_memory(extract(model, dataset, split="val", n=n_val, seed=seed, **extract_kw))
@@ -79,10 +84,14 @@ class Trained:
 
 
 def train_method(name: str, arch: Architecture, task: Task, reference=None, config: TrainConfig | None = None,
-                 variance: float = 0.9) -> Trained:
-    """Fit the reference (ResiDual), precompute features, train with early stopping, score on test."""
-    config = config or TrainConfig()
-    method = make_method(name, arch, variance=variance, seed=config.seed)
+                 variance: float = 0.9, protocol: str = "paper_text") -> Trained:
+    """Fit the reference (ResiDual), precompute features, train with early stopping, score on test.
+
+    Without a config, the protocol's for this method (`training.protocol_config`).
+    """
+    config = config or protocol_config(name, protocol)
+    method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed,
+                         lin_init=config.lin_init)
     if name in ("RD", "RD*", "RDY"):
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")
@@ -95,36 +104,41 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
 
 
 def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
-                          fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None) -> tuple[dict, pd.DataFrame, Trained]:
-    """Table 1 row (U, U|T, S, R, R_std, H, B, O, k), the fraction sweep, and the trained O for one task."""
-    scores = {s: head_scores(task.val, task.classifier, s) for s in SCORES}
-    row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores)
-    sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores)
-    optimised = train_method("O", arch, task, config=config)
+                          fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None,
+                          head_score: str = "per_sample", protocol: str = "paper_text", head_count: str = "round",
+                          random_rule: str = "choice") -> tuple[dict, pd.DataFrame, Trained]:
+    """Table 1 row (U, U|T, S, R, R_std, R0, H, B, O, k), the fraction sweep, and the trained O for one task."""
+    scores = {s: head_scores(task.val, task.classifier, s, head_score) for s in SCORES}
+    counting = {"head_count": head_count, "random_rule": random_rule}
+    row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores, **counting)
+    sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores, **counting)
+    optimised = train_method("O", arch, task, config=config, protocol=protocol)
     row["O"] = optimised.test_accuracy
     return row, sweep, optimised
 
 
 def residual_alignment(task: Task, arch: Architecture, reference, methods=("Lin", "RD", "RD*", "RDY"),
-                       config: TrainConfig | None = None, variance: float = 0.9) -> dict[str, Trained]:
+                       config: TrainConfig | None = None, variance: float = 0.9,
+                       protocol: str = "paper_text") -> dict[str, Trained]:
     """Base and each trained method of `methods` (see residual.METHODS) on one task."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
     out = {"Base": Trained(None, None, task.classifier.accuracy(task.test.embedding, task.test.labels))}
     for name in methods:
-        out[name] = train_method(name, arch, task, reference, config, variance)
+        out[name] = train_method(name, arch, task, reference, config, variance, protocol)
     return out
 
 
 def full_finetuning(model, task: Task, n_train: int | None = None, n_val: int | None = None,
-                    n_test: int | None = None, seed: int = 0, config: TrainConfig | None = None) -> Trained:
+                    n_test: int | None = None, seed: int = 0, config: TrainConfig | None = None,
+                    protocol: str = "paper_text") -> Trained:
     """Finetune the vision tower on the same images the task's caches hold; test accuracy of the result."""
     from .cache import subsample
     from .datasets import load_dataset
-    from .finetune import FINETUNE_MAX_LR, finetune, preprocessed_images
+    from .finetune import finetune, preprocessed_images
 
-    config = config or TrainConfig(max_lr=FINETUNE_MAX_LR)
+    config = config or protocol_config("finetune", protocol)
     spec = dataset_spec(task.dataset)
 
     def images(split: str, n: int | None):

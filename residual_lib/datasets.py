@@ -26,6 +26,7 @@ SOURCE_LOADERS = {
     "huggingface": "residual_lib.sources:load_huggingface",
     "imagefolder": "residual_lib.sources:load_imagefolder",
     "generated": "residual_lib.sources:load_generated",
+    "class-blobs": "residual_lib.random_blobs:load_split",
 }
 
 

@@ -15,11 +15,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .training import TrainConfig, TrainResult, fit
+from .training import FINETUNE_MAX_LR, TrainConfig, TrainResult, fit, protocol_config
 from .zeroshot import ZeroShotClassifier
 
-# A ViT diverges long before the range test's default 10; the sweep stops at divergence anyway.
-FINETUNE_MAX_LR = 1e-1
+__all__ = ["FINETUNE_MAX_LR", "VisionTower", "finetune", "preprocessed_images"]
 
 
 class VisionTower(nn.Module):
@@ -57,9 +56,13 @@ def preprocessed_images(model, dataset, index: np.ndarray | None = None, progres
 
 
 def finetune(model, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray], val: tuple[Tensor, np.ndarray],
-             config: TrainConfig | None = None) -> tuple[VisionTower, TrainResult]:
-    """Finetune a copy of the model's vision tower on (images, labels) with the frozen classifier."""
-    config = config or TrainConfig(max_lr=FINETUNE_MAX_LR)
+             config: TrainConfig | None = None, protocol: str = "paper_text") -> tuple[VisionTower, TrainResult]:
+    """Finetune a copy of the model's vision tower on (images, labels) with the frozen classifier.
+
+    Without a config, the protocol's (`training.protocol_config`): the range test up to FINETUNE_MAX_LR
+    ("paper_text") or the authors' lr 1e-5, batch 128, gradient norm clipped to 1.0 ("authors_code").
+    """
+    config = config or protocol_config("finetune", protocol)
     tower = VisionTower(model)
     result = fit(tower, classifier, train, val, config)
     return tower, result

@@ -11,7 +11,8 @@ All three explain a signal with a few atoms of a dictionary D (m, E) of text emb
   aggregate over samples of its correlations with the residual, ``agg_i |<R_t[i], d_j>|``, and refits all
   chosen atoms by least squares, ``R = X - argmin_W ||X - W D_S||_F``.
 * **OMP** (Pati et al. 1993) is SOMP on one vector (e.g. a principal component) with unit-norm atoms:
-  ``argmax_j |<r, d_j>| / ||d_j||`` and a least-squares refit (oracle: scikit-learn's `orthogonal_mp`).
+  ``argmax_j |<r, d_j>| / ||d_j||`` and a least-squares refit (oracle: scikit-learn's `orthogonal_mp`);
+  ``normalize=False`` drops the division (below).
 
 **When TextSpan equals SOMP (Appendix A.2).** Give both the same centred X and the same dictionary
 (rows as given, *not* renormalised) and let SOMP aggregate with the L2 norm (``aggregate="l2"``). The
@@ -22,7 +23,18 @@ the same number, pick the same atoms in the same order and leave the same residu
 absolute correlations instead, which weights many small correlations more than a few large ones and
 so can pick other atoms; renormalising the orthogonalised atoms (order-recursive MP) would also break
 the equality. Gandelsman et al. first project the dictionary on the span of the head's representation
-(`project_dictionary`); App. A.2 treats that as preprocessing given to both algorithms alike.
+(`project_dictionary`); App. A.2 treats that as preprocessing given to both algorithms alike, so the
+equality holds for either reading of that span below.
+
+Two readings where the authors' code differs from ours (both offered):
+
+* the span TextSpan projects on: ours is the span of the *centred* samples (``center=True``); the
+  authors' code takes the top right singular vectors of the *uncentred* samples X (80 of them), which
+  adds the direction of the mean (``project_dictionary(..., center=False)``);
+* OMP's atoms: ours divides each atom by its norm before scoring (``normalize=True``), so projected
+  atoms compete on direction alone; the authors score ``|<r, d_j>|`` on the atoms as given
+  (``normalize=False``), so a projected atom that kept more of its length wins more often. The two agree
+  on unit-norm atoms.
 
 Everything runs batched over units (H, ...) in torch (GPU when present), in float64 so that the
 equality holds to round-off. A unit set of n samples enters through a thin factorisation of its centred
@@ -146,13 +158,23 @@ def text_atoms(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     return (e / e.norm(dim=1, keepdim=True)).numpy()
 
 
-def project_dictionary(dictionary: np.ndarray, signals: Signals, rank: int | None = None) -> np.ndarray:
-    """(m, E) -> (H, m, E): each atom projected on the span of a unit's top-`rank` principal directions.
+def project_dictionary(dictionary: np.ndarray, signals: Signals, rank: int | None = None,
+                       center: bool = True) -> np.ndarray:
+    """(m, E) -> (H, m, E): each atom projected on the span of a unit's top-`rank` singular directions.
 
     This is TextSpan's preprocessing (Gandelsman et al. keep the text component inside the head's
-    span); rank=None keeps the whole span of the centred samples.
+    span). center=True: directions of the centred samples (principal directions); center=False: right
+    singular vectors of the uncentred samples, as the authors' code (rank 80 there). rank=None keeps all.
     """
-    v = torch.linalg.svd(signals.f, full_matrices=False).Vh
+    f = signals.f
+    if not center:
+        # X = Q F + 1 mean^T and Q's columns are orthogonal to the all-ones vector (centred columns sum to 0),
+        # so X = [Q, 1/sqrt(n)] [F; sqrt(n) mean^T] with orthonormal left factor: X's right singular vectors
+        # are those of the stacked (r + 1, E) matrix.
+        f = torch.cat([f, (signals.n ** 0.5) * signals.mean[:, None, :]], dim=1)
+    _, sv, v = torch.linalg.svd(f, full_matrices=False)
+    # directions of (numerically) zero singular value are not in the span: zero rows drop out of V^T V
+    v = v * (sv > sv[:, :1] * 1e-10)[..., None]
     v = v if rank is None else v[:, :rank]
     d = torch.as_tensor(np.asarray(dictionary), device=v.device, dtype=_DTYPE)
     return ((d @ v.transpose(1, 2)) @ v).cpu().numpy()
@@ -240,8 +262,13 @@ def somp(signals: Signals | np.ndarray, dictionary: np.ndarray, k: int, *, aggre
     return _result(atoms, explained, residuals, signals.names)
 
 
-def omp(vectors: np.ndarray, dictionary: np.ndarray, k: int, *, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """OMP of vectors (E,) or (H, E) on unit-norm atoms: (atoms (H, k) in pick order, coefs (H, k) on unit atoms)."""
+def omp(vectors: np.ndarray, dictionary: np.ndarray, k: int, *, normalize: bool = True,
+        device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """OMP of vectors (E,) or (H, E): (atoms (H, k) in pick order, coefs (H, k) on the atoms scored).
+
+    normalize=True scores and fits unit-norm atoms (d_j / ||d_j||); False uses the atoms as given (the
+    authors' code), so longer atoms score higher.
+    """
     y = torch.as_tensor(np.asarray(vectors), device=resolve_device(device), dtype=_DTYPE)
     y = y[None] if y.ndim == 1 else y
     d = torch.as_tensor(np.asarray(dictionary), device=y.device, dtype=_DTYPE)
@@ -249,7 +276,8 @@ def omp(vectors: np.ndarray, dictionary: np.ndarray, k: int, *, device: str = "a
         raise ValueError(f"dictionary has shape {tuple(d.shape)}; expected (m, {y.shape[1]})")
     if not 1 <= k <= min(d.shape):
         raise ValueError(f"k={k}; must be between 1 and min(m, E) = {min(d.shape)}")
-    d = d / d.norm(dim=1, keepdim=True).clamp_min(torch.finfo(_DTYPE).tiny)
+    if normalize:
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(torch.finfo(_DTYPE).tiny)
     rows = torch.arange(y.shape[0], device=y.device)
     picked = torch.zeros(y.shape[0], d.shape[0], dtype=torch.bool, device=y.device)
     r, chosen = y, []

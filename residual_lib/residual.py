@@ -17,7 +17,8 @@ output embedding). Choices where the paper is silent, and why:
   output centred on the reference mean, ``Y - mean_ref(Y)``; ``add_mean=True`` adds the means back.
 - lambda starts at exactly 1 (``init_noise=0``): the authors add Gaussian noise, but each lambda has its own
   gradient, so there is no symmetry to break, and starting at 1 makes the untrained method equal to the
-  (centred, truncated) model. ``init_noise`` restores the authors' choice.
+  (centred, truncated) model. ``init_noise=1`` is the authors' choice (``randn + 1``), which the training
+  protocol "authors_code" sets (`training.protocol_config`).
 - RD keeps the top ``d_head`` PCs of each head: a head's points span an affine subspace of dimension
   ``d_head + 2`` (the two extra directions carry the final LayerNorm's per-sample scalars), but the paper's
   parameter count (ViT-L/14: 24*16*64 + 24*768 = 43,008) keeps ``d_head`` per head; MLPs keep all ``E`` PCs.
@@ -26,7 +27,9 @@ output embedding). Choices where the paper is silent, and why:
   which again matches the paper's count. RD* drops every unit but the heads (as in the coarse selection).
 - Lin is ``W (y - mu) + b`` (``E^2 + E`` parameters): the paper's BLIP-L count, 65.8k = 256^2 + 256, has
   the bias; its 590k and 262k agree with either within its rounding. It is centred on the reference mean
-  like RDY (see `LinearAligner`), an optimisation choice that leaves its family of maps unchanged.
+  like RDY (see `LinearAligner`), an optimisation choice that leaves its family of maps unchanged. The
+  authors' Lin is PyTorch's default-initialised ``nn.Linear`` on the uncentred output: ``init="pytorch"``
+  (training protocol "authors_code").
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .units import is_head, parse_unit, unit_names
 
 Components = Union[None, str, int, float]  # None: drop the unit; "fixed": all PCs, scale 1; "all"; k; variance
 METHODS = ("O", "RD", "RD*", "RDY", "Lin")
+LIN_INITS = ("identity", "pytorch")
 
 
 @dataclass(frozen=True)
@@ -110,18 +114,29 @@ class LinearAligner(AlignmentMethod):
 
     name = "Lin"
 
-    def __init__(self, embed_dim: int, bias: bool = True):
+    def __init__(self, embed_dim: int, bias: bool = True, init: str = "identity", seed: int = 0):
+        """init "identity": W = I, b = 0, centred on the reference mean; "pytorch": nn.Linear's default
+        (uniform, seeded) initialisation on the uncentred output, as the authors' code."""
         super().__init__()
+        if init not in LIN_INITS:
+            raise ValueError(f"unknown Lin init {init!r}; valid: {', '.join(LIN_INITS)}")
+        self.init = init
         self.linear = nn.Linear(embed_dim, embed_dim, bias=bias)
-        with torch.no_grad():
-            self.linear.weight.copy_(torch.eye(embed_dim))
-            if bias:
-                self.linear.bias.zero_()
+        if init == "identity":
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(embed_dim))
+                if bias:
+                    self.linear.bias.zero_()
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.linear.reset_parameters()
         self.register_buffer("mean", torch.zeros(embed_dim))
 
     def fit_reference(self, reference) -> "LinearAligner":
-        """Centre on the reference dataset's mean output embedding."""
-        self.mean = torch.from_numpy(np.asarray(reference.embedding, dtype=np.float64).mean(0).astype(np.float32))
+        """Centre on the reference dataset's mean output embedding (init "identity" only)."""
+        if self.init == "identity":
+            self.mean = torch.from_numpy(np.asarray(reference.embedding, dtype=np.float64).mean(0).astype(np.float32))
         return self
 
     def features(self, units) -> Tensor:
@@ -290,8 +305,11 @@ def _check_components(kind: str, spec: Components) -> None:
 
 
 def make_method(method: str, arch: Architecture, variance: float = 0.9, init_noise: float = 0.0,
-                seed: int = 0) -> AlignmentMethod:
-    """One of METHODS for an architecture; ResiDual variants still need `fit_reference`."""
+                seed: int = 0, lin_init: str = "identity") -> AlignmentMethod:
+    """One of METHODS for an architecture; ResiDual variants still need `fit_reference`.
+
+    init_noise: lambda = 1 + init_noise * N(0, 1) (O, RD, RD*, RDY); lin_init: `LinearAligner`'s init.
+    """
     if method == "O":
         return HeadWeights(arch.heads, init_noise=init_noise, seed=seed)
     if method == "RD":
@@ -301,5 +319,5 @@ def make_method(method: str, arch: Architecture, variance: float = 0.9, init_noi
     if method == "RDY":
         return ResiDual(arch, on_output=True, init_noise=init_noise, seed=seed, name="RDY")
     if method == "Lin":
-        return LinearAligner(arch.embed_dim)
+        return LinearAligner(arch.embed_dim, init=lin_init, seed=seed)
     raise ValueError(f"unknown alignment method {method!r}; valid: {', '.join(METHODS)}")

@@ -11,8 +11,9 @@ array, and is picked by `source.kind` (see `SOURCE_LOADERS` in `residual_lib.dat
 - ``generated``: images made on the fly from (seed, split, index); no files at all.
 
 A manifest split names its source split (`from`, default the split's own name) and optionally carves it:
-`carve` is a list of stratified cuts (`fraction`, `keep: part | rest`, seed = the manifest's seed) and
-`subset: n` keeps a stratified n-sample (ImageNet's 80k). Without data and without network, loading raises
+`carve` is a list of stratified cuts (`fraction`, `keep: part | rest`, seed = the manifest's seed; `by:
+sklearn` (default) or `by: datasets`, Hugging Face's `train_test_split` as the authors cut, see
+`residual_lib.splits`) and `subset: n` keeps a stratified n-sample (ImageNet's 80k). Without data and without network, loading raises
 `MissingDataError` naming the dataset, the source and what to do. Downloads are off when
 ``RESIDUAL_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
 """
@@ -56,6 +57,8 @@ def describe_source(spec: DatasetSpec) -> str:
         return f"Hugging Face dataset {src['repo']} (revision {src.get('revision', 'main')}, {src.get('format', 'parquet')})"
     if kind == "imagefolder":
         return f"image folders under <data root>/{src['path']}"
+    if kind == "class-blobs":
+        return "generated (the authors' Gaussian class blobs, residual_lib.random_blobs)"
     return f"generated ({src.get('pattern', 'uniform-noise')})"
 
 
@@ -88,7 +91,16 @@ def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarr
     for step in entry.get("carve", []):
         if step["keep"] not in ("part", "rest"):
             raise ValueError(f"dataset {spec.name!r} split {split!r}: carve keep {step['keep']!r} is not 'part' or 'rest'")
-        rest, part = train_test_split(idx, test_size=step["fraction"], stratify=labels[idx], random_state=spec.seed)
+        by = step.get("by", "sklearn")
+        if by == "datasets":
+            from .splits import train_test_indices
+
+            first, second = train_test_indices(labels[idx], step["fraction"], seed=spec.seed)
+            rest, part = idx[first], idx[second]
+        elif by == "sklearn":
+            rest, part = train_test_split(idx, test_size=step["fraction"], stratify=labels[idx], random_state=spec.seed)
+        else:
+            raise ValueError(f"dataset {spec.name!r} split {split!r}: carve by {by!r} is not 'sklearn' or 'datasets'")
         idx = part if step["keep"] == "part" else rest
     if "subset" in entry and entry["subset"] < len(idx):
         idx, _ = train_test_split(idx, train_size=entry["subset"], stratify=labels[idx], random_state=spec.seed)

@@ -10,7 +10,17 @@ For sets S1 = {u_i} (k1 vectors) and S2 = {v_j} (k2 vectors) in the same space, 
      where w_(n) is the n-th largest weight. By the rearrangement inequality the denominator bounds
      the numerator, so sim lies in [0, 1], and it is 1 when the two sets coincide.
 
-Choices (the paper leaves them open; these follow what the authors' code is reported to do):
+Matching rule (`matching`), where the paper's text and the authors' code differ:
+  * "cosine" (the text's reading, above): the greedy maximum is over |cosines| alone.
+  * "weighted" (the authors' code, `normalized_spectral_cosine` with weights, used for Fig 4): the
+    greedy maximum is over the weighted entries C_ij w1_i w2_j, and s_n is that weighted entry. The
+    same Eq. 4 normalisation applies; the authors divide by the same-index weight products, which
+    equal the sorted ones for PCA weights (already in descending order).
+  * "index": component n of one set is paired with component n of the other, n < min(k1, k2). With
+    unit weights this is what the authors' code computes when called without weights.
+All three give 1 for identical orthonormal sets, are symmetric, and lie in [0, 1].
+
+Choices (the paper leaves them open; these follow the authors' code, `conf` of experiment 2):
   * weights are the PCA eigenvalues (explained variances). sim is unchanged when either weight
     set is rescaled, so eigenvalues and explained-variance ratios give the same number; singular
     values (the paper's "e.g.") would weight by their square roots instead.
@@ -37,13 +47,25 @@ from .intrinsic_dim import linear_id
 from .pca import UnitPCA, Units
 from .units import parse_unit
 
+MATCHINGS = ("cosine", "weighted", "index")
+
+
+def check_matching(matching: str) -> str:
+    """The matching rule's name, or ValueError naming the valid ones."""
+    if matching not in MATCHINGS:
+        raise ValueError(f"unknown matching rule {matching!r}; valid: {', '.join(MATCHINGS)}")
+    return matching
+
 
 def batched_spectral_similarity(u1: torch.Tensor, w1: torch.Tensor, u2: torch.Tensor, w2: torch.Tensor,
-                                k1: torch.Tensor | None = None, k2: torch.Tensor | None = None) -> torch.Tensor:
+                                k1: torch.Tensor | None = None, k2: torch.Tensor | None = None,
+                                matching: str = "cosine") -> torch.Tensor:
     """u1 (B, K1, E), w1 (B, K1), u2 (B, K2, E), w2 (B, K2) -> (B,) Eq. 4 for each of the B pairs.
 
     k1, k2 (B,) give how many leading rows of each set are real; the rest is padding (ignored).
+    matching: one of MATCHINGS (module docstring).
     """
+    check_matching(matching)
     b, K1, K2 = u1.shape[0], u1.shape[1], u2.shape[1]
     dev = u1.device
     k1 = torch.full((b,), K1, device=dev) if k1 is None else k1.to(dev)
@@ -59,14 +81,20 @@ def batched_spectral_similarity(u1: torch.Tensor, w1: torch.Tensor, u2: torch.Te
     m = torch.minimum(k1, k2)
     rows = torch.arange(b, device=dev)
     num = torch.zeros(b, dtype=u1.dtype, device=dev)
+    # the matrix the greedy maximum runs over; weighted entries stay >= 0, so -1 still marks "gone"
+    score = cos * w1[:, :, None] * w2[:, None, :] if matching == "weighted" else cos
+    score = score.masked_fill(cos < 0, -1.0)
     for step in range(int(m.max())):
-        flat = cos.reshape(b, -1).argmax(dim=1)
-        i, j = flat // K2, flat % K2
+        if matching == "index":
+            i = j = torch.full((b,), step, device=dev)
+        else:
+            flat = score.reshape(b, -1).argmax(dim=1)
+            i, j = flat // K2, flat % K2
         active = step < m
         s = cos[rows, i, j].clamp_min(0.0) * w1[rows, i] * w2[rows, j]
         num = num + torch.where(active, s * s, torch.zeros_like(s))
-        cos[rows, i, :] = -1.0
-        cos[rows, :, j] = -1.0
+        score[rows, i, :] = -1.0
+        score[rows, :, j] = -1.0
     sorted1 = w1.sort(dim=1, descending=True).values
     sorted2 = w2.sort(dim=1, descending=True).values
     kmin = min(K1, K2)
@@ -77,7 +105,7 @@ def batched_spectral_similarity(u1: torch.Tensor, w1: torch.Tensor, u2: torch.Te
 
 
 def spectral_cosine_similarity(u1: np.ndarray, u2: np.ndarray, w1: np.ndarray | None = None,
-                               w2: np.ndarray | None = None) -> float:
+                               w2: np.ndarray | None = None, matching: str = "cosine") -> float:
     """u1 (k1, E), u2 (k2, E) component sets with weights (k1,), (k2,) (None: all 1) -> Eq. 4 in [0, 1]."""
     u1, u2 = np.atleast_2d(u1), np.atleast_2d(u2)
     if u1.shape[1] != u2.shape[1]:
@@ -87,9 +115,9 @@ def spectral_cosine_similarity(u1: np.ndarray, u2: np.ndarray, w1: np.ndarray | 
     if w1.shape != (len(u1),) or w2.shape != (len(u2),) or (w1 < 0).any() or (w2 < 0).any():
         raise ValueError(f"weights must be non-negative with shapes ({len(u1)},), ({len(u2)},); got {w1.shape}, {w2.shape}")
     def batch_of_one(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))[None]
+        return torch.from_numpy(np.array(a, dtype=np.float64))[None]  # a copy: no negative strides
 
-    return float(batched_spectral_similarity(*map(batch_of_one, (u1, w1, u2, w2)))[0])
+    return float(batched_spectral_similarity(*map(batch_of_one, (u1, w1, u2, w2)), matching=matching)[0])
 
 
 def truncated_basis(pca: UnitPCA, unit: str, evr_threshold: float | None = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +128,10 @@ def truncated_basis(pca: UnitPCA, unit: str, evr_threshold: float | None = 0.9) 
 
 
 def unit_similarities(pca_a: UnitPCA, pca_b: UnitPCA, units: list[str] | None = None,
-                      evr_threshold: float | None = 0.9, device: str = "auto") -> pd.DataFrame:
+                      evr_threshold: float | None = 0.9, device: str = "auto",
+                      matching: str = "cosine") -> pd.DataFrame:
     """Eq. 4 between the same units of two fitted PCAs -> DataFrame (unit, kind, layer, head, similarity, k_a, k_b)."""
+    check_matching(matching)
     names = [u for u in pca_a.units_ if u in set(pca_b.units_)] if units is None else list(units)
     missing = [u for u in names if u not in pca_a.components_ or u not in pca_b.components_]
     if missing:
@@ -121,7 +151,7 @@ def unit_similarities(pca_a: UnitPCA, pca_b: UnitPCA, units: list[str] | None = 
         return comps.to(dev), weights.to(dev), torch.tensor([len(w) for _, w in sets], device=dev)
 
     (ua, wa, ka), (ub, wb, kb) = pad(a), pad(b)
-    sim = batched_spectral_similarity(ua, wa, ub, wb, ka, kb).cpu().numpy()
+    sim = batched_spectral_similarity(ua, wa, ub, wb, ka, kb, matching=matching).cpu().numpy()
     parsed = [parse_unit(u) for u in names]
     return pd.DataFrame({"unit": names, "kind": [p[0] for p in parsed],
                          "layer": pd.array([p[1] for p in parsed], dtype="Int64"),
@@ -130,7 +160,8 @@ def unit_similarities(pca_a: UnitPCA, pca_b: UnitPCA, units: list[str] | None = 
 
 
 def dataset_similarities(reference: Units | UnitPCA, others: Mapping[str, Units | UnitPCA], heads_only: bool = True,
-                         evr_threshold: float | None = 0.9, device: str = "auto", progress: bool = True) -> pd.DataFrame:
+                         evr_threshold: float | None = 0.9, device: str = "auto", progress: bool = True,
+                         matching: str = "cosine") -> pd.DataFrame:
     """Each dataset's units against the reference dataset's (same model) -> long DataFrame with a `dataset` column."""
     def fitted(x):
         if isinstance(x, UnitPCA):
@@ -140,7 +171,8 @@ def dataset_similarities(reference: Units | UnitPCA, others: Mapping[str, Units 
     ref = fitted(reference)
     frames = []
     for name, units in tqdm(others.items(), desc="spectral similarity", disable=not progress):
-        frames.append(unit_similarities(ref, fitted(units), evr_threshold=evr_threshold, device=device)
+        frames.append(unit_similarities(ref, fitted(units), evr_threshold=evr_threshold, device=device,
+                                        matching=matching)
                       .assign(dataset=name))
     return pd.concat(frames, ignore_index=True)
 

@@ -7,6 +7,17 @@ averaged weights it evaluates are the ones saved), the learning rate picked by a
 the rule of PyTorch Lightning's ``lr_find``: steepest descent of the smoothed loss), at most 30 epochs, early
 stopping with patience 5 on validation accuracy, the best weights restored. Epoch 0 is the untrained method,
 so training can never return something worse on validation than where it started.
+
+Two protocols (`protocol_config`), because the paper's text and the authors' code differ:
+
+- ``"paper_text"``: the LR range test above for every method (finetuning sweeps up to ``FINETUNE_MAX_LR``),
+  batch 64, no gradient clipping, lambda starting at exactly 1.
+- ``"authors_code"``: the camera-ready configs of the authors' repository (``conf/train/*.gin``, where the
+  range test is switched off): fixed rates ``AUTHORS_LEARNING_RATES``, batch 64, finetuning at batch 128 with
+  the gradient norm clipped to 1.0, lambda = 1 + N(0, 1) at initialisation (their ``randn + 1``), and Lin
+  as PyTorch's default-initialised ``nn.Linear`` on the uncentred output.
+The logit scale of the loss is the third difference; it belongs to the classifier (`PROTOCOL_LOGIT_SCALES`,
+`zeroshot.ZeroShotClassifier.for_dataset`).
 """
 
 from __future__ import annotations
@@ -25,9 +36,16 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .zeroshot import ZeroShotClassifier
+from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
 
 VALIDATION_SEED = 42  # the authors' stratified 10% validation split of train
+PROTOCOLS = ("paper_text", "authors_code")
+# conf/train/{residual_coarse,residual_fine,residual_full,spectral_adapter,linear_adapter,finetune}.gin
+AUTHORS_LEARNING_RATES = {"O": 0.8, "RD": 0.8, "RD*": 0.8, "RDY": 1e-3, "Lin": 1e-3, "finetune": 1e-5}
+# A ViT diverges long before the range test's default 10; the sweep stops at divergence anyway.
+FINETUNE_MAX_LR = 1e-1
+# the loss's temperature: fixed 100 (paper_text), or the model's own exp(logit_scale) as the authors' classifier
+PROTOCOL_LOGIT_SCALES: dict[str, float | str] = {"paper_text": DEFAULT_LOGIT_SCALE, "authors_code": "model"}
 
 
 @dataclass
@@ -45,6 +63,33 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    grad_clip: float | None = None     # clip the gradient's total norm to this before every step (None: never)
+    lambda_init_noise: float = 0.0     # lambda = 1 + lambda_init_noise * N(0, 1) under `seed`, for the methods
+                                       # built from this config (alignment.train_method); 0: exactly 1
+    lin_init: str = "identity"         # Lin's start (residual.LIN_INITS): identity on the centred output, or
+                                       # "pytorch", nn.Linear's default init on the uncentred output
+
+
+def check_protocol(protocol: str) -> str:
+    """The protocol's name, or ValueError naming the valid ones."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown training protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def protocol_config(method: str, protocol: str = "paper_text", **overrides) -> TrainConfig:
+    """The TrainConfig of one method (residual.METHODS or "finetune") under a protocol; overrides win."""
+    check_protocol(protocol)
+    if method not in AUTHORS_LEARNING_RATES:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(AUTHORS_LEARNING_RATES)}")
+    finetuning = method == "finetune"
+    if protocol == "paper_text":
+        base = {"max_lr": FINETUNE_MAX_LR} if finetuning else {}
+    else:
+        base = {"lr": AUTHORS_LEARNING_RATES[method], "batch_size": 128 if finetuning else 64,
+                "grad_clip": 1.0 if finetuning else None, "lambda_init_noise": 0.0 if finetuning else 1.0,
+                "lin_init": "pytorch"}
+    return TrainConfig(**{**base, **overrides})
 
 
 @dataclass
@@ -118,6 +163,14 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def backward(loss: Tensor, params: list[nn.Parameter], grad_clip: float | None = None) -> float | None:
+    """Backpropagate the loss; with grad_clip, scale the gradients to total norm <= grad_clip, return the norm before."""
+    loss.backward()
+    if grad_clip is None:
+        return None
+    return float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+
+
 def _optimizer(method: nn.Module, lr: float, weight_decay: float) -> schedulefree.AdamWScheduleFree:
     params = [p for p in method.parameters() if p.requires_grad]
     if not params:
@@ -158,7 +211,7 @@ def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: T
             group["lr"] = float(lr)
         loss = _loss(probe, classifier, features[idx].to(config.device), labels[idx].to(config.device))
         optimizer.zero_grad()
-        loss.backward()
+        backward(loss, [p for p in probe.parameters() if p.requires_grad], config.grad_clip)
         optimizer.step()
         raw.append(loss.item())
         recent = float(np.median(raw[-window:]))
@@ -195,6 +248,7 @@ def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, 
         lr = range_test.suggestion
     torch.manual_seed(config.seed)
     optimizer = _optimizer(method, lr, config.weight_decay)
+    trainable = [p for p in method.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(config.seed)
 
     optimizer.eval()
@@ -210,7 +264,7 @@ def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, 
         for idx in _batches(len(x_train), config.batch_size, generator):
             loss = _loss(method, classifier, x_train[idx].to(config.device), y_train[idx].to(config.device))
             optimizer.zero_grad()
-            loss.backward()
+            backward(loss, trainable, config.grad_clip)
             optimizer.step()
             total += loss.item() * len(idx)
         optimizer.eval()

@@ -48,14 +48,21 @@ class ZeroShotClassifier:
         return cls(weights=weights, class_names=tuple(class_names), logit_scale=logit_scale)
 
     @classmethod
-    def for_dataset(cls, model, dataset: str, **kwargs) -> "ZeroShotClassifier":
-        """The classifier of a declared dataset (its manifest's class names and templates) for a text model."""
-        from .datasets import dataset_spec
+    def for_dataset(cls, model, dataset: str, prompts: str = "manifest", **kwargs) -> "ZeroShotClassifier":
+        """The classifier of a declared dataset for a text model.
+
+        prompts: "manifest" (its manifest's class names and templates) or "authors" (those of the authors'
+        code, `templates.prompts`). ``logit_scale="model"`` takes the model's own temperature
+        (`model_logit_scale`) instead of a number.
+        """
+        from .templates import prompts as prompt_lists
 
         if not getattr(model, "has_text", False):
             raise ValueError(f"model {getattr(model, 'name', model)!r} has no text tower; a zero-shot classifier needs one")
-        spec = dataset_spec(dataset)
-        return cls.from_texts(model.encode_text, spec.class_names, spec.templates, **kwargs)
+        if kwargs.get("logit_scale") == "model":
+            kwargs["logit_scale"] = model_logit_scale(model)
+        class_names, templates = prompt_lists(dataset, prompts)
+        return cls.from_texts(model.encode_text, class_names, templates, **kwargs)
 
     @property
     def n_classes(self) -> int:
@@ -78,6 +85,16 @@ class ZeroShotClassifier:
         """Fraction of the N samples whose predicted class equals the label."""
         labels = np.asarray(torch.as_tensor(labels).cpu())
         return float(np.mean(self.predict(features) == labels))
+
+
+def model_logit_scale(model) -> float:
+    """exp(logit_scale) of a CLIP-style model (a ResidualModel or its module): its learned temperature."""
+    module = getattr(model, "module", model)
+    scale = getattr(module, "logit_scale", None)
+    if scale is None:
+        raise ValueError(f"model {getattr(model, 'name', type(module).__name__)!r} carries no logit_scale; "
+                         f"pass a number as the logit scale (e.g. DEFAULT_LOGIT_SCALE = {DEFAULT_LOGIT_SCALE})")
+    return float(torch.as_tensor(scale).detach().float().exp().cpu())
 
 
 def unit_sum(units, names: Sequence[str], weights: Sequence[float] | None = None) -> np.ndarray:

@@ -233,3 +233,48 @@ def test_appendix_a2_on_the_toy_clip_heads_and_its_text_tower(tmp_path):
     table = compare_textspan_somp(sig, project_dictionary(atoms, sig), 5, progress=False)
     assert table.same_atoms.all()
     assert table.max_residual_diff.max() < 1e-5
+
+
+def test_projection_on_centred_and_uncentred_spans_by_hand():
+    """X rows (1, 0, 5), (-1, 0, 5): the centred span is e1; the uncentred X has right singular vectors
+    e3 (sigma^2 = 50) and e1 (sigma^2 = 2). The atom (1, 1, 1)/sqrt(3) projects to (1, 0, 0)/sqrt(3) on the
+    centred span, (0, 0, 1)/sqrt(3) on the uncentred top-1 and (1, 0, 1)/sqrt(3) on the uncentred top-2."""
+    sig = signals_from_array(np.array([[1.0, 0, 5], [-1.0, 0, 5]]), device="cpu")
+    atom = np.ones((1, 3)) / np.sqrt(3)
+    np.testing.assert_allclose(project_dictionary(atom, sig)[0], [[1 / np.sqrt(3), 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(project_dictionary(atom, sig, rank=1, center=False)[0], [[0, 0, 1 / np.sqrt(3)]],
+                               atol=1e-12)
+    np.testing.assert_allclose(project_dictionary(atom, sig, center=False)[0], [[1 / np.sqrt(3), 0, 1 / np.sqrt(3)]],
+                               atol=1e-12)
+
+
+def test_uncentred_projection_oracle_numpy_svd_of_x():
+    """Oracle: numpy's SVD of the dense uncentred samples, top-r right singular vectors."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 6)) @ rng.normal(size=(6, 12)) + rng.normal(size=12) * 3
+    d = rng.normal(size=(9, 12))
+    vh = np.linalg.svd(x, full_matrices=False)[2][:4]
+    got = project_dictionary(d, signals_from_array(x, device="cpu"), rank=4, center=False)[0]
+    np.testing.assert_allclose(got, d @ vh.T @ vh, atol=1e-10)
+
+
+def test_omp_with_and_without_renormalising_atoms_by_hand():
+    """y = (1, 0); atoms d0 = (0.6, 0.8) (unit) and d1 = (0.5, 0) (a projection kept half its length).
+    Renormalised: |<y, d1>| / 0.5 = 1 > 0.6, picks d1. As given: 0.6 > 0.5, picks d0 (the authors')."""
+    y, d = np.array([1.0, 0.0]), np.array([[0.6, 0.8], [0.5, 0.0]])
+    assert omp(y, d, 1, device="cpu")[0][0, 0] == 1
+    atoms, coef = omp(y, d, 1, normalize=False, device="cpu")
+    assert atoms[0, 0] == 0 and coef[0, 0] == pytest.approx(0.6)  # least squares on d0: <y, d0> / |d0|^2
+    unit = d / np.linalg.norm(d, axis=1, keepdims=True)
+    np.testing.assert_array_equal(omp(y, unit, 2, device="cpu")[0], omp(y, unit, 2, normalize=False, device="cpu")[0])
+
+
+def test_appendix_a2_holds_with_the_authors_uncentred_projection():
+    """The theorem needs only the same dictionary for both: the uncentred span's projection qualifies too."""
+    units = _heads()
+    sig = signals_from_units(units, units.heads)
+    d = project_dictionary(np.random.default_rng(7).normal(size=(200, 32)), sig, center=False)
+    ts = textspan(sig, d, 8, return_residual=True, progress=False)
+    sp = somp(sig, d, 8, aggregate="l2", return_residual=True, progress=False)
+    np.testing.assert_array_equal(ts.atoms, sp.atoms)
+    np.testing.assert_allclose(ts.residual, sp.residual, atol=1e-5)

@@ -107,3 +107,19 @@ def test_bad_method_and_component_specs_are_named():
         make_method("RDX", ARCH)
     with pytest.raises(ValueError, match="'most'"):
         ResiDual(ARCH, heads="most")
+
+
+def test_lin_pytorch_init_is_nn_linears_default_seeded_and_uncentred():
+    """The authors' Lin: nn.Linear's default init, U(-1/sqrt(E), 1/sqrt(E)) for weight and bias, on the raw output."""
+    e = 16
+    lin = LinearAligner(e, init="pytorch", seed=5)
+    w, b = lin.linear.weight.detach(), lin.linear.bias.detach()
+    bound = 1 / np.sqrt(e)
+    assert w.abs().max() <= bound and b.abs().max() <= bound and not torch.equal(w, torch.eye(e))
+    assert torch.equal(w, LinearAligner(e, init="pytorch", seed=5).linear.weight.detach())
+    assert not torch.equal(w, LinearAligner(e, init="pytorch", seed=6).linear.weight.detach())
+    units = random_unitset(embed_dim=e)[0]
+    lin.fit_reference(units)
+    assert torch.equal(lin.features(units), torch.as_tensor(units.embedding, dtype=torch.float32))
+    with pytest.raises(ValueError, match="valid: identity, pytorch"):
+        LinearAligner(e, init="zeros")

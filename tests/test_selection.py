@@ -6,8 +6,9 @@ import torch
 from scipy.linalg import orth
 from scipy.stats import pearsonr
 
-from residual_lib.selection import (SCORES, coarse_selection, correlation_scores, fraction_sweep, head_scores,
-                                    kept_accuracy, n_kept, random_heads, span_projector, top_heads)
+from residual_lib.selection import (HEAD_SCORES, SCORES, coarse_selection, correlation_scores, fraction_sweep, head_scores,
+                                    kept_accuracy, n_kept, qr_basis, random_heads, span_projector, top_heads)
+from residual_lib.units import UnitSet
 from residual_lib.zeroshot import ZeroShotClassifier
 from unitset_factory import random_unitset
 
@@ -90,3 +91,99 @@ def test_coarse_selection_table_and_sweep():
     assert sorted(sweep["k"].unique()) == [1, 4]
     with pytest.raises(ValueError, match="valid: U, U\\|T, S"):
         head_scores(score_units, clf, "X")
+
+
+def two_head_units() -> UnitSet:
+    """Two heads, no other unit (output = A + B), E = 3, four samples; x, y orthogonal +-1 patterns.
+
+    A_i = (10, 0, -10) + x_i (1, 1, 1)    B_i = y_i (1, -2, 1)
+    """
+    x, y = np.array([1.0, -1, 1, -1]), np.array([1.0, 1, -1, -1])
+    a = np.array([10.0, 0, -10]) + x[:, None] * np.ones(3)
+    b = y[:, None] * np.array([1.0, -2, 1])
+    eye = np.eye(3)
+    return UnitSet({"L0.H0": a, "L0.H1": b}, {"L0.H0": eye, "L0.H1": eye}, {"L0.H0": np.zeros(3), "L0.H1": np.zeros(3)},
+                   embedding=a + b, labels=np.zeros(4, dtype=int))
+
+
+def test_per_sample_and_per_direction_rank_two_heads_oppositely():
+    """Hand-derived. Class embeddings = the standard basis, so U|T's QR directions are the coordinate axes.
+
+    Per direction j (corr over the 4 samples; x, y orthogonal with equal norms, u = (1, -2, 1)):
+      corr(A_j, A_j + B_j) = 1 / sqrt(1 + u_j^2)        -> A: (2/sqrt(2) + 1/sqrt(5)) / 3
+      corr(B_j, A_j + B_j) = |u_j| / sqrt(1 + u_j^2)    -> B: (2/sqrt(2) + 2/sqrt(5)) / 3
+    Per sample (corr over the 3 coordinates; centred A_i = (10, 0, -10), centred B_i = y_i u, orthogonal):
+      A: 200 / sqrt(200 * 206) = sqrt(200/206);  B: y_i^2 6 / (|y_i| sqrt(6) sqrt(206)) = sqrt(6/206), every sample.
+    """
+    units = two_head_units()
+    axes = ZeroShotClassifier(torch.eye(3), ("a", "b", "c"))
+    direction = head_scores(units, axes, "U|T", head_score="per_direction")
+    sample = head_scores(units, axes, "U|T", head_score="per_sample")
+    assert direction["L0.H0"] == pytest.approx((2 / np.sqrt(2) + 1 / np.sqrt(5)) / 3)
+    assert direction["L0.H1"] == pytest.approx((2 / np.sqrt(2) + 2 / np.sqrt(5)) / 3)
+    assert sample["L0.H0"] == pytest.approx(np.sqrt(200 / 206))
+    assert sample["L0.H1"] == pytest.approx(np.sqrt(6 / 206))
+    assert top_heads(direction, 1) == ["L0.H1"] and top_heads(sample, 1) == ["L0.H0"]
+
+
+def test_per_direction_u_oracle_numpy_qr_and_scipy_pearsonr():
+    """Oracle: numpy's QR of the outputs and scipy.stats.pearsonr along each direction against the heads' sum."""
+    units, _ = random_unitset(n=60)
+    scores = head_scores(units, None, "U", head_score="per_direction")
+    q = np.linalg.qr(units.embedding.astype(np.float64).T)[0]
+    heads_sum = sum(units.output_space(h).astype(np.float64) for h in units.heads)
+    for head in ("L0.H1", "L1.H2"):
+        rep = units.output_space(head).astype(np.float64)
+        expected = np.mean([pearsonr(rep @ q[:, k], heads_sum @ q[:, k])[0] for k in range(q.shape[1])])
+        assert scores[head] == pytest.approx(expected, abs=1e-6)  # the heads are summed in float32
+
+
+def test_qr_basis_follows_row_order_and_is_orthonormal():
+    rows = np.array([[3.0, 4.0, 0.0], [1.0, 0.0, 1.0]])
+    q = qr_basis(rows)
+    np.testing.assert_allclose(q.T @ q, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(np.abs(q[:, 0]), [0.6, 0.8, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("head_score", HEAD_SCORES)
+def test_both_readings_rank_the_class_carrying_head_first(head_score):
+    units, clf = random_unitset(signal_heads=("L1.H2",))
+    for rule in ("U", "U|T"):
+        assert top_heads(head_scores(units, clf, rule, head_score=head_score), 1) == ["L1.H2"], rule
+
+
+def test_unknown_head_score_names_the_valid_ones():
+    units, clf = random_unitset()
+    with pytest.raises(ValueError, match="valid: per_sample, per_direction"):
+        head_scores(units, clf, "U", head_score="per_class")
+    result = coarse_selection(units, units, clf, fraction=0.1, n_random=2, head_score="per_direction")
+    assert 0 <= result["U"] <= 1
+
+
+def test_authors_head_count_floors_and_keeps_two_at_one_percent():
+    """ViT-L (384 heads) and ViT-B (144): int(f n) vs round(f n); 1% keeps max(2, int(0.01 n))."""
+    assert n_kept(384, 0.01, "authors") == 3 and n_kept(384, 0.01) == 4          # int(3.84) vs round(3.84)
+    assert n_kept(144, 0.01, "authors") == 2 and n_kept(144, 0.01) == 1          # max(2, int(1.44)) vs round
+    assert n_kept(384, 0.05, "authors") == n_kept(384, 0.05) == 19
+    assert n_kept(144, 0.25, "authors") == n_kept(144, 0.25) == 36
+    assert n_kept(144, 0.0, "authors") == 1 and n_kept(16, 0.05, "authors") == 1
+    with pytest.raises(ValueError, match="valid: round, authors"):
+        n_kept(10, 0.5, "ceil")
+
+
+def test_authors_random_rule_is_the_top_k_of_one_seeded_randn_draw():
+    heads = [f"L{i // 4}.H{i % 4}" for i in range(12)]
+    draw = torch.randn(12, generator=torch.Generator().manual_seed(3))
+    expected = [heads[i] for i in sorted(np.argsort(-draw.numpy())[:4])]
+    assert random_heads(heads, 4, 3, random_rule="randn_topk") == expected
+    with pytest.raises(ValueError, match="valid: choice, randn_topk"):
+        random_heads(heads, 4, 3, random_rule="shuffle")
+
+
+def test_r0_is_the_first_seed():
+    score_units, clf = random_unitset(seed=1)
+    test_units, _ = random_unitset(seed=2)
+    row = coarse_selection(score_units, test_units, clf, fraction=0.25, n_random=3, random_rule="randn_topk",
+                           head_count="authors")
+    assert row["k"] == 2
+    assert row["R0"] == kept_accuracy(test_units, clf, random_heads(test_units.heads, 2, 0, "randn_topk"))

@@ -7,7 +7,7 @@ import torch
 from scipy.linalg import subspace_angles
 
 from residual_lib.pca import UnitPCA
-from residual_lib.spectral import (cross_model_correlation, dataset_order, dataset_similarities,
+from residual_lib.spectral import (MATCHINGS, cross_model_correlation, dataset_order, dataset_similarities,
                                    similarity_matrix, spectral_cosine_similarity, standout_heads,
                                    unit_similarities)
 from residual_lib.synthetic_units import random_unit_set
@@ -40,6 +40,58 @@ def test_symmetric_and_bounded(pair):
         a, b = rng.normal(size=(rng.integers(1, 6), 8)), rng.normal(size=(rng.integers(1, 6), 8))
         wa, wb = rng.uniform(0, 2, len(a)), rng.uniform(0, 2, len(b))
         assert 0.0 <= spectral_cosine_similarity(a, b, wa, wb) <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize("matching", MATCHINGS)
+def test_every_matching_rule_gives_one_on_identical_sets_and_is_symmetric_and_bounded(pair, matching):
+    u1, u2, w1, w2 = pair
+    assert spectral_cosine_similarity(u1, u1, w1, w1, matching=matching) == pytest.approx(1.0, abs=1e-12)
+    assert spectral_cosine_similarity(u1, u1, matching=matching) == pytest.approx(1.0, abs=1e-12)
+    s = spectral_cosine_similarity(u1, u2, w1, w2, matching=matching)
+    assert s == pytest.approx(spectral_cosine_similarity(u2, u1, w2, w1, matching=matching), abs=1e-12)
+    rng = np.random.default_rng(6)
+    for _ in range(50):
+        a, b = rng.normal(size=(rng.integers(1, 6), 8)), rng.normal(size=(rng.integers(1, 6), 8))
+        wa, wb = rng.uniform(0, 2, len(a)), rng.uniform(0, 2, len(b))
+        assert 0.0 <= spectral_cosine_similarity(a, b, wa, wb, matching=matching) <= 1.0 + 1e-12
+
+
+# Hand-built 3x3 case. u1 = identity, so |cos(u1_i, u2_j)| = |u2[j, i]|; the rows of u2 are unit vectors:
+#            j=0   j=1   j=2
+#   i=0  [ 0.60  0.96  0.48 ]        w1 = (3, 2, 1), w2 = (4, 1, 1)
+#   i=1  [ 0.80  0.28  0.60 ]        denominator (Eq. 4): (3*4)^2 + (2*1)^2 + (1*1)^2 = 149
+#   i=2  [ 0.00  0.00  0.64 ]
+HAND_U2 = np.array([[0.6, 0.8, 0.0], [0.96, 0.28, 0.0], [0.48, 0.6, 0.64]])
+HAND_W1, HAND_W2 = np.array([3.0, 2.0, 1.0]), np.array([4.0, 1.0, 1.0])
+
+
+def test_hand_3x3_cosine_rule():
+    # greedy on cosines: 0.96 at (0,1); then rows {1,2} x cols {0,2}: 0.80 at (1,0); then (2,2) = 0.64
+    expected = np.sqrt(((0.96 * 3 * 1) ** 2 + (0.8 * 2 * 4) ** 2 + (0.64 * 1 * 1) ** 2) / 149)
+    assert spectral_cosine_similarity(np.eye(3), HAND_U2, HAND_W1, HAND_W2, matching="cosine") == pytest.approx(expected)
+    unweighted = np.sqrt((0.96 ** 2 + 0.8 ** 2 + 0.64 ** 2) / 3)
+    assert spectral_cosine_similarity(np.eye(3), HAND_U2, matching="cosine") == pytest.approx(unweighted)
+
+
+def test_hand_3x3_weighted_rule():
+    # weighted matrix C_ij w1_i w2_j:      [[7.20, 2.88, 1.44], [6.40, 0.56, 1.20], [0, 0, 0.64]]
+    # greedy on it: 7.20 at (0,0); then rows {1,2} x cols {1,2}: 1.20 at (1,2); then (2,1) = 0
+    expected = np.sqrt((7.2 ** 2 + 1.2 ** 2 + 0.0 ** 2) / 149)
+    assert spectral_cosine_similarity(np.eye(3), HAND_U2, HAND_W1, HAND_W2, matching="weighted") == pytest.approx(expected)
+
+
+def test_hand_3x3_index_rule():
+    # same-index pairs (0,0), (1,1), (2,2): cosines 0.60, 0.28, 0.64
+    expected = np.sqrt(((0.6 * 3 * 4) ** 2 + (0.28 * 2 * 1) ** 2 + (0.64 * 1 * 1) ** 2) / 149)
+    assert spectral_cosine_similarity(np.eye(3), HAND_U2, HAND_W1, HAND_W2, matching="index") == pytest.approx(expected)
+    unweighted = np.sqrt((0.6 ** 2 + 0.28 ** 2 + 0.64 ** 2) / 3)
+    assert spectral_cosine_similarity(np.eye(3), HAND_U2, matching="index") == pytest.approx(unweighted)
+
+
+def test_unknown_matching_rule_names_the_valid_ones(pair):
+    u1, u2, _, _ = pair
+    with pytest.raises(ValueError, match="valid: cosine, weighted, index"):
+        spectral_cosine_similarity(u1, u2, matching="hungarian")
 
 
 def test_orthogonal_sets_give_zero():
@@ -127,6 +179,20 @@ def test_batched_table_equals_pairwise_function(caches):
         assert row["similarity"] == pytest.approx(s, abs=1e-10)
     cum = np.cumsum(pa.explained_variance_ratio_["L0.H0"])
     assert cum[table.loc[0, "k_a"] - 1] > 0.9 >= cum[table.loc[0, "k_a"] - 2]
+
+
+@pytest.mark.parametrize("matching", MATCHINGS)
+def test_batched_table_equals_pairwise_function_for_every_rule(caches, matching):
+    same, _, other = caches
+    pa = UnitPCA(units=same.heads, device="cpu", progress=False).fit(same)
+    pb = UnitPCA(units=same.heads, device="cpu", progress=False).fit(other)
+    table = unit_similarities(pa, pb, device="cpu", matching=matching)
+    for _, row in table.iterrows():
+        ka, kb = row["k_a"], row["k_b"]
+        s = spectral_cosine_similarity(pa.components_[row["unit"]][:ka], pb.components_[row["unit"]][:kb],
+                                       pa.explained_variance_[row["unit"]][:ka], pb.explained_variance_[row["unit"]][:kb],
+                                       matching=matching)
+        assert row["similarity"] == pytest.approx(s, abs=1e-10)
 
 
 def test_dataset_similarities_order_and_matrix(caches):

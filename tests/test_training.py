@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from residual_lib.residual import Architecture, LinearAligner, make_method
-from residual_lib.training import TrainConfig, evaluate, fit, lr_range_test, validation_split
+from residual_lib.training import (FINETUNE_MAX_LR, PROTOCOL_LOGIT_SCALES, TrainConfig, backward, evaluate, fit,
+                                   lr_range_test, protocol_config, validation_split)
 from residual_lib.zeroshot import ZeroShotClassifier
 from unitset_factory import random_unitset
 
@@ -79,3 +80,81 @@ def test_validation_split_is_stratified_and_disjoint():
     assert len(val) == 20 and not set(train) & set(val) and len(train) + len(val) == 200
     assert np.all(np.bincount(labels[val]) == 4)
     assert np.array_equal(val, validation_split(labels)[1])
+
+
+@pytest.mark.parametrize("method,lr", [("O", 0.8), ("RD", 0.8), ("RD*", 0.8), ("RDY", 1e-3), ("Lin", 1e-3)])
+def test_authors_protocol_fixes_each_methods_rate(method, lr):
+    """conf/train/*.gin of the authors: fixed rates, batch 64, no clipping, lambda = 1 + N(0, 1)."""
+    config = protocol_config(method, "authors_code")
+    assert (config.lr, config.batch_size, config.grad_clip, config.lambda_init_noise) == (lr, 64, None, 1.0)
+    assert config.lin_init == "pytorch"
+    text = protocol_config(method, "paper_text")
+    assert text == TrainConfig() and text.lr is None  # the range test picks the rate; today's defaults
+
+
+def test_finetuning_protocols():
+    authors = protocol_config("finetune", "authors_code")
+    assert (authors.lr, authors.batch_size, authors.grad_clip) == (1e-5, 128, 1.0)
+    text = protocol_config("finetune", "paper_text")
+    assert text.lr is None and text.max_lr == FINETUNE_MAX_LR and text.grad_clip is None
+    assert protocol_config("finetune", "authors_code", batch_size=8).batch_size == 8  # overrides win
+    with pytest.raises(ValueError, match="valid: paper_text, authors_code"):
+        protocol_config("RD", "lightning")
+    with pytest.raises(ValueError, match="valid: O, RD"):
+        protocol_config("XYZ", "authors_code")
+    assert PROTOCOL_LOGIT_SCALES == {"paper_text": 100.0, "authors_code": "model"}
+
+
+def test_backward_clips_the_total_gradient_norm_by_hand():
+    """loss = 100 * sum(w), w in R^4: gradient 100 per entry, norm 200; clipped to 1: 0.5 per entry."""
+    w = torch.nn.Parameter(torch.zeros(4))
+    assert backward(100 * w.sum(), [w], grad_clip=1.0) == pytest.approx(200.0)
+    np.testing.assert_allclose(w.grad.numpy(), np.full(4, 0.5), rtol=1e-6)
+    v = torch.nn.Parameter(torch.zeros(4))
+    assert backward(100 * v.sum(), [v]) is None
+    np.testing.assert_allclose(v.grad.numpy(), np.full(4, 100.0))
+
+
+def test_fit_clips_every_step_when_asked(monkeypatch):
+    x, labels, clf = _separable(n=64)
+    seen = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        return original(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    fit(LinearAligner(x.shape[1]), clf, (x, labels), (x, labels), TrainConfig(lr=0.01, max_epochs=2, batch_size=32,
+                                                                             patience=5, progress=False))
+    assert seen == []
+    fit(LinearAligner(x.shape[1]), clf, (x, labels), (x, labels), TrainConfig(lr=0.01, max_epochs=2, batch_size=32,
+                                                                             patience=5, progress=False, grad_clip=1.0))
+    assert seen == [1.0] * 4  # 2 epochs x 2 batches of 32
+
+
+def test_lambda_init_statistics_under_a_seed():
+    """lambda = 1 + N(0, 1): over 20,000 heads the mean and standard deviation are 1 within 4 standard errors."""
+    heads = [f"L{i}.H0" for i in range(20_000)]
+    noisy = make_method("O", Architecture(20_000, 1, 4, 8), init_noise=1.0, seed=3).weights.detach().numpy()
+    assert abs(noisy.mean() - 1) < 4 / np.sqrt(len(heads)) and abs(noisy.std() - 1) < 4 / np.sqrt(2 * len(heads))
+    again = make_method("O", Architecture(20_000, 1, 4, 8), init_noise=1.0, seed=3).weights.detach().numpy()
+    other = make_method("O", Architecture(20_000, 1, 4, 8), init_noise=1.0, seed=4).weights.detach().numpy()
+    assert np.array_equal(noisy, again) and not np.array_equal(noisy, other)
+    assert np.all(make_method("O", Architecture(3, 2, 4, 8)).weights.detach().numpy() == 1.0)
+
+
+def test_authors_protocol_starts_residual_lambdas_noisy_through_train_method():
+    from residual_lib.alignment import Task, train_method
+
+    train, clf = random_unitset(n=120, seed=1)
+    val, _ = random_unitset(n=60, seed=2)
+    reference, _ = random_unitset(n=200, seed=4)
+    task = Task("synthetic", clf, train, val, val)
+    arch = Architecture(2, 4, 6, 16)
+    config = protocol_config("RD*", "authors_code", max_epochs=0, progress=False)
+    scales = train_method("RD*", arch, task, reference, config).method.scales.detach()
+    expected = 1.0 + torch.randn(len(scales), generator=torch.Generator().manual_seed(config.seed))
+    torch.testing.assert_close(scales, expected)
+    today = train_method("RD*", arch, task, reference, TrainConfig(lr=0.1, max_epochs=0, progress=False))
+    assert torch.all(today.method.scales == 1.0)

@@ -93,3 +93,31 @@ def test_for_dataset_uses_the_manifest_and_needs_a_text_tower():
     model.has_text = False
     with pytest.raises(ValueError, match="'fake' has no text tower"):
         ZeroShotClassifier.for_dataset(model, "toy-colour")
+
+
+def test_logit_scale_taken_from_the_model():
+    """The authors' classifier multiplies by the model's exp(logit_scale); a CLIP whose log-scale is log(37) gives 37."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from residual_lib.adapters.open_clip import OpenClipAdapter
+    from residual_lib.zeroshot import model_logit_scale
+
+    torch.manual_seed(0)
+    module = CLIP(embed_dim=8, vision_cfg=CLIPVisionCfg(layers=1, width=16, head_width=8, patch_size=8, image_size=16),
+                  text_cfg=CLIPTextCfg(context_length=12, vocab_size=100, width=16, heads=2, layers=1))
+    with torch.no_grad():
+        module.logit_scale.fill_(np.log(37.0))
+    model = OpenClipAdapter(module, "tiny-clip")
+    assert model_logit_scale(model) == pytest.approx(37.0, rel=1e-6)
+
+    class FakeModel:
+        name, has_text, module = "fake", True, torch.nn.Linear(2, 2)
+
+        def encode_text(self, texts):
+            return torch.randn(len(texts), 4, generator=torch.Generator().manual_seed(len(texts)))
+
+    model.encode_text = FakeModel().encode_text  # the toy dataset's prompts, any text encoder
+    assert ZeroShotClassifier.for_dataset(model, "toy-colour", logit_scale="model").logit_scale == pytest.approx(37.0)
+    assert ZeroShotClassifier.for_dataset(model, "toy-colour").logit_scale == 100.0
+    with pytest.raises(ValueError, match="'fake' carries no logit_scale"):
+        ZeroShotClassifier.for_dataset(FakeModel(), "toy-colour", logit_scale="model")

@@ -1,0 +1,138 @@
+"""Every choice behind a paper number where the paper's text and the authors' code can be read two ways.
+
+One row per choice: what the paper says, what the authors' code (Flegyas/ResiDual at 004b0aa) does and
+where, the option of this library that switches between the readings (``module.function(keyword)``), its
+values, the library default (today's reading, kept so nothing changes under existing callers), and the value
+each profile is meant to use: the paper profile the reading that produced the paper's numbers, the toy
+profile the cleaner one. Rows without an option are departures this library does not offer yet.
+The Protocol page of the book renders `protocol_table()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One reading choice; option is "module.function(keyword)" or "" when not offered."""
+
+    topic: str
+    paper_text: str
+    authors_code: str
+    authors_path: str
+    option: str
+    values: tuple = ()
+    library_default: object = None
+    paper_profile: object = None
+    toy_profile: object = None
+    notes: str = ""
+
+
+CHOICES: tuple[Choice, ...] = (
+    Choice("Spectral similarity matching (Eq. 3)",
+           "greedy maximum over cosines, then weighted",
+           "greedy maximum over |cos| times the weight outer product; unweighted calls compare same-index pairs",
+           "src/residual/decomposition/unit_distance.py (normalized_spectral_cosine)",
+           "spectral.unit_similarities(matching)", ("cosine", "weighted", "index"), "cosine", "weighted", "cosine",
+           "Figure 4 uses weights (eigenvalues), so 'weighted'."),
+    Choice("U and U|T head scores (Sec. 4.1)",
+           "Pearson correlation per sample between head and output, averaged over samples",
+           "correlation across samples along each direction of a QR basis (of the outputs for U, of the class "
+           "embeddings for U|T) against the sum of the heads, averaged over directions",
+           "src/residual/decomposition/unit_distance.py (score_unit_correlation); experiments/experiment3.py",
+           "selection.head_scores(head_score)", ("per_sample", "per_direction"), "per_sample", "per_direction",
+           "per_sample"),
+    Choice("Learning rate (Sec. 4.2)",
+           "LR finder of Smith (2017)",
+           "range test switched off; fixed rates 0.8 (ResiDual, coarse), 1e-3 (Lin, output adapter), 1e-5 "
+           "(finetuning, gradient norm clipped to 1.0, batch 128); batch 64 otherwise",
+           "conf/train/*.gin",
+           "training.protocol_config(protocol)", ("paper_text", "authors_code"), "paper_text", "authors_code",
+           "paper_text"),
+    Choice("Lambda initialisation",
+           "silent",
+           "1 + N(0, 1)",
+           "src/residual/nn/adapter.py",
+           "training.protocol_config(protocol)", ("paper_text", "authors_code"), "paper_text", "authors_code",
+           "paper_text", "paper_text starts at exactly 1; TrainConfig.lambda_init_noise carries it."),
+    Choice("Logit scale of the training loss",
+           "silent",
+           "the model's own exp(logit_scale)",
+           "src/residual/nn/classifier.py (build_centroid_classifier)",
+           "alignment.load_task(logit_scale)", (100.0, "model"), 100.0, "model", 100.0,
+           "BLIP's retrieval checkpoint has no logit_scale: 'model' raises there; pass a number."),
+    Choice("Prompt templates and class names",
+           "templates (unspecified)",
+           "OpenAI per-dataset sets; RESISC45 18 templates; ImageNet-Sketch 5; PACS the 80 ImageNet templates; "
+           "SVHN the MNIST template; CIFAR-100 and SUN397 names from their own lists",
+           "src/residual/data/data_registry.py",
+           "alignment.load_task(prompts)", ("manifest", "authors"), "manifest", "authors", "manifest",
+           "Read from clip-benchmark's package data and the authors' registry file (pinned download, sha256)."),
+    Choice("Data splits",
+           "original splits if available, otherwise stratified random sampling",
+           "datasets' train_test_split(seed=42, stratified): validation 10% of train (MNIST, CIFAR, GTSRB), 20% "
+           "(SVHN, DTD, Cars, ImageNet); 80/10/10 of everything (EuroSAT, SUN397, PACS, Sketch, Random); "
+           "RESISC45 as given",
+           "src/residual/data/dataset.py",
+           "splits.authors_split_indices(dataset)", (), None, "authors", "manifest",
+           "Index-identical only on the same source rows in the same order (the authors' HF repositories); "
+           "the manifests still read torchvision / parquet sources with their own carve fractions. A manifest "
+           "carve step with `by: datasets` makes the authors' call (sources.split_indices)."),
+    Choice("Random dataset",
+           "10,000 samples with RGB values in [-1, 1]",
+           "10 Gaussian class blobs in tensor space, cast to bytes by ToPILImage, split 80/10/10",
+           "src/residual/data/dataset.py (_generate_synthetic_data, build_random)",
+           "datasets.load_dataset(name)", ("random", "random-blobs"), "random", "random-blobs", "random"),
+    Choice("TextSpan projection",
+           "project the dictionary on the unit's span",
+           "top-80 right singular vectors of the uncentred samples",
+           "src/residual/sparse_decomposition.py (textspan)",
+           "pursuit.project_dictionary(center)", (True, False), True, False, True,
+           "Appendix A.2's equality holds under either projection (same dictionary for both algorithms)."),
+    Choice("OMP dictionary",
+           "silent",
+           "atoms scored as given (no renormalisation after projection)",
+           "src/residual/sparse_decomposition.py (omp)",
+           "pursuit.omp(normalize)", (True, False), True, False, True),
+    Choice("Table 1 control R: how random heads are drawn",
+           "random heads",
+           "the top k of torch.randn(n_heads) under manual_seed(seed); the table shows seed 0 only",
+           "experiments/experiment3.py (random_heads); experiments/experiment3.ipynb",
+           "selection.coarse_selection(random_rule)", ("choice", "randn_topk"), "choice", "randn_topk", "choice",
+           "coarse_selection reports the mean R, its spread R_std and seed 0 alone, R0 (the authors' column)."),
+    Choice("Number of kept heads",
+           "top 5% of heads",
+           "int(fraction * heads), at least 1; the 1% row keeps at least 2",
+           "experiments/experiment3.py (greedy_topks)",
+           "selection.coarse_selection(head_count)", ("round", "authors"), "round", "authors", "round",
+           "Equal at 5%, 10%, 25%, 50% for ViT-B and ViT-L; differs at 1%."),
+    Choice("Lin initialisation",
+           "a linear map of the output",
+           "nn.Linear with PyTorch's default (random) initialisation on the uncentred output",
+           "src/residual/nn/adapter.py (build_proj_out_adapter); conf/train/linear_adapter.gin",
+           "residual.make_method(lin_init)", ("identity", "pytorch"), "identity", "pytorch", "identity",
+           "identity: W = I, b = 0 on the output centred on the reference mean; set by protocol_config too."),
+    Choice("Figure 2 ratio column",
+           "ratio",
+           "ratio of layer means",
+           "experiments/experiment1.ipynb",
+           "", notes="This library computes the mean of per-head ratios."),
+    Choice("Figure 2 sample",
+           "80k stratified ImageNet train",
+           "50,000 random rows, seed 42",
+           "experiments/experiment1.py (sample_limit)",
+           ""),
+)
+
+
+def protocol_table() -> pd.DataFrame:
+    """One row per `Choice`, columns as its fields (values joined with ' | ')."""
+    rows = []
+    for choice in CHOICES:
+        row = asdict(choice)
+        row["values"] = " | ".join(map(str, choice.values))
+        rows.append(row)
+    return pd.DataFrame(rows)
