@@ -1,8 +1,10 @@
 """The paper profile's jobs, run by submitit: in local processes on one machine, or as a Slurm job array.
 
-A job is a plain picklable callable (`ExtractJob`: one unit cache) that resumes where an earlier run of it
-stopped (the cache restarts at its first missing shard) and does nothing when its output is complete, so
-rerunning a plan never recomputes finished work. Longest jobs run first. What was submitted is recorded in
+A job is a plain picklable callable (`ExtractJob`: one unit cache; `TrainJob`: one (model, task) of a Section 4
+experiment, stored by `residual_lib.stored` for the page's `run` to read) that resumes where an earlier run
+of it stopped (a cache restarts at its first missing shard) and does nothing when its output is complete, so
+rerunning a plan never recomputes finished work. Extraction runs first, longest jobs first; training waits
+for it (a second wave locally, a Slurm dependency on the cluster). What was submitted is recorded in
 `<artifacts>/jobs/submitted.json`, so `status` can say, for every job, whether it is done, running, failed
 (with the path of its log) or still to do.
 """
@@ -52,6 +54,10 @@ class ExtractJob:
         """Whether a complete cache of this key is on disk."""
         return self.key.status() == "done"
 
+    def disk_state(self) -> str:
+        """'done', 'partial' (an interrupted cache) or 'todo'."""
+        return self.key.status()
+
     def __call__(self) -> dict[str, Any]:
         from .cache import extract
         from .models import load_model
@@ -63,11 +69,59 @@ class ExtractJob:
         return {**asdict(self.key), "images": units.n, "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _call(job: ExtractJob) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainJob:
+    """Train one (model, task) of a Section 4 experiment (`train_task` of `residual_lib.experiments.<module>`)."""
+
+    module: str
+    params: tuple[tuple[str, Any], ...]  # the experiment's Params as sorted (name, value) pairs: hashable, picklable
+    model: str
+    dataset: str
+
+    @classmethod
+    def of(cls, module: str, params, model: str, dataset: str) -> "TrainJob":
+        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.to_dict().items()))
+        return cls(module, items, model, dataset)
+
+    @property
+    def name(self) -> str:
+        return f"train:{self.module}/{self.model}/{self.dataset}"
+
+    def _experiment(self):
+        import importlib
+
+        module = importlib.import_module(f"residual_lib.experiments.{self.module}")
+        return module, module.Params.from_dict(dict(self.params))
+
+    def cost(self) -> int:
+        """Training images of the task (None, the whole split, counts as the largest)."""
+        n = dict(self.params).get("n_train")
+        return 10**9 if n is None else int(n)
+
+    def done(self) -> bool:
+        from .stored import is_stored
+
+        module, p = self._experiment()
+        return is_stored(self.module, module.train_key(p, self.model, self.dataset))
+
+    def disk_state(self) -> str:
+        return "done" if self.done() else "todo"
+
+    def __call__(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        module, p = self._experiment()
+        module.train_task(p, self.model, self.dataset)
+        return {"job": self.name, "seconds": round(time.perf_counter() - start, 2)}
+
+
+Job = ExtractJob | TrainJob
+
+
+def _call(job: Job) -> dict[str, Any]:
     return job()
 
 
-def longest_first(jobs: Iterable[ExtractJob]) -> list[ExtractJob]:
+def longest_first(jobs: Iterable[Job]) -> list[Job]:
     """Jobs by decreasing cost, ties in plan order."""
     jobs = list(jobs)
     return sorted(jobs, key=lambda j: -j.cost())
@@ -135,7 +189,7 @@ def executor(kind: str, slurm_args: dict[str, Any] | None = None):
     raise ValueError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
 
 
-def run_local(jobs: list[ExtractJob], workers: int = 1, poll_s: float = 0.5) -> list[str]:
+def run_local(jobs: list[Job], workers: int = 1, poll_s: float = 0.5) -> list[str]:
     """Run the jobs that are not done in local processes, `workers` at a time, longest first; wait for all.
 
     Returns the names of the jobs that failed (each with its log under `jobs_folder()`).
@@ -164,12 +218,24 @@ def run_local(jobs: list[ExtractJob], workers: int = 1, poll_s: float = 0.5) -> 
     return failed
 
 
-def submit_slurm(jobs: list[ExtractJob], slurm_args: dict[str, Any] | None = None) -> list[str]:
-    """Submit the jobs that are not done as one Slurm job array (longest first) and return its job ids."""
+def run_plan_local(extraction: list[ExtractJob], training: list[TrainJob], workers: int = 1,
+                   poll_s: float = 0.5) -> list[str]:
+    """Extraction, then (if none failed) training, each wave `workers` processes at a time; the failed jobs."""
+    return run_local(extraction, workers, poll_s) or run_local(training, workers, poll_s)
+
+
+def submit_slurm(jobs: list[Job], slurm_args: dict[str, Any] | None = None,
+                 after: list[str] | None = None) -> list[str]:
+    """Submit the jobs that are not done as one Slurm job array (longest first), starting once the arrays of
+    job ids `after` have succeeded; return the new array's job ids."""
     todo = [j for j in longest_first(jobs) if not j.done()]
     if not todo:
         return []
-    submitted = executor("slurm", slurm_args).map_array(_call, todo)
+    ex = executor("slurm", slurm_args)
+    if after:
+        arrays = sorted({a.split("_")[0] for a in after})
+        ex.update_parameters(slurm_additional_parameters={"dependency": "afterok:" + ":".join(arrays)})
+    submitted = ex.map_array(_call, todo)
     _record({j.name: {"executor": "slurm", "job_id": s.job_id} for j, s in zip(todo, submitted)})
     return [s.job_id for s in submitted]
 
@@ -182,11 +248,11 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
-def status(job: ExtractJob) -> tuple[str, str]:
+def status(job: Job) -> tuple[str, str]:
     """(state, detail): 'done', 'running', 'failed' (detail: its log), 'partial' or 'todo' (from disk)."""
     import submitit
 
-    on_disk = job.key.status()
+    on_disk = job.disk_state()
     if on_disk == "done":
         return "done", ""
     entry = _submitted().get(job.name)

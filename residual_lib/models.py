@@ -1,34 +1,68 @@
 """Model factory: any open_clip architecture, or a name registered in `data_manifests/models/*.yaml`.
 
-A model manifest has: name, family (open_clip | toy | timm | transformers | blip), arch (the family's
+A model manifest (`ModelSpec`) has: name, family (open_clip | toy | timm | blip), arch (the family's
 own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
 notes. Registered names win over open_clip architecture names.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 import yaml
 
 from .adapters.base import ResidualModel
 from .device import resolve_device
-from .paths import MANIFESTS
+from .paths import MANIFESTS, artifacts_dir
 
-FAMILIES = ("open_clip", "toy", "timm", "transformers", "blip")
-# family -> module providing `load(entry: dict, pretrained, **kw) -> ResidualModel`; written beside each adapter
-_ADAPTER_MODULES = {
-    "timm": "residual_lib.adapters.timm_vit",
-    "transformers": "residual_lib.adapters.transformers",
-    "blip": "residual_lib.adapters.blip",
+# family -> "module:function" building a `ResidualModel` from (spec entry, weights, **kw)
+LOADERS = {
+    "open_clip": "residual_lib.models:_load_open_clip_entry",
+    "toy": "residual_lib.models:_load_toy_entry",
+    "timm": "residual_lib.adapters.timm_vit:load",
+    "blip": "residual_lib.adapters.blip:load",
 }
+FAMILIES = tuple(LOADERS)
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model's pretrained weights are not on this machine and cannot be downloaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model manifest (`data_manifests/models/<name>.yaml`); family-specific keys stay in `extra`."""
+
+    name: str
+    family: str
+    arch: str
+    display: str = ""
+    pretrained: str | None = None  # weights tag (open_clip, timm), revision (transformers), profile (toy)
+    quick_gelu: bool = False
+    text: bool = True
+    notes: str = ""
+    licence: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def entry(self) -> dict[str, Any]:
+        """The manifest as the family's loader reads it."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**plain, **self.extra}
+
+
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)} - {"extra"}
 
 
 @cache
-def _registry() -> dict[str, dict]:
-    entries = {}
+def _registry() -> dict[str, ModelSpec]:
+    specs = {}
     for path in sorted((MANIFESTS / "models").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
         missing = {"name", "family", "arch"} - raw.keys()
@@ -36,8 +70,23 @@ def _registry() -> dict[str, dict]:
             raise ValueError(f"model manifest {path} lacks {sorted(missing)}")
         if raw["family"] not in FAMILIES:
             raise ValueError(f"model manifest {path}: family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
-        entries[raw["name"]] = raw
-    return entries
+        specs[raw["name"]] = ModelSpec(**{k: v for k, v in raw.items() if k in _SPEC_FIELDS},
+                                       extra={k: v for k, v in raw.items() if k not in _SPEC_FIELDS})
+    return specs
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The manifest of a registered model."""
+    spec = _registry().get(name)
+    if spec is None:
+        raise _unknown_model(name)
+    return spec
+
+
+def display_name(name: str) -> str:
+    """How figures and tables name a model: the manifest's `display`, else the name itself."""
+    spec = _registry().get(name)
+    return spec.display or name if spec else name
 
 
 def list_models() -> list[str]:
@@ -58,6 +107,36 @@ def _unknown_model(name: str) -> KeyError:
                     f"(all names: residual_lib.models.list_models())")
 
 
+def weights_dir() -> Path:
+    """Where downloaded model weights land: `<artifacts>/models` (point RESIDUAL_ARTIFACTS at shared storage)."""
+    return artifacts_dir() / "models"
+
+
+@contextlib.contextmanager
+def _hub(name: str, weights: str | None) -> Iterator[None]:
+    """Downloads into `weights_dir()`; offline (RESIDUAL_OFFLINE=1), no request is sent and a missing file is a
+    `ModelUnavailableError` that names the model and what to do."""
+    import huggingface_hub.constants as hub
+
+    from .sources import downloads_allowed
+
+    offline = not downloads_allowed()
+    saved = hub.HF_HUB_OFFLINE, hub.HF_HUB_CACHE
+    hub.HF_HUB_OFFLINE, hub.HF_HUB_CACHE = saved[0] or offline, str(weights_dir() / "huggingface")
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as err:
+        if not offline:
+            raise
+        raise ModelUnavailableError(
+            f"model {name!r} needs its pretrained weights {weights!r}, which are not under {weights_dir()}, and "
+            f"downloads are switched off (RESIDUAL_OFFLINE or HF_HUB_OFFLINE is set). Run once with network access "
+            f"(unset those variables) to download them there, or copy them there. ({type(err).__name__}: {err})"
+        ) from err
+    finally:
+        hub.HF_HUB_OFFLINE, hub.HF_HUB_CACHE = saved
+
+
 def load_model(name: str, pretrained: str | bool | None = None, device: str = "auto", **kw) -> ResidualModel:
     """A `ResidualModel` for a registered name or an open_clip architecture, in eval mode on `device`.
 
@@ -67,27 +146,34 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
     family's loader (for open_clip: `open_clip.create_model`, e.g. `force_quick_gelu=True`).
     """
     dev = resolve_device(device)
-    entry = _registry().get(name)
-    if entry is None:
-        return _load_open_clip(name, name, pretrained or None, **kw).to(dev)
-    family = entry["family"]
-    weights = entry.get("pretrained") if pretrained is None else (pretrained or None)
-    if family == "open_clip":
-        if entry.get("quick_gelu"):
-            kw.setdefault("force_quick_gelu", True)
-        model = _load_open_clip(entry["arch"], name, weights, **kw)
-    elif family == "toy":
-        trained = pretrained is not False
-        model = _load_toy(name, (weights if trained else entry.get("pretrained")) or "toy", trained=trained)
-    else:
-        try:
-            module = importlib.import_module(_ADAPTER_MODULES[family])
-        except ModuleNotFoundError as err:
-            raise NotImplementedError(
-                f"model {name!r} needs the {family!r} adapter ({_ADAPTER_MODULES[family]}), which cannot be "
-                f"imported here ({err}); families that need nothing extra: open_clip, toy") from err
-        model = module.load(entry, weights, **kw)
-    return model.to(dev)
+    spec = _registry().get(name)
+    if spec is None:
+        with _hub(name, pretrained or None):
+            return _load_open_clip(name, name, pretrained or None, **kw).to(dev)
+    if spec.family == "toy":
+        return _load_toy_entry(spec.entry(), pretrained, **kw).to(dev)
+    weights = spec.pretrained if pretrained is None else (pretrained or None)
+    module_name, function = LOADERS[spec.family].split(":")
+    try:
+        loader = getattr(importlib.import_module(module_name), function)
+    except ModuleNotFoundError as err:
+        raise NotImplementedError(
+            f"model {name!r} needs the {spec.family!r} adapter ({module_name}), which cannot be "
+            f"imported here ({err}); families that need nothing extra: open_clip, toy") from err
+    with _hub(name, weights):
+        return loader(spec.entry(), weights, **kw).to(dev)
+
+
+def _load_open_clip_entry(entry: dict, weights: str | None, **kw) -> ResidualModel:
+    if entry.get("quick_gelu"):
+        kw.setdefault("force_quick_gelu", True)
+    return _load_open_clip(entry["arch"], entry["name"], weights, **kw)
+
+
+def _load_toy_entry(entry: dict, pretrained: str | bool | None, **kw) -> ResidualModel:
+    trained = pretrained is not False
+    weights = entry.get("pretrained") if pretrained is None or pretrained is False else pretrained
+    return _load_toy(entry["name"], weights or "toy", trained=trained)
 
 
 def _load_open_clip(arch: str, name: str, pretrained: str | None, **kw) -> ResidualModel:
@@ -106,7 +192,8 @@ def _load_open_clip(arch: str, name: str, pretrained: str | None, **kw) -> Resid
     # Random weights are seeded, so a stand-in model is the same on every load and its caches are reused.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        module, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, **kw)
+        module, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained,
+                                                                      cache_dir=str(weights_dir()), **kw)
     tokenizer = open_clip.get_tokenizer(arch, context_length=getattr(module, "context_length", None))
     model = OpenClipAdapter(module, name, preprocess=preprocess, tokenizer=tokenizer)
     model.weights = pretrained

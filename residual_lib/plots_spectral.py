@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from . import style
 from .datasets import dataset_spec
-from .models import _registry
+from .models import display_name
 
 ID_COLUMNS = {"linear_id": "linear ID (L, PCA 99%)", "twonn_id": "TwoNN ID (N)", "ratio": "ratio L / N",
               "evr1": "EVR of PC1"}
@@ -18,7 +18,7 @@ ID_COLUMNS = {"linear_id": "linear ID (L, PCA 99%)", "twonn_id": "TwoNN ID (N)",
 
 def model_display(name: str) -> str:
     """The paper's spelling of a registered model ("openclip-l" -> "OpenCLIP-L"); other names unchanged."""
-    return _registry().get(name, {}).get("display", name)
+    return display_name(name)
 
 
 def dataset_display(name: str) -> str:

@@ -88,6 +88,27 @@ def plan(profile: str, overrides: dict[str, Any] | None = None, models: Iterable
                    and (not keep_datasets or k.dataset in keep_datasets)), key=sort_key)
 
 
+def plan_training(profile: str, overrides: dict[str, Any] | None = None, models: Iterable[str] | None = None,
+                  datasets: Iterable[str] | None = None, root: Path = REPO_ROOT) -> list:
+    """One `residual_lib.jobs.TrainJob` per (model, task) of every Section 4 page (`training_pairs`), filtered."""
+    from .book import Layout, notebook_parameters, toc_notebooks
+    from .experiments import PAGES, experiment
+    from .jobs import TrainJob
+
+    layout = Layout(Path(root))
+    keep_models, keep_datasets = set(models or []), set(datasets or [])
+    work = []
+    for name in toc_notebooks(layout):
+        module = experiment(name)
+        if module is None or not hasattr(module, "training_pairs"):
+            continue
+        _, _, values = notebook_parameters(layout, name, profile, dict(overrides or {}))
+        p = module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()})
+        work += [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p)
+                 if (not keep_models or m in keep_models) and (not keep_datasets or d in keep_datasets)]
+    return work
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 
@@ -162,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="every job: done, running, failed (with its log) or todo, and stop")
     parser.add_argument("--standin", action="store_true", help="random-weight models and generated images")
     parser.add_argument("--book-args", action="store_true", help="print the matching book overrides and stop")
+    parser.add_argument("--no-training", action="store_true",
+                        help="extraction only (the pages then train their Section 4 methods themselves)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
@@ -173,22 +196,29 @@ def main(argv: list[str] | None = None) -> int:
     if not keys:
         print(f"no extraction jobs for profile {args.profile!r} with this selection", file=sys.stderr)
         return 1
-    work = engine.longest_first(engine.ExtractJob(k, args.device, args.batch_size) for k in keys)
-    print(f"{len(work)} jobs, profile {args.profile}{' (stand-in)' if args.standin else ''}", file=sys.stderr)
+    overrides = STANDIN if args.standin else None
+    extraction = engine.longest_first(engine.ExtractJob(k, args.device, args.batch_size) for k in keys)
+    training = [] if args.no_training else engine.longest_first(
+        plan_training(args.profile, overrides, models, datasets))
+    print(f"{len(extraction)} extraction and {len(training)} training jobs, profile {args.profile}"
+          f"{' (stand-in)' if args.standin else ''}", file=sys.stderr)
     if args.list or args.status:
-        for job in work:
-            state, detail = engine.status(job) if args.status else (job.key.status(), "")
-            print(f"{state:<8} {describe(job.key)}" + (f"  {detail}" if detail else ""))
+        for job in extraction + training:
+            state, detail = engine.status(job) if args.status else (job.disk_state(), "")
+            label = describe(job.key) if isinstance(job, engine.ExtractJob) else job.name
+            print(f"{state:<8} {label}" + (f"  {detail}" if detail else ""))
         return 0
     if args.executor == "slurm":
         try:
-            ids = engine.submit_slurm(work, engine.slurm_parameters(args.slurm_args))
+            slurm = engine.slurm_parameters(args.slurm_args)
         except ValueError as err:
             parser.error(str(err))
-        print(f"submitted {len(ids)} jobs (Slurm array {ids[0].split('_')[0] if ids else '-'}); "
+        first = engine.submit_slurm(extraction, slurm)
+        second = engine.submit_slurm(training, slurm, after=first)
+        print(f"submitted {len(first)} extraction and {len(second)} training jobs (training waits for extraction); "
               f"follow them with --status", file=sys.stderr)
         return 0
-    failed = engine.run_local(work, workers=args.workers)
+    failed = engine.run_plan_local(extraction, training, workers=args.workers)
     if failed:
         print(f"{len(failed)} job(s) failed: {', '.join(failed)}; rerun to resume them", file=sys.stderr)
         return 1

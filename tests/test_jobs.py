@@ -6,11 +6,12 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from residual_lib import jobs
 from residual_lib.cache import CacheKey, UnitCache
-from residual_lib.jobs import ExtractJob
+from residual_lib.jobs import ExtractJob, TrainJob
 
 
 def test_slurm_parameters_keep_submitits_names_and_prefix_slurms_own():
@@ -37,21 +38,27 @@ def _content_hashes(keys) -> dict:
 
 
 @pytest.mark.slow
-def test_a_killed_local_job_resumes_to_the_caches_of_a_single_process_run(tmp_path, monkeypatch):
-    keys = [CacheKey("standin-clip", "standin-imagenet", "train", 64, 0),
-            CacheKey("standin-clip", "standin-mnist", "train", 16, 0)]
-    work = [ExtractJob(k, device="cpu", batch_size=8, shard_size=8) for k in keys]
+def test_a_killed_local_job_resumes_to_the_caches_and_results_of_a_single_process_run(tmp_path, monkeypatch):
+    """A stand-in slice of the paper plan: four caches, then Table 1's training of one (model, task) on them."""
+    from residual_lib.experiments import tab01
+
+    p = tab01.Params(models=["standin-clip"], datasets=["standin-mnist"], n_train=None, n_val=None, n_test=None,
+                     n_random=1, max_epochs=1, patience=1, fractions=[0.05], batch_size=8, device="cpu")
+    keys = [CacheKey("standin-clip", "standin-imagenet", "train", 64, 0), *tab01.caches(p)]
+    extraction = [ExtractJob(k, device="cpu", batch_size=8, shard_size=8) for k in keys]
+    training = [TrainJob.of("tab01", p, "standin-clip", "standin-mnist")]
 
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "single"))
-    for job in work:
+    for job in extraction + training:
         job()
-    expected = _content_hashes(keys)
+    expected = _content_hashes(keys), tab01.train_task(p, "standin-clip", "standin-mnist")[0]
 
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "engine"))
     failed: list[str] = []
-    runner = threading.Thread(target=lambda: failed.extend(jobs.run_local(work, workers=2, poll_s=0.05)))
+    runner = threading.Thread(target=lambda: failed.extend(jobs.run_plan_local(extraction, training, workers=2,
+                                                                               poll_s=0.05)))
     runner.start()
-    victim = work[0]  # the longest job: 8 shards of 8 images
+    victim = extraction[0]  # the longest job: 8 shards of 8 images
     deadline = time.time() + 300
     while time.time() < deadline:
         folders = victim.key.folders()
@@ -61,13 +68,15 @@ def test_a_killed_local_job_resumes_to_the_caches_of_a_single_process_run(tmp_pa
     pid = json.loads((jobs.jobs_folder() / "submitted.json").read_text())[victim.name]["job_id"]
     os.kill(int(pid), signal.SIGKILL)
     runner.join(timeout=600)
-    assert failed == [victim.name]
+    assert failed == [victim.name], "the killed job fails, and training waits for every cache"
     state, log = jobs.status(victim)
     assert state == "failed" and log.endswith(".err")
-    assert jobs.status(work[1])[0] == "done"
+    assert [jobs.status(j)[0] for j in extraction[1:]] == ["done"] * len(keys[1:])
+    assert jobs.status(training[0])[0] == "todo"
 
-    assert jobs.run_local(work, workers=2, poll_s=0.05) == []
-    assert [jobs.status(j)[0] for j in work] == ["done", "done"]
-    assert _content_hashes(keys) == expected
-    for key in keys:
-        assert UnitCache(key.folders()[0]).n == key.n
+    assert jobs.run_plan_local(extraction, training, workers=2, poll_s=0.05) == []
+    assert [jobs.status(j)[0] for j in extraction + training] == ["done"] * (len(keys) + 1)
+    assert _content_hashes(keys) == expected[0]
+    again = tab01.train_task(p, "standin-clip", "standin-mnist")[0]
+    assert pd.Series(again).equals(pd.Series(expected[1])), "read back, not retrained"
+    assert UnitCache(victim.key.folders()[0]).n == 64

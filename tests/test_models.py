@@ -45,7 +45,8 @@ def test_list_models_has_registered_then_open_clip_names():
 
 
 def _register(monkeypatch, **entries):
-    monkeypatch.setattr(models, "_registry", lambda: entries)
+    specs = {name: models.ModelSpec(**entry) for name, entry in entries.items()}
+    monkeypatch.setattr(models, "_registry", lambda: specs)
 
 
 def test_registered_open_clip_entry_applies_quick_gelu_and_false_means_random(monkeypatch):
@@ -76,7 +77,7 @@ def test_toy_family_wraps_load_toy_clip(monkeypatch):
 
 
 def test_missing_family_adapter_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(models._ADAPTER_MODULES, "blip", "residual_lib.adapters.no_such_module")
+    monkeypatch.setitem(models.LOADERS, "blip", "residual_lib.adapters.no_such_module:load")
     _register(monkeypatch, **{"blip-l": {"name": "blip-l", "family": "blip", "arch": "x"}})
     with pytest.raises(NotImplementedError, match="needs the 'blip' adapter"):
         models.load_model("blip-l", device="cpu")
@@ -115,3 +116,29 @@ def test_toy_family_pretrained_false_is_random_and_needs_no_training(tmp_artifac
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     batch = torch.stack([model.preprocess(im) for im in images])
     assert model.encode_image(batch).shape == (2, model.embed_dim)
+
+
+def test_model_specs_are_frozen_dataclasses_with_family_keys_kept():
+    spec = models.model_spec("vit-l")
+    assert spec.family == "timm" and spec.display == "ViT-L" and spec.text is False
+    assert spec.extra["transformers_repo"] == "google/vit-large-patch16-224"
+    assert spec.entry()["transformers_repo"] == spec.extra["transformers_repo"] and spec.entry()["name"] == "vit-l"
+    with pytest.raises(Exception):
+        spec.name = "other"
+    with pytest.raises(KeyError, match="unknown model 'vit-x'"):
+        models.model_spec("vit-x")
+
+
+def test_offline_pretrained_weights_are_a_clear_error_without_a_request(tmp_artifacts, monkeypatch):
+    """RESIDUAL_OFFLINE=1 and no weights under the artifacts folder: the error names the model, the weights, the
+    folder and what to do; the hub is never asked (a socket connection would fail the test differently)."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setenv("RESIDUAL_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    with pytest.raises(models.ModelUnavailableError, match="model 'clip-b' needs its pretrained weights 'openai'") as err:
+        models.load_model("clip-b", device="cpu")
+    assert str(tmp_artifacts / "models") in str(err.value) and "RESIDUAL_OFFLINE" in str(err.value)

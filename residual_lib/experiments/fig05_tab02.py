@@ -98,8 +98,12 @@ def training_pairs(p: Params) -> list[tuple[str, str]]:
 
 def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
     """Base, every method of `p.methods` and full finetuning on one (model, task), stored once and reused."""
-    key = {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
-    return stored("fig05_tab02", key, lambda: _train_task(p, model_name, dataset, model))
+    return stored("fig05_tab02", train_key(p, model_name, dataset), lambda: _train_task(p, model_name, dataset, model))
+
+
+def train_key(p: Params, model_name: str, dataset: str) -> dict:
+    """What decides one (model, task)'s stored result: the pair and every parameter but the page-only ones."""
+    return {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
