@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .cache import CacheKey
 from .datasets import dataset_spec
 from .residual import METHODS, AlignmentMethod, Architecture, make_method
 from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
+from .text import encode_texts
 from .training import TrainConfig, TrainResult, evaluate, fit, protocol_config, validation_split
 from .units import UnitSet
 from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
@@ -181,8 +181,7 @@ def describe_components(method, table: pd.DataFrame, dictionary: list[str], enco
     """Add to `top_components` the k texts OMP picks for each component direction (unit-norm text atoms)."""
     from .pursuit import omp
 
-    with torch.no_grad():
-        atoms = torch.cat([encode_text(dictionary[i:i + 256]).float().cpu() for i in range(0, len(dictionary), 256)])
+    atoms = encode_texts(encode_text, dictionary)
     directions = np.stack([method.pca.components_[u][pc] for u, pc in zip(table["unit"], table["pc"])])
     picked, coefs = omp(directions, atoms.numpy(), k, device="cpu")
     texts = [[f"{'+' if c > 0 else '-'} {dictionary[i]}" for i, c in zip(row, crow)] for row, crow in zip(picked, coefs)]

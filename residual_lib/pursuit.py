@@ -56,6 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .device import resolve_device
+from .text import encode_texts
 
 AGGREGATES = ("l2", "l1")
 _DTYPE = torch.float64
@@ -152,9 +153,7 @@ def signals_from_units(units: Units, names: list[str], *, device: str = "auto") 
 
 def text_atoms(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """(m, E) float64 unit-norm text embeddings of `texts` from a model with a text tower (`model.encode_text`)."""
-    with torch.no_grad():
-        e = torch.cat([model.encode_text(texts[i:i + batch_size]).double().cpu()
-                       for i in range(0, len(texts), batch_size)])
+    e = encode_texts(model.encode_text, texts, batch_size).double()
     return (e / e.norm(dim=1, keepdim=True)).numpy()
 
 

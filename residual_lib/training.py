@@ -61,13 +61,18 @@ class TrainConfig:
     max_lr: float = 10.0
     range_steps: int = 100
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"                # "auto": CUDA when visible, else the CPU (resolved on creation)
     progress: bool = True
     grad_clip: float | None = None     # clip the gradient's total norm to this before every step (None: never)
     lambda_init_noise: float = 0.0     # lambda = 1 + lambda_init_noise * N(0, 1) under `seed`, for the methods
                                        # built from this config (alignment.train_method); 0: exactly 1
     lin_init: str = "identity"         # Lin's start (residual.LIN_INITS): identity on the centred output, or
                                        # "pytorch", nn.Linear's default init on the uncentred output
+
+    def __post_init__(self) -> None:
+        from .device import resolve_device
+
+        self.device = str(resolve_device(self.device))
 
 
 def check_protocol(protocol: str) -> str:

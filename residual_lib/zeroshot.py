@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .text import encode_texts
+
 # CLIP's learned temperature saturates at 100; used as the default logit scale for training losses.
 DEFAULT_LOGIT_SCALE = 100.0
 
@@ -40,9 +42,7 @@ class ZeroShotClassifier:
         if bad:
             raise ValueError(f"templates must contain exactly one '{{}}'; bad: {bad}")
         prompts = [t.format(c) for c in class_names for t in templates]
-        with torch.no_grad():
-            encoded = torch.cat([encode_text(prompts[i:i + batch_size]).float().cpu()
-                                 for i in range(0, len(prompts), batch_size)])
+        encoded = encode_texts(encode_text, prompts, batch_size)
         per_template = F.normalize(encoded, dim=-1).reshape(len(class_names), len(templates), -1)
         weights = F.normalize(per_template.mean(dim=1), dim=-1)
         return cls(weights=weights, class_names=tuple(class_names), logit_scale=logit_scale)

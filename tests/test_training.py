@@ -158,3 +158,9 @@ def test_authors_protocol_starts_residual_lambdas_noisy_through_train_method():
     torch.testing.assert_close(scales, expected)
     today = train_method("RD*", arch, task, reference, TrainConfig(lr=0.1, max_epochs=0, progress=False))
     assert torch.all(today.method.scales == 1.0)
+
+
+def test_train_config_resolves_auto_to_a_device():
+    from residual_lib.training import TrainConfig
+
+    assert TrainConfig(device="auto").device == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -20,7 +20,6 @@ from .. import style
 from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
                          residual_alignment, task_caches, top_components)
 from ..cache import CacheKey, extract
-from ..device import resolve_device
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
@@ -107,29 +106,27 @@ def train_key(p: Params, model_name: str, dataset: str) -> dict:
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
-    dev = str(resolve_device(p.device))
-    model = model if model is not None else load_model(model_name, device=dev)
-    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
+    model = model if model is not None else load_model(model_name, device=p.device)
+    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=p.device,
                          seed=p.seed)
     reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
-                                        device=dev, batch_size=p.batch_size, dtype=p.cache_dtype))
-    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+                                        device=p.device, batch_size=p.batch_size, dtype=p.cache_dtype))
+    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
                      batch_size=p.batch_size, dtype=p.cache_dtype)
     out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods, config,
                              p.rd_star_variance)
     if p.finetune:
         ft_config = TrainConfig(max_epochs=p.finetune_max_epochs, patience=p.patience, batch_size=p.train_batch_size,
-                                device=dev, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
+                                device=p.device, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
         out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed, ft_config)
     return out
 
 
 def run(p: Params) -> Result:
     """Train (or read the stored training of) every method on every model and task; tables, findings, plots' data."""
-    dev = str(resolve_device(p.device))
     trained, archs, first_model = {}, {}, None
     for name in p.models:
-        model = load_model(name, device=dev)
+        model = load_model(name, device=p.device)
         label = model_display(name)
         first_model = first_model or model
         archs[label] = Architecture.from_model(model)
@@ -215,7 +212,7 @@ def probe_table(model, p: Params, rd: dict, arch: Architecture, moved: list[str]
     for ds in p.datasets:
         d = dataset_display(ds)
         units = load_task(model, ds, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed,
-                          device=str(resolve_device(p.device)), batch_size=p.batch_size, dtype=p.cache_dtype).test
+                          device=p.device, batch_size=p.batch_size, dtype=p.cache_dtype).test
         table = probe_accuracy(units, {d: units.labels}, names=units.heads, progress=False).set_index("unit")
         table["mean lambda"] = head_scale_grid(rd[d], arch).stack().to_numpy()
         per_task[d] = table

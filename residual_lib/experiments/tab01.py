@@ -17,7 +17,6 @@ import pandas as pd
 from .. import style
 from ..alignment import coarse_unit_alignment, load_task, task_caches
 from ..cache import CacheKey
-from ..device import resolve_device
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
@@ -87,11 +86,10 @@ def train_key(p: Params, model_name: str, dataset: str) -> dict:
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
-    dev = str(resolve_device(p.device))
-    model = model if model is not None else load_model(model_name, device=dev)
-    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=dev,
+    model = model if model is not None else load_model(model_name, device=p.device)
+    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=p.device,
                          seed=p.seed)
-    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=dev,
+    task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
                      batch_size=p.batch_size, dtype=p.cache_dtype)
     row, sweep, _ = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random, p.fractions,
                                           config)
@@ -100,10 +98,9 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[d
 
 def run(p: Params) -> Result:
     """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
-    dev = str(resolve_device(p.device))
     rows, sweeps, n_heads = [], [], {}
     for name in p.models:
-        model = load_model(name, device=dev)
+        model = load_model(name, device=p.device)
         n_heads[model_display(name)] = len(Architecture.from_model(model).heads)
         for ds in p.datasets:
             row, sweep, n_classes = train_task(p, name, ds, model)
