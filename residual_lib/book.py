@@ -29,6 +29,7 @@ from typing import Any, Iterator
 import yaml
 
 from residual_lib import provenance
+from residual_lib.files import atomic_file
 from residual_lib.paths import REPO_ROOT
 
 PROFILES = ("toy", "smoke", "paper")
@@ -371,12 +372,10 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
              runtime: f"{sum(float(r[runtime]) for r in table):.1f}",
              peak: max((r[peak] for r in table if r[peak]), key=float, default="")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)
         writer.writeheader()
         writer.writerows(table + [total])
-    tmp.replace(path)
 
 
 def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import atomic_file
 from .paths import artifacts_dir
 
 
@@ -82,9 +83,8 @@ def fetch_remote_text(remote: RemoteText, name: str) -> Path:
         raise ValueError(f"text dictionary {name!r}: {remote.url} has sha256 {digest}, expected {remote.sha256}; "
                          f"not saved")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    with atomic_file(target) as partial:
+        partial.write_bytes(data)
     return target
 
 
