@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_file
+from .files import atomic_file, sha256_file
 from .paths import artifacts_dir
 
 
@@ -65,7 +65,7 @@ def fetch_remote_text(remote: RemoteText, name: str) -> Path:
     """Path of the verified local copy of `remote`, downloading it once into artifacts_dir()/downloads/."""
     target = artifacts_dir() / "downloads" / remote.filename
     if target.exists():
-        digest = _sha256(target.read_bytes())
+        digest = sha256_file(target)
         if digest == remote.sha256:
             return target
         raise ValueError(f"text dictionary {name!r}: {target} has sha256 {digest}, expected {remote.sha256}; "

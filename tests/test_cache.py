@@ -389,3 +389,24 @@ def test_the_users_umask_decides_file_and_folder_modes(model, tmp_path):
     modes = {str(p.relative_to(cache.path)): p.stat().st_mode & 0o777 for p in cache.path.rglob("*")}
     assert modes["shards/00000"] == 0o755 and modes["shards"] == 0o755
     assert {m for p, m in modes.items() if not p.endswith(("shards", "00000", "00001"))} == {0o644}, modes
+
+
+def test_caches_written_with_sha256_digests_still_open_and_are_checked(model, tmp_path):
+    """Caches extracted before the switch to xxh3 record sha256 (manifest without "hash", flat hashes.json)."""
+    import hashlib
+
+    cache = _extract(model, RandomImages(16), tmp_path)
+    sha = {f: hashlib.sha256((cache.path / f).read_bytes()).hexdigest() for f in cache.manifest["files"]}
+    manifest = {k: v for k, v in cache.manifest.items() if k != "hash"} | {"files": sha}
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    for shard in (cache.path / "shards").iterdir():
+        (shard / "hashes.json").write_text(json.dumps({f: sha[f"shards/{shard.name}/{f}"]
+                                                       for f in json.loads((shard / "hashes.json").read_text())["files"]}))
+    UnitCache(cache.path).verify_all()
+    _flip_byte(cache.path / "shards" / "00001" / "mlp.npy")
+    with pytest.raises(CorruptCacheError, match=r"00001/mlp.npy does not match its sha256 digest"):
+        UnitCache(cache.path).coords("L0.MLP")
+    repaired = _extract(model, RandomImages(16), tmp_path)
+    assert repaired.manifest["hash"] == "xxh3_128"
+    assert json.loads((cache.path / "shards" / "00000" / "hashes.json").read_text())["algorithm"] == "xxh3_128"
+    repaired.verify_all()
