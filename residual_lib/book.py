@@ -362,7 +362,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     out.unlink(missing_ok=True)  # a stale page from an earlier run must not pass for this run's
     memory = KernelMemory()
     start = time.perf_counter()
-    error = ""
+    error, interrupted = "", None
     try:
         with kernel_environment(profile):
             papermill.execute_notebook(
@@ -374,11 +374,11 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     except NoSuchKernel as exc:
         raise BookError(f"Jupyter kernel {KERNEL!r} is not installed ({exc}); `make setup` installs it") from exc
     except Exception as exc:  # a dead kernel or a timeout is this notebook's failure, reported with the others
-        error = exc
+        interrupted = exc
     runtime = time.perf_counter() - start
     peak = None if memory.peak_bytes is None else memory.peak_bytes / 2**20
-    if isinstance(error, Exception):
-        error = describe_interruption(name, layout.source(name), out, error, peak)
+    if interrupted is not None:
+        error = describe_interruption(name, layout.source(name), out, interrupted, peak)
     if out.is_file():
         executed = nbformat.read(out, as_version=4)
         finalise_provenance(executed, runtime, peak)

@@ -62,7 +62,7 @@ from . import __version__
 from .adapters.base import ResidualModel
 from .decompose import check_convention
 from .device import resolve_device
-from .files import atomic_directory, atomic_file, file_digest, write_text
+from .files import AtomicWriteError, atomic_directory, atomic_file, file_digest, write_text
 from .paths import artifacts_dir
 from .units import is_head, parse_unit, unit_names
 
@@ -247,11 +247,11 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
         if _reusable(path, params):
             print(f"unit cache at {path}: finished by the other process; reusing it", file=sys.stderr, flush=True)
             return UnitCache(path, verify=verify)
-        return _extract_locked(model, data, indices, path, params, dev, batch_size, num_workers, verify)
+        return _extract_locked(model, data, indices, path, params, dev, batch_size, num_workers)
 
 
 def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path, params: dict, dev: torch.device,
-                    batch_size: int, num_workers: int, verify: bool) -> "UnitCache":
+                    batch_size: int, num_workers: int) -> "UnitCache":
     """Write (or resume, or repair) the cache at `path`; the caller holds its lock."""
     old = _read_manifest(path)
     if old is None and (path / "manifest.json").exists():
@@ -263,7 +263,10 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
     n_shards, convention, dtype, amp = params["n_shards"], params["convention"], params["dtype"], params["amp"]
     _atomic_json(path / "manifest.json", {"params": params, "complete": False})
     for stale in [*(path / "shards").glob(".*"), *path.glob(".*.tmp")]:  # temporaries of a killed run
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
     bases = model.head_bases(convention)
     files = {}
@@ -293,7 +296,11 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
                 parts["embedding"].append(dec.embedding.float().cpu())
                 parts["labels"].append(labels.long())
                 bar.update(len(labels))
-            done[k] = _write_shard(path, k, parts, dtype)
+            try:
+                done[k] = _write_shard(path, k, parts, dtype)
+            except AtomicWriteError as exc:
+                raise AtomicWriteError(exc.errno, f"{exc.strerror}; the finished shards are kept: make room "
+                                                  "and rerun extract() with the same arguments to resume") from exc
     for k in range(n_shards):
         files.update({f"shards/{k:05d}/{f}": h for f, h in done[k].items()})
     L, H, r, E = params["n_layers"], params["n_heads"], params["r"], params["embed_dim"]
