@@ -29,6 +29,7 @@ from typing import Any, Iterator
 import yaml
 
 from residual_lib import provenance
+from residual_lib.files import atomic_file
 from residual_lib.paths import REPO_ROOT
 
 PROFILES = ("toy", "smoke", "paper")
@@ -306,6 +307,34 @@ def describe_failure(name: str, source: Path, nb, error) -> str:
                                                                 if frames else ""))
 
 
+def describe_interruption(name: str, source: Path, out: Path, error: Exception, peak_rss_mib: float | None) -> str:
+    """Name the cell that was running when the kernel died (or the run stopped), and mark it in the executed copy.
+
+    Papermill leaves such a page looking complete (no error output, every cell 'completed'); the error output
+    written into the running cell makes every later build refuse the page until it is rerun.
+    """
+    import nbformat
+
+    what = ("the kernel died while this cell ran (killed by a signal or out of memory)"
+            + (f"; its peak memory so far: {peak_rss_mib:.0f} MiB" if peak_rss_mib else "")
+            if type(error).__name__ == "DeadKernelError" else "the run stopped while this cell ran")
+    head = f"notebook {name!r} ({source}) could not run"
+    if not out.is_file():
+        return f"{head}: {type(error).__name__}: {error}"
+    nb = nbformat.read(out, as_version=4)
+    started = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+               and c.metadata.get("papermill", {}).get("start_time") is not None]
+    if not started:
+        return f"{head}: {type(error).__name__}: {error}"
+    cell = nb.cells[started[-1]]
+    cell.outputs.append(nbformat.v4.new_output("error", ename=type(error).__name__, evalue=what, traceback=[]))
+    cell.metadata.setdefault("papermill", {})["status"] = "failed"
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, out)
+    return (f"notebook {name!r} ({source}) failed in cell {_source_cell_number(nb, started[-1])}: {what}; "
+            f"the cells after it did not run:\n{_excerpt(cell.source, None)}\n  {type(error).__name__}: {error}")
+
+
 def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> None:
     """Write the measured runtime and peak memory into the provenance output of an executed notebook."""
     for cell in nb.cells:
@@ -355,7 +384,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     out.unlink(missing_ok=True)  # a stale page from an earlier run must not pass for this run's
     memory = KernelMemory()
     start = time.perf_counter()
-    error = ""
+    error, interrupted = "", None
     try:
         with kernel_environment(profile):
             papermill.execute_notebook(
@@ -367,9 +396,11 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     except NoSuchKernel as exc:
         raise BookError(f"Jupyter kernel {KERNEL!r} is not installed ({exc}); `make setup` installs it") from exc
     except Exception as exc:  # a dead kernel or a timeout is this notebook's failure, reported with the others
-        error = f"notebook {name!r} ({layout.source(name)}) could not run: {type(exc).__name__}: {exc}"
+        interrupted = exc
     runtime = time.perf_counter() - start
     peak = None if memory.peak_bytes is None else memory.peak_bytes / 2**20
+    if interrupted is not None:
+        error = describe_interruption(name, layout.source(name), out, interrupted, peak)
     if out.is_file():
         executed = nbformat.read(out, as_version=4)
         finalise_provenance(executed, runtime, peak)
@@ -393,12 +424,10 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
              runtime: f"{sum(float(r[runtime]) for r in table):.1f}",
              peak: max((r[peak] for r in table if r[peak]), key=float, default="")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)
         writer.writeheader()
         writer.writerows(table + [total])
-    tmp.replace(path)
 
 
 def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -445,7 +474,21 @@ def executed_errors(layout: Layout, names: list[str]) -> list[str]:
                 if output.get("output_type") == "error":
                     problems.append(f"notebook {name!r} cell {_source_cell_number(nb, i)} shows an error: "
                                     f"{output.get('ename')}: {ANSI.sub('', output.get('evalue', ''))}")
+        problems += half_run(nb, name, path)
     return problems
+
+
+def half_run(nb, name: str, path: Path) -> list[str]:
+    """A problem line when papermill executed `nb` but some code cell never started (an interrupted run)."""
+    if "papermill" not in nb.metadata:
+        return []  # not executed by papermill: nothing to tell
+    never = [_source_cell_number(nb, i) for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time") is None]
+    if not never and nb.metadata.papermill.get("end_time") is not None:
+        return []
+    cells = f"cell(s) {', '.join(map(str, never))} never ran" if never else "the run never finished"
+    return [f"notebook {name!r} is half-run ({path}: {cells}; an interrupted or killed run); rerun it with "
+            f"`python -m residual_lib.book run --only {name}`"]
 
 
 def log_problems(log: str) -> list[str]:
@@ -454,7 +497,14 @@ def log_problems(log: str) -> list[str]:
 
 
 def build_site(layout: Layout) -> Path:
-    """`jupyter-book build book -W --keep-going`, logged to book/_build/build.log; raise on any problem."""
+    """`jupyter-book build book -W --keep-going`, logged to book/_build/build.log; raise on any problem.
+
+    Executed pages with an error or a cell that never ran stop the build before it starts: no such page
+    is rendered into the site.
+    """
+    broken = executed_errors(layout, toc_notebooks(layout))
+    if broken:
+        raise BookError("not building the site: executed notebooks are failed or half-run:\n" + "\n".join(broken))
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(layout.book_dir), "-W", "--keep-going"]
     print("== " + " ".join(cmd), file=sys.stderr, flush=True)
@@ -463,7 +513,7 @@ def build_site(layout: Layout) -> Path:
     layout.build_log.parent.mkdir(parents=True, exist_ok=True)
     layout.build_log.write_text(log)
     sys.stderr.write(log)
-    problems = log_problems(log) + executed_errors(layout, toc_notebooks(layout))
+    problems = log_problems(log)
     if proc.returncode != 0 or problems:
         raise BookError(f"jupyter-book build failed (exit {proc.returncode}); full log: {layout.build_log}\n"
                         + "\n".join(problems))

@@ -12,15 +12,29 @@ Layout of one cache directory (one per model weights, dataset, split, n, seed, c
         mlp.npy                   (L, m, E)     MLPs in output space
         embedding.npy             (m, E) float32, the model's own image embedding
         labels.npy                (m,) int64
-        hashes.json               {file: sha256} of the files above
+        hashes.json               {"algorithm": "xxh3_128", "files": {file: digest}} of the files above
 
 A shard is written into a temporary directory and renamed into place, so it either exists whole or
-not at all; an interrupted extraction resumes at the first shard that is missing. Every shard is
-checked against its sha256 before it is used: `extract` rebuilds a shard that fails, `UnitCache`
-refuses to open a cache with one (naming it). Hashing reads every byte once per open: about 300 MiB/s
-on one core here (bench/bench_cache.py), so milliseconds for toy caches and about 25 s for a
-paper-scale ViT-L/14 cache of 80k images in float16 (~7.4 GB). We pay that rather than trust file
-times, since silent corruption does not change them; `verify=False` skips it. One writer per cache.
+not at all; an interrupted extraction resumes at the first shard that is missing. A full disk or a
+read-only folder fails with the folder named and the temporary shard removed.
+
+Integrity: every file is checked against its recorded digest before its first value is used, not at
+open: opening a cache checks that every file exists and hashes only the head bases; each shard file
+is hashed when it is first read (memory-mapped). Digests are xxh3-128 (the `xxhash` package; a
+non-cryptographic hash is enough against accidental corruption). bench/bench_cache_open.py, for an 80k
+ViT-L/14 float16 cache (7.4 GB) on this shared 2-core machine: hashing every byte with sha256 at each
+open cost 15 s; an open now costs 0.03 s, and the first-read checks 0.28 s/GB (2.1 s if a page reads
+every file, once per process).
+Caches written before record sha256 and are checked with it. We hash rather than trust file times,
+since silent corruption does not change them; `verify=False` skips it. A corrupt file found by a
+reader marks the cache incomplete, so the next `extract` with the same arguments rebuilds that shard.
+
+Reuse and conflicts: a finished cache is reused whatever the shard size, batch size or library
+version of the call (they do not change its content); a partial one resumes with its own shard size.
+A folder whose recorded content (weights, rows, format, ...) differs from the call's is an error
+naming the fields; nothing finished is deleted. A lost or truncated manifest is rebuilt from the
+shards, each of which carries its own digests. One process extracts a cache at a time (an exclusive
+`flock` on `.lock` in its folder); a second one says it waits, then reuses the finished cache.
 
 Subsampling: when n < len(dataset), the rows are a uniform random subset without replacement
 (numpy `default_rng(seed)`), kept in dataset order; not stratified, because the labels are only
@@ -30,12 +44,12 @@ run computes exactly the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-import os
 import shutil
-import tempfile
-from contextlib import nullcontext
+import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +62,7 @@ from .version import __version__
 from .adapters.base import ResidualModel
 from .decompose import check_convention
 from .device import resolve_device
+from .files import AtomicWriteError, atomic_directory, atomic_file, file_digest, write_text
 from .paths import artifacts_dir
 from .units import is_head, parse_unit, unit_names
 
@@ -55,19 +70,17 @@ STORAGE_DTYPES = ("float32", "float16")
 AMP_DTYPES = ("bfloat16", "float16")
 SHARD_FILES = ("emb", "head_coords", "mlp", "embedding", "labels")
 FORMAT = 1
+DIGEST = "xxh3_128"
+# Settings that do not change a cache's numbers: a finished cache is reused whatever they are.
+NOT_CONTENT = ("batch_size", "shard_size", "n_shards", "library_version")
 
 
 class CorruptCacheError(RuntimeError):
-    """A cache file does not match the hash recorded when it was written."""
+    """A cache file does not match the hash recorded when it was written, or the manifest is unreadable."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+class CacheConflictError(RuntimeError):
+    """A cache folder holds a cache whose recorded content differs from what the call asks for."""
 
 
 def weights_hash(model: ResidualModel) -> str:
@@ -81,16 +94,12 @@ def weights_hash(model: ResidualModel) -> str:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _content_hash(file_hashes: dict[str, str]) -> str:
@@ -221,44 +230,60 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
     model.preprocess(data[int(indices[0])][0])  # a wrong image size or type fails here, before any file is written
     wh = weights_hash(model)
     path = cache_dir(model, name, split, n, seed, convention, dtype, wh, amp, root)
-    path.mkdir(parents=True, exist_ok=True)
 
     L, H, r, E = model.n_layers, model.n_heads, model.d_head + 2, model.embed_dim
     n_rows = len(indices)
-    n_shards = -(-n_rows // shard_size)
     params = {
         "format": FORMAT, "library_version": __version__, "model": model.name,
         "weights": getattr(model, "weights", None), "weights_sha256": wh, "dataset": name, "split": split,
         "n": n_rows, "n_requested": n, "seed": seed, "convention": convention, "dtype": dtype,
-        "amp": amp, "shard_size": shard_size, "batch_size": batch_size, "n_shards": n_shards,
+        "amp": amp, "shard_size": shard_size, "batch_size": batch_size, "n_shards": -(-n_rows // shard_size),
         "n_layers": L, "n_heads": H, "r": r, "embed_dim": E, "units": unit_names(L, H),
         "indices_sha256": hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest(),
     }
-    manifest_path = path / "manifest.json"
-    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    if old is not None and _key(old.get("params", {})) != _key(params):
-        shutil.rmtree(path / "shards", ignore_errors=True)
-        old = None
-    if old is not None and old.get("complete") and not _bad_files(path, old["files"], verify):
-        return UnitCache(path, verify=False)
-    _atomic_json(manifest_path, {"params": params, "complete": False})
-    for stale in (path / "shards").glob(".*"):  # temporary shards of a killed run (one writer per cache)
-        shutil.rmtree(stale, ignore_errors=True)
+    if _reusable(path, params):  # before any write: a finished cache on a read-only mount still opens
+        return UnitCache(path, verify=verify)
+    with _exclusive(path):
+        if _reusable(path, params):
+            print(f"unit cache at {path}: finished by the other process; reusing it", file=sys.stderr, flush=True)
+            return UnitCache(path, verify=verify)
+        return _extract_locked(model, data, indices, path, params, dev, batch_size, num_workers)
+
+
+def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path, params: dict, dev: torch.device,
+                    batch_size: int, num_workers: int) -> "UnitCache":
+    """Write (or resume, or repair) the cache at `path`; the caller holds its lock."""
+    old = _read_manifest(path)
+    if old is None and (path / "manifest.json").exists():
+        print(f"unit cache at {path}: manifest.json is unreadable; rebuilding it from the shards, which carry "
+              "their own digests (only shards that fail them are recomputed)", file=sys.stderr, flush=True)
+    shard_size = _resumed_shard_size(path, old, params["shard_size"])
+    n_rows = params["n"]
+    params = {**params, "shard_size": shard_size, "n_shards": -(-n_rows // shard_size)}
+    n_shards, convention, dtype, amp = params["n_shards"], params["convention"], params["dtype"], params["amp"]
+    _atomic_json(path / "manifest.json", {"params": params, "complete": False})
+    for stale in [*(path / "shards").glob(".*"), *path.glob(".*.tmp")]:  # temporaries of a killed run
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
     bases = model.head_bases(convention)
     files = {}
     for key, t in (("head_basis", bases.basis), ("head_offset", bases.offset)):
         _atomic_save(path / f"{key}.npy", t.detach().cpu().float().numpy())
-        files[f"{key}.npy"] = sha256_file(path / f"{key}.npy")
+        files[f"{key}.npy"] = file_digest(path / f"{key}.npy", DIGEST)
 
     loader_data = _Preprocessed(data, indices, model)
     amp_ctx = (lambda: torch.autocast(dev.type, dtype=getattr(torch, amp))) if amp else nullcontext
-    done = {k: _shard_ok(path, k) for k in range(n_shards)}
+    rows_of = lambda k: min(shard_size, n_rows - k * shard_size)  # noqa: E731
+    done = {k: _shard_ok(path, k, rows_of(k)) for k in range(n_shards)}
     todo = [k for k in range(n_shards) if done[k] is None]
-    resumed = n_rows - sum(min(shard_size, n_rows - k * shard_size) for k in todo)
-    with tqdm(total=n_rows, initial=resumed, desc=f"units {model.name} {name}/{split}", unit="img") as bar:
+    resumed = n_rows - sum(rows_of(k) for k in todo)
+    name = params["dataset"]
+    with tqdm(total=n_rows, initial=resumed, desc=f"units {model.name} {name}/{params['split']}", unit="img") as bar:
         for k in todo:
-            rows = range(k * shard_size, min((k + 1) * shard_size, n_rows))
+            rows = range(k * shard_size, k * shard_size + rows_of(k))
             subset = torch.utils.data.Subset(loader_data, list(rows))
             loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
             parts = {f: [] for f in SHARD_FILES}
@@ -271,65 +296,148 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
                 parts["embedding"].append(dec.embedding.float().cpu())
                 parts["labels"].append(labels.long())
                 bar.update(len(labels))
-            done[k] = _write_shard(path, k, parts, dtype)
+            try:
+                done[k] = _write_shard(path, k, parts, dtype)
+            except AtomicWriteError as exc:
+                raise AtomicWriteError(exc.errno, f"{exc.strerror}; the finished shards are kept: make room "
+                                                  "and rerun extract() with the same arguments to resume") from exc
     for k in range(n_shards):
         files.update({f"shards/{k:05d}/{f}": h for f, h in done[k].items()})
-    manifest = {"params": params, "complete": True, "files": files, "content_sha256": _content_hash(files),
+    L, H, r, E = params["n_layers"], params["n_heads"], params["r"], params["embed_dim"]
+    manifest = {"params": params, "complete": True, "hash": DIGEST, "files": files,
+                "content_sha256": _content_hash(files),
                 "shapes": {"emb": [n_rows, E], "head_coords": [L, H, n_rows, r], "mlp": [L, n_rows, E],
                            "embedding": [n_rows, E], "labels": [n_rows]}}
-    _atomic_json(manifest_path, manifest)
+    _atomic_json(path / "manifest.json", manifest)
     return UnitCache(path, verify=False)
 
 
-def _key(params: dict) -> dict:
-    """The parameters that decide a cache's content (batch size only changes float rounding)."""
-    return {k: v for k, v in params.items() if k != "batch_size"}
+def _content_key(params: dict) -> dict:
+    """The parameters that decide a cache's numbers (batch size only changes float rounding)."""
+    return {k: v for k, v in params.items() if k not in NOT_CONTENT}
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """The cache's manifest, or None when it is missing or unreadable (truncated, not JSON)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("params"), dict) else None
+
+
+def _reusable(path: Path, params: dict) -> bool:
+    """Whether `path` holds a finished cache of this content with every file present.
+
+    Raises CacheConflictError when the folder holds (finished or partial) work on different content.
+    """
+    old = _read_manifest(path)
+    if old is None:
+        return False
+    ours, theirs = _content_key(params), _content_key(old["params"])
+    if ours != theirs:
+        fields = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        diff = "; ".join(f"{k}: {theirs.get(k)!r} on disk, {ours.get(k)!r} now" for k in fields if k != "units")
+        raise CacheConflictError(
+            f"the unit cache folder {path} holds a {'finished' if old.get('complete') else 'partial'} cache of "
+            f"different content ({diff or 'units differ'}); nothing was deleted. If that cache is no longer "
+            f"wanted, delete the folder and rerun extract()")
+    return bool(old.get("complete")) and all((path / f).is_file() for f in old.get("files", {}))
+
+
+def _resumed_shard_size(path: Path, old: dict | None, requested: int) -> int:
+    """A partial cache keeps its own shard size (its finished shards stay valid); else `requested`."""
+    size = old["params"]["shard_size"] if old is not None else None
+    if size is None:  # no readable manifest: shard 0, if any, tells
+        try:
+            size = int(np.load(path / "shards" / "00000" / "labels.npy", mmap_mode="r").shape[0])
+        except (OSError, ValueError):
+            size = requested
+    if size != requested:
+        print(f"unit cache at {path}: resuming with its own shard_size={size} (not {requested}); the "
+              "shard size does not change the cache's values", file=sys.stderr, flush=True)
+    return size
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on the cache folder, saying so when another process holds it first."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / ".lock", "a")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the unit cache folder {path} ({exc.strerror}); point "
+                                 "RESIDUAL_ARTIFACTS (or root=) at a writable folder") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"unit cache at {path}: another process is extracting it; waiting for it to finish",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_shard(path: Path, k: int, parts: dict[str, list], dtype: str) -> dict[str, str]:
-    """Write one shard into a temporary directory, then rename it into place; return its file hashes."""
+    """Write one shard into a temporary directory, then rename it into place; return its file digests."""
     shards = path / "shards"
     shards.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{k:05d}-", dir=shards))
     axis = {"emb": 0, "head_coords": 2, "mlp": 1, "embedding": 0, "labels": 0}
     store = {"emb": dtype, "head_coords": dtype, "mlp": dtype, "embedding": "float32", "labels": "int64"}
     hashes = {}
-    for f in SHARD_FILES:
-        arr = torch.cat(parts[f], dim=axis[f]).numpy().astype(store[f])
-        np.save(tmp / f"{f}.npy", arr)
-        hashes[f"{f}.npy"] = sha256_file(tmp / f"{f}.npy")
-    (tmp / "hashes.json").write_text(json.dumps(hashes, sort_keys=True))
-    final = shards / f"{k:05d}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_directory(shards / f"{k:05d}") as tmp:
+        for f in SHARD_FILES:
+            arr = torch.cat(parts[f], dim=axis[f]).numpy().astype(store[f])
+            np.save(tmp / f"{f}.npy", arr)
+            hashes[f"{f}.npy"] = file_digest(tmp / f"{f}.npy", DIGEST)
+        (tmp / "hashes.json").write_text(json.dumps({"algorithm": DIGEST, "files": hashes}, sort_keys=True))
     return hashes
 
 
-def _shard_ok(path: Path, k: int) -> dict[str, str] | None:
-    """The shard's file hashes if it exists whole and every file matches its recorded hash, else None."""
-    shard = path / "shards" / f"{k:05d}"
+def _shard_hashes(shard: Path) -> tuple[str, dict[str, str]] | None:
+    """(algorithm, {file: digest}) from a shard's hashes.json (older shards: a flat sha256 mapping)."""
     try:
-        hashes = json.loads((shard / "hashes.json").read_text())
+        recorded = json.loads((shard / "hashes.json").read_text())
     except (OSError, ValueError):
         return None
-    if set(hashes) != {f"{f}.npy" for f in SHARD_FILES}:
+    if isinstance(recorded.get("files"), dict):
+        return recorded.get("algorithm", "sha256"), recorded["files"]
+    return "sha256", recorded
+
+
+def _shard_ok(path: Path, k: int, rows: int) -> dict[str, str] | None:
+    """The shard's file digests if it exists whole with `rows` rows and every file matches, else None.
+
+    Digests recorded with another algorithm (an older cache) are recomputed with ours once checked.
+    """
+    shard = path / "shards" / f"{k:05d}"
+    recorded = _shard_hashes(shard)
+    if recorded is None or set(recorded[1]) != {f"{f}.npy" for f in SHARD_FILES}:
         return None
-    ok = all((shard / f).exists() and sha256_file(shard / f) == h for f, h in hashes.items())
-    return hashes if ok else None
-
-
-def _bad_files(path: Path, files: dict[str, str], verify: bool) -> list[str]:
-    """Files that are missing or (when verifying) whose sha256 differs from the manifest's."""
-    return [f for f, h in files.items()
-            if not (path / f).exists() or (verify and sha256_file(path / f) != h)]
+    algorithm, hashes = recorded
+    try:
+        if np.load(shard / "labels.npy", mmap_mode="r").shape != (rows,):
+            return None
+    except (OSError, ValueError):
+        return None
+    if not all((shard / f).is_file() and file_digest(shard / f, algorithm) == h for f, h in hashes.items()):
+        return None
+    if algorithm != DIGEST:
+        hashes = {f: file_digest(shard / f, DIGEST) for f in hashes}
+        write_text(shard / "hashes.json", json.dumps({"algorithm": DIGEST, "files": hashes}, sort_keys=True))
+    return hashes
 
 
 class UnitCache:
     """A finished cache on disk, read lazily (memory-mapped); the same interface as `units.UnitSet`.
 
-    Opening verifies every file's sha256 against the manifest unless verify=False, and refuses a
-    cache with a mismatching or missing file (rerun `extract` with the same arguments to rebuild it).
+    Opening checks that every file exists and verifies the head bases; each shard file is verified
+    against its digest when first read (verify=False skips both digests). A corrupt file raises
+    CorruptCacheError naming it and marks the cache incomplete: rerun `extract` with the same
+    arguments to rebuild it. `verify_all()` checks every file at once.
     """
 
     def __init__(self, path: str | Path, verify: bool = True):
@@ -337,26 +445,57 @@ class UnitCache:
         manifest_path = self.path / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"no unit cache at {self.path} (no manifest.json)")
-        self.manifest = json.loads(manifest_path.read_text())
+        manifest = _read_manifest(self.path)
+        if manifest is None:
+            raise CorruptCacheError(f"unit cache at {self.path}: manifest.json is unreadable (truncated or not "
+                                    "JSON); rerun extract() with the same arguments: it rebuilds the manifest from "
+                                    "the shards, which carry their own digests, and recomputes only shards that "
+                                    "fail them")
+        self.manifest = manifest
         if not self.manifest.get("complete"):
-            raise CorruptCacheError(f"unit cache at {self.path} is incomplete (an extraction was interrupted); "
-                                    "rerun extract() with the same arguments to resume it")
-        bad = _bad_files(self.path, self.manifest["files"], verify)
-        if bad:
-            raise CorruptCacheError(f"unit cache at {self.path}: {len(bad)} file(s) missing or not matching their "
-                                    f"sha256 ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}); rerun extract() "
+            raise CorruptCacheError(f"unit cache at {self.path} is incomplete (an extraction was interrupted or a "
+                                    "file was found corrupt); rerun extract() with the same arguments to finish it")
+        self._digest = self.manifest.get("hash", "sha256")
+        self._verify = verify
+        self._checked: set[str] = set()
+        missing = [f for f in self.manifest["files"] if not (self.path / f).is_file()]
+        if missing:
+            raise CorruptCacheError(f"unit cache at {self.path}: {len(missing)} file(s) missing "
+                                    f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); rerun extract() "
                                     "with the same arguments to rebuild them")
         p = self.manifest["params"]
         self._L, self._H, self._E = p["n_layers"], p["n_heads"], p["embed_dim"]
         self._units = list(p["units"])
         self._unit_set = set(self._units)
         self._arrays: dict[tuple[int, str], np.ndarray] = {}
-        self._basis = np.load(self.path / "head_basis.npy", mmap_mode="r")
-        self._offset = np.load(self.path / "head_offset.npy", mmap_mode="r")
+        self._basis = self._load("head_basis.npy")
+        self._offset = self._load("head_offset.npy")
+
+    def _check(self, relative: str) -> None:
+        """Raise CorruptCacheError (and mark the cache incomplete) unless the file matches its digest."""
+        if not self._verify or relative in self._checked:
+            return
+        if file_digest(self.path / relative, self._digest) != self.manifest["files"][relative]:
+            try:  # the next extract() then re-checks every shard and rebuilds this one
+                _atomic_json(self.path / "manifest.json", {**self.manifest, "complete": False, "corrupt": relative})
+            except OSError:
+                pass  # a read-only cache: the message still says what is wrong
+            raise CorruptCacheError(f"unit cache at {self.path}: {relative} does not match its {self._digest} digest "
+                                    "(the file is corrupt); rerun extract() with the same arguments to rebuild it")
+        self._checked.add(relative)
+
+    def _load(self, relative: str) -> np.ndarray:
+        self._check(relative)
+        return np.load(self.path / relative, mmap_mode="r")
+
+    def verify_all(self) -> None:
+        """Check every file against its digest now (the first failure raises CorruptCacheError)."""
+        for relative in self.manifest["files"]:
+            self._check(relative)
 
     def _shard(self, k: int, name: str) -> np.ndarray:
         if (k, name) not in self._arrays:
-            self._arrays[(k, name)] = np.load(self.path / "shards" / f"{k:05d}" / f"{name}.npy", mmap_mode="r")
+            self._arrays[(k, name)] = self._load(f"shards/{k:05d}/{name}.npy")
         return self._arrays[(k, name)]
 
     def _gather(self, name: str, select=lambda a: a) -> np.ndarray:

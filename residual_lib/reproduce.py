@@ -164,6 +164,17 @@ def _names(values: list[str] | None) -> list[str] | None:
     return None if not values else [n for v in values for n in v.split(",") if n]
 
 
+def unknown_names(profile: str, standin: bool, models: list[str] | None, datasets: list[str] | None) -> str | None:
+    """A message naming selected models / datasets that the profile's plan does not have, with the valid ones."""
+    full = plan(profile, STANDIN if standin else None)
+    for kind, given, valid in (("model", models, {j.model for j in full}), ("dataset", datasets, {j.dataset for j in full})):
+        unknown = [n for n in given or [] if n not in valid]
+        if unknown:
+            return (f"unknown {kind}(s) {', '.join(unknown)} for profile {profile!r}{' (stand-in)' if standin else ''}; "
+                    f"valid: {', '.join(sorted(valid)) or 'none'}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from . import jobs as engine
@@ -189,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     models, datasets = _names(args.models), _names(args.datasets)
+    problem = unknown_names(args.profile, args.standin, models, datasets)
+    if problem:
+        parser.error(problem)
     if args.book_args:
         print(" ".join(f"-p {o}" for o in book_overrides(args.standin, models, datasets)))
         return 0

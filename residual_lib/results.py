@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import atomic_file
 from .paper import REFERENCES, reference
 from .paths import artifacts_dir
 
@@ -98,9 +99,8 @@ def save(df: pd.DataFrame, name: str, run: str | None = None) -> Path:
             new_keys = set(map(tuple, rows[keys].astype(str).to_numpy()))
             old = old[[tuple(r) not in new_keys for r in old[keys].astype(str).to_numpy()]]
         rows = pd.concat([old, rows], ignore_index=True)
-    tmp = path.with_suffix(".partial")
-    rows.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        rows.to_csv(tmp, index=False)
     return path
 
 

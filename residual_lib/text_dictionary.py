@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import atomic_file, sha256_file
 from .paths import artifacts_dir
 
 
@@ -64,7 +65,7 @@ def fetch_remote_text(remote: RemoteText, name: str) -> Path:
     """Path of the verified local copy of `remote`, downloading it once into artifacts_dir()/downloads/."""
     target = artifacts_dir() / "downloads" / remote.filename
     if target.exists():
-        digest = _sha256(target.read_bytes())
+        digest = sha256_file(target)
         if digest == remote.sha256:
             return target
         raise ValueError(f"text dictionary {name!r}: {target} has sha256 {digest}, expected {remote.sha256}; "
@@ -82,9 +83,8 @@ def fetch_remote_text(remote: RemoteText, name: str) -> Path:
         raise ValueError(f"text dictionary {name!r}: {remote.url} has sha256 {digest}, expected {remote.sha256}; "
                          f"not saved")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    with atomic_file(target) as partial:
+        partial.write_bytes(data)
     return target
 
 

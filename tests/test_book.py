@@ -234,3 +234,62 @@ def test_sphinx_warning_fails_the_build(book_project):
     proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
     assert proc.returncode == 1
     assert "intro.md:3: WARNING: undefined label: 'no-such-label'" in proc.stderr.split("FAILED:")[-1]
+
+
+KILLED_NOTEBOOK = '''\
+# %% [markdown]
+# # A page whose kernel is killed (as the out-of-memory killer does)
+
+# %% tags=["parameters"]
+size = 1
+
+# %%
+print("before the kill")
+
+# %%
+import os
+import signal
+
+os.kill(os.getpid(), signal.SIGKILL)
+
+# %%
+print("never printed")
+'''
+
+
+@pytest.mark.slow
+def test_killed_kernel_names_the_cell_and_publishes_nothing(book_project):
+    """Issue 10: a SIGKILLed kernel gave 'could not run: DeadKernelError', a page marked completed, and
+    a later build published it."""
+    root = book_project({"killed": KILLED_NOTEBOOK, "ok": OK_NOTEBOOK})
+    proc = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet")
+    assert proc.returncode == 1
+    err = proc.stderr.split("FAILED:")[-1]
+    assert "notebook 'killed'" in err and "failed in cell 4" in err, err
+    assert "the kernel died while this cell ran (killed by a signal or out of memory)" in err, err
+    assert "os.kill(os.getpid(), signal.SIGKILL)" in err
+    with (root / "book" / "_generated" / "build_report.csv").open() as f:
+        statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
+    assert statuses == {"killed": "failed", "ok": "ok", book.TOTAL_ROW: "failed"}
+    assert not (root / "book" / "_build" / "html" / "index.html").exists()
+    layout = book.Layout(root)
+    problems = book.executed_errors(layout, ["killed", "ok"])
+    assert any("notebook 'killed' cell 4 shows an error: DeadKernelError" in p for p in problems), problems
+    assert any("notebook 'killed' is half-run" in p and "cell(s) 5 never ran" in p for p in problems), problems
+    again = run_cli("build", "--profile", "smoke", "--root", str(root), "--quiet", "--only", "ok")
+    assert again.returncode == 1 and "notebook 'killed' is half-run" in again.stderr
+    assert not (root / "book" / "_build" / "html" / "notebooks" / "killed.html").exists()
+
+
+def test_half_run_page_of_an_interrupted_build_is_refused(book_project):
+    """What papermill leaves when the runner itself is killed (make book interrupted): cells never started."""
+    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
+    cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"], "papermill": {
+                 "start_time": "2026-12-01T08:00:00", "status": "completed"}}, execution_count=1),
+             nbformat.v4.new_code_cell("print(2)", metadata={"papermill": {"start_time": None, "status": "pending"}})]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"papermill": {"end_time": None}})
+    layout.executed("ok").parent.mkdir(parents=True)
+    nbformat.write(nb, layout.executed("ok"))
+    (problem,) = book.executed_errors(layout, ["ok"])
+    assert problem.startswith("notebook 'ok' is half-run") and "cell(s) 2 never ran" in problem
+    assert "python -m residual_lib.book run --only ok" in problem

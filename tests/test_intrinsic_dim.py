@@ -123,3 +123,58 @@ def test_paper_ratio_column_is_not_ratio_of_means_everywhere():
 def test_twonn_cuda_equals_cpu():
     x = np.tanh(np.random.default_rng(7).normal(size=(2000, 5)) @ np.random.default_rng(8).normal(size=(5, 30)))
     assert TwoNN(device="cuda").fit(x).dimension_ == pytest.approx(TwoNN(device="cpu").fit(x).dimension_, rel=1e-9)
+
+
+def _swiss_roll_with_copies(nudge: bool):
+    """A float32 swiss roll (3000 points) plus copies of 5% of its rows, exact or 1 ulp away in every coordinate."""
+    x, _ = make_swiss_roll(3000, random_state=0)
+    x = x.astype(np.float32)
+    copies = x[np.random.default_rng(0).choice(len(x), 150, replace=False)]
+    return x, np.vstack([x, np.nextafter(copies, np.float32(np.inf)) if nudge else copies])
+
+
+def test_near_duplicates_one_ulp_apart_count_as_duplicates():
+    """Issue 10: 1-ulp copies gave 1.35 on this roll (the clean roll: 1.92); under the relative tolerance
+    (8 float32 eps of the largest row norm) they collapse like exact copies, and the estimate equals
+    scikit-dimension's on the clean points."""
+    clean, near = _swiss_roll_with_copies(nudge=True)
+    _, exact = _swiss_roll_with_copies(nudge=False)
+    fit_near, fit_exact = TwoNN(device="cpu").fit(near), TwoNN(device="cpu").fit(exact)
+    assert fit_near.n_duplicates_ == fit_exact.n_duplicates_ == 150 and fit_near.n_near_duplicates_ == 150
+    assert fit_near.dimension_ == pytest.approx(fit_exact.dimension_, rel=1e-4)
+    oracle = skdim.id.TwoNN(discard_fraction=0.1).fit(clean.astype(np.float64)).dimension_
+    assert fit_near.dimension_ == pytest.approx(oracle, rel=1e-3)
+    assert fit_near.dimension_ == pytest.approx(2.0, rel=0.10)
+
+
+def test_near_duplicate_tolerance_is_relative_and_can_be_turned_off():
+    clean, near = _swiss_roll_with_copies(nudge=True)
+    scaled = TwoNN(device="cpu").fit(near * np.float32(1e4))  # the same data in other units: same decision
+    assert scaled.n_near_duplicates_ == 150
+    off = TwoNN(device="cpu", duplicate_rtol=0.0).fit(near)
+    assert off.n_duplicates_ == 0 and off.dimension_ < 1.6  # what the estimate was before
+    with pytest.raises(ValueError, match="duplicate_rtol=-1"):
+        TwoNN(duplicate_rtol=-1).fit(clean)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.float32("nan"), r"X has 1 row\(s\) with NaN or inf \(first: row 7\)"),
+    (np.float32("inf"), r"X has 1 row\(s\) with NaN or inf \(first: row 7\)"),
+])
+def test_twonn_rejects_nan_and_inf(bad, message):
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    x[7, 1] = bad
+    with pytest.raises(ValueError, match=message):
+        TwoNN(device="cpu").fit(x)
+
+
+def test_twonn_rejects_no_rows():
+    with pytest.raises(ValueError, match=r"X has 0 rows; TwoNN needs at least 3 distinct points"):
+        TwoNN(device="cpu").fit(np.zeros((0, 4), dtype=np.float32))
+
+
+def test_points_that_all_collapse_are_refused():
+    base = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    x = np.vstack([base, np.nextafter(base, np.float32(np.inf)), np.nextafter(base, np.float32(-np.inf))])
+    with pytest.raises(ValueError, match="2 points left after collapsing near-duplicates"):
+        TwoNN(device="cpu").fit(x)

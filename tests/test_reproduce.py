@@ -128,3 +128,17 @@ def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path,
         total = sum(cache.output_space(u).astype(np.float64) for u in cache.units)
         scale = np.abs(cache.embedding).max()
         assert np.abs(total - cache.embedding).max() / scale < 5e-3, manifest.parent  # float16 storage
+
+
+@pytest.mark.parametrize("extra", [[], ["--book-args"], ["--list"]])
+def test_unknown_model_or_dataset_is_named_with_the_valid_ones(capsys, extra):
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--models", "clip-x,clip-l", *extra])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "unknown model(s) clip-x for profile 'paper'; valid: blip-l, clip-b, clip-l" in err
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--standin", "--datasets", "mnist", *extra])
+    assert exit_info.value.code != 0
+    assert ("unknown dataset(s) mnist for profile 'paper' (stand-in); valid: standin-cifar10, standin-imagenet, "
+            "standin-mnist") in capsys.readouterr().err

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from residual_lib.toy import train
-from residual_lib.toy.train import CONFIGS, contrastive_loss, ensure_model, is_current, sha256
+from residual_lib.files import sha256_file as sha256
+from residual_lib.toy.train import CONFIGS, contrastive_loss, ensure_model, is_current
 
 SHORT = replace(CONFIGS["smoke"], steps=3, batch_size=16, pool_size=200)
 
@@ -109,3 +110,16 @@ def test_creating_the_toy_model_does_not_warn_about_missing_weights(caplog):
     with caplog.at_level("WARNING"):
         create("smoke")
     assert not [r for r in caplog.records if "pretrained" in r.getMessage()]
+
+
+def test_checkpoint_files_get_the_users_umask(tmp_path):
+    """safetensors writes 0600; a shared artifacts folder needs what the umask allows (issue 10)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        train._save(torch.nn.Linear(2, 2), [(0, 1.0, 0.1, 2.0)], SHORT, tmp_path, 1.0)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"model.safetensors": 0o644, "curve.csv": 0o644, "manifest.json": 0o644}

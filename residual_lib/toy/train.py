@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
-import hashlib
 import json
 import math
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -38,6 +36,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..files import atomic_file, sha256_file, write_text
 from ..paths import artifacts_dir
 from . import data
 from .captions import captions, consistent, value_captions
@@ -78,15 +77,6 @@ def output_dir(profile: str) -> Path:
     return artifacts_dir() / "toy" / profile
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _expected(config: TrainConfig) -> dict:
     return {"version": VERSION, "arch": arch_of(config.profile), "config": asdict(config),
             "open_clip": open_clip.__version__, "torch": torch.__version__}
@@ -101,7 +91,7 @@ def is_current(out: Path, config: TrainConfig) -> bool:
     saved = json.loads(manifest.read_text())
     expected = _expected(config)
     expected["config"] = json.loads(json.dumps(expected["config"]))  # tuples as JSON lists, as saved
-    return all(saved.get(k) == v for k, v in expected.items()) and saved.get("sha256") == sha256(checkpoint)
+    return all(saved.get(k) == v for k, v in expected.items()) and saved.get("sha256") == sha256_file(checkpoint)
 
 
 def contrastive_loss(image_features: Tensor, text_features: Tensor, logit_scale: Tensor, positives: Tensor) -> Tensor:
@@ -203,20 +193,15 @@ def _save(model: nn.Module, curve: list[tuple], config: TrainConfig, out: Path, 
     """Write checkpoint and curve under temporary names, rename, then write the manifest that vouches for them."""
     checkpoint = out / "model.safetensors"
     (out / "manifest.json").unlink(missing_ok=True)
-    tmp = out / "model.safetensors.tmp"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, checkpoint)
-    tmp = out / "curve.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(checkpoint) as tmp:  # safetensors writes 0600; atomic_file gives the umask's mode
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_file(out / "curve.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "loss", "lr", "logit_scale"])
         writer.writerows(curve)
-    os.replace(tmp, out / "curve.csv")
-    manifest = {**_expected(config), "sha256": sha256(checkpoint), "train_seconds": round(seconds, 1),
+    manifest = {**_expected(config), "sha256": sha256_file(checkpoint), "train_seconds": round(seconds, 1),
                 "n_parameters": sum(p.numel() for p in model.parameters())}
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / "manifest.json")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=2))
     return checkpoint
 
 
