@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .cache import CacheKey
+from .files import write_text
 from .paths import artifacts_dir
 
 EXECUTORS = ("local", "slurm")
@@ -144,11 +145,8 @@ def _submitted() -> dict[str, dict]:
 def _record(entries: dict[str, dict]) -> None:
     record = _submitted()
     record.update(entries)
-    path = _record_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmp.replace(path)
+    _record_path().parent.mkdir(parents=True, exist_ok=True)
+    write_text(_record_path(), json.dumps(record, indent=1, sort_keys=True))
 
 
 # AutoExecutor's own names; any other key is Slurm's and gets its `slurm_` prefix.

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
 
+from .files import atomic_file, write_text
 from .paths import artifacts_dir
 from .version import __version__
 
@@ -40,16 +39,7 @@ def stored(kind: str, key: dict[str, Any], compute: Callable[[], T]) -> T:
         return torch.load(path, weights_only=False)  # our own pickles: trained modules and their records
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    torch.save(value, tmp)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+    with atomic_file(path) as tmp:
+        torch.save(value, tmp)
+    write_text(path.with_suffix(".json"), json.dumps(key, indent=1, sort_keys=True, default=str))
     return value
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
