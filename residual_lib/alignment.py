@@ -18,7 +18,7 @@ from .residual import METHODS, AlignmentMethod, Architecture, make_method
 from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
 from .text import encode_texts
 from .training import TrainConfig, TrainResult, evaluate, fit, protocol_config, validation_split
-from .units import UnitSet
+from .units import Units, UnitSet
 from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
 
 
@@ -37,9 +37,9 @@ class Task:
 
     dataset: str
     classifier: ZeroShotClassifier
-    train: object
-    val: object
-    test: object
+    train: Units
+    val: Units
+    test: Units
 
 
 def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,

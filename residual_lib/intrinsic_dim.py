@@ -34,8 +34,8 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from .device import resolve_device
-from .pca import UnitPCA, Units
-from .units import parse_unit
+from .pca import UnitPCA
+from .units import Units, parse_unit
 
 
 def linear_id(evr: np.ndarray, threshold: float = 0.99) -> int:

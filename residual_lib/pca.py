@@ -16,23 +16,14 @@ so two runs (or two datasets) give comparable components.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping, Protocol
+from typing import Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .device import resolve_device
-
-
-class Units(Protocol):
-    """What PCA needs from a unit set (`UnitSet`, `UnitCache`)."""
-
-    units: list[str]
-
-    def coords(self, unit: str) -> np.ndarray: ...
-    def basis(self, unit: str) -> np.ndarray: ...
-    def offset(self, unit: str) -> np.ndarray: ...
+from .units import Units
 
 
 def fix_signs(components: np.ndarray) -> np.ndarray:

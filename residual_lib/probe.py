@@ -10,7 +10,7 @@ instead of E. Accuracy is reported beside chance (the held-out share of the most
 from __future__ import annotations
 
 import re
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,14 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
-
-
-class Units(Protocol):
-    """What a probe needs from a unit set (`UnitSet`, `UnitCache`)."""
-
-    units: list[str]
-
-    def coords(self, unit: str) -> np.ndarray: ...
+from .units import Units
 
 
 def probe_accuracy(units: Units, labels: Mapping[str, np.ndarray], names: list[str] | None = None, *,

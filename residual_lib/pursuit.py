@@ -48,7 +48,7 @@ units in one matrix product.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -57,18 +57,11 @@ from tqdm.auto import tqdm
 
 from .device import resolve_device
 from .text import encode_texts
+from .units import Units
 
 AGGREGATES = ("l2", "l1")
 _DTYPE = torch.float64
 _CHUNK_BYTES = 256 * 2**20  # working memory per chunk of units: bounds the (units, m, r or n) score tensors
-
-
-class Units(Protocol):
-    """What the decompositions need from a unit set (`UnitSet`, `UnitCache`)."""
-
-    def coords(self, unit: str) -> np.ndarray: ...
-    def basis(self, unit: str) -> np.ndarray: ...
-    def offset(self, unit: str) -> np.ndarray: ...
 
 
 @dataclass

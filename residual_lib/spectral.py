@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from .device import resolve_device
 from .intrinsic_dim import linear_id
-from .pca import UnitPCA, Units
-from .units import parse_unit
+from .pca import UnitPCA
+from .units import Units, parse_unit
 
 MATCHINGS = ("cosine", "weighted", "index")
 

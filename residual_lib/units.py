@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -45,6 +46,33 @@ def parse_unit(name: str) -> tuple[str, int | None, int | None]:
 
 def is_head(name: str) -> bool:
     return parse_unit(name)[0] == "head"
+
+
+class Units(Protocol):
+    """What every analysis reads from a set of unit representations: `UnitSet` (memory), `UnitCache` (disk)."""
+
+    @property
+    def units(self) -> list[str]: ...
+
+    @property
+    def heads(self) -> list[str]: ...
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def embedding(self) -> np.ndarray: ...
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    def coords(self, unit: str) -> np.ndarray: ...
+
+    def basis(self, unit: str) -> np.ndarray: ...
+
+    def offset(self, unit: str) -> np.ndarray: ...
+
+    def output_space(self, unit: str) -> np.ndarray: ...
 
 
 @dataclass
