@@ -7,6 +7,7 @@ import threading
 import time
 
 import pandas as pd
+import psutil
 import pytest
 
 from residual_lib import jobs
@@ -66,7 +67,9 @@ def test_a_killed_local_job_resumes_to_the_caches_and_results_of_a_single_proces
             break
         time.sleep(0.05)
     pid = json.loads((jobs.jobs_folder() / "submitted.json").read_text())[victim.name]["job_id"]
-    os.kill(int(pid), signal.SIGKILL)
+    controller = psutil.Process(int(pid))  # submitit's controller; the extraction runs in its child
+    for process in [*controller.children(recursive=True), controller]:
+        os.kill(process.pid, signal.SIGKILL)
     runner.join(timeout=600)
     assert failed == [victim.name], "the killed job fails, and training waits for every cache"
     state, log = jobs.status(victim)
