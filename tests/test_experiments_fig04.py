@@ -70,6 +70,7 @@ def test_run_on_the_smoke_model(smoke_artifacts):
                                     "role_text", "order_rho", "probe_text", "corr_text", "paper_corr_mean"}
     f = result.findings
     assert 0 <= f["bottom_sim"] <= f["top_sim"] <= 1 + 1e-9
-    assert f["top_dataset"] == t["fig4_order"].dataset.iloc[0] and f["bottom_dataset"] == t["fig4_order"].dataset.iloc[-1]
+    order = t["fig4_order"].dataset
+    assert f["top_dataset"] == order.iloc[0] and f["bottom_dataset"] == order.iloc[-1]
     assert t["by_layer"].iloc[0, 1] == f["sim_first_layer"]
     assert fig04.plot_heatmaps(result) is not None and fig04.plot_correlation(result) is not None

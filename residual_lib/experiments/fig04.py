@@ -45,7 +45,7 @@ class Params(BaseParams):
     device: str = "auto"
     evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
     n_standout: int = 3  # heads described with SOMP (Fig 4b)
-    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # text dictionary for SOMP ("gandelsman-general": the paper's)
+    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # for SOMP; "gandelsman-general" is the paper's
     somp_k: int = 5  # descriptions per head
     somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
     attribute_probe: bool = True  # toy world only: check the descriptions against linear probes
@@ -70,7 +70,7 @@ def _model_caches(p: Params, model: str) -> tuple[CacheKey, list[CacheKey]]:
 
 
 def caches(p: Params) -> list[CacheKey]:
-    """Per model: the reference dataset's cache, then one per dataset (n=None where the split is no larger than wanted)."""
+    """Per model: the reference dataset's cache, then one per dataset (n=None: a split no larger than wanted)."""
     keys = []
     for model in p.models:
         ref, others = _model_caches(p, model)
