@@ -22,6 +22,17 @@ def cell_defaults(notebook: str) -> dict:
     return declared_defaults(NOTEBOOKS_DIR / f"{notebook}.py")
 
 
+def planner_jobs_agree(notebook: str, profile: str, overrides: dict | None = None) -> bool:
+    """Whether the experiment's `caches` under a profile's merged parameters are the planner's jobs, in order."""
+    from residual_lib.reproduce import NOTEBOOK_JOBS
+
+    values = notebook_parameters(notebook, profile, overrides)
+    module = experiment(notebook)
+    ours = [(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in module.caches(module.Params.from_dict(values))]
+    return bool(ours) and ours == [(j.model, j.dataset, j.split, j.n, j.seed, j.dtype)
+                                   for j in NOTEBOOK_JOBS[notebook](values)]
+
+
 @pytest.fixture(scope="module")
 def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway artifacts folder holding the smoke model: linked from the user's when trained, else trained here."""

@@ -1,11 +1,11 @@
 """Appendix A.2 as an experiment: its parameters, the caches it declares, and its run on the smoke model."""
 
 import pytest
-from experiment_smoke import cell_defaults, smoke_artifacts, smoke_params  # noqa: F401 (fixture)
+from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_artifacts, smoke_params  # noqa: F401
 
 from residual_lib.cache import CacheKey
 from residual_lib.experiments import ParamsError, appA2
-from residual_lib.reproduce import NOTEBOOK_JOBS
+from residual_lib.reproduce import STANDIN
 
 PAGE = "appA2_textspan_equals_somp"
 
@@ -29,12 +29,14 @@ def test_bad_parameters_are_errors_that_name_them(values, named):
     assert named in str(err.value)
 
 
-def test_caches_are_the_planners_jobs_for_the_smoke_profile():
+def test_caches_for_the_smoke_profile():
     p = smoke_params(PAGE)
     assert appA2.caches(p) == [CacheKey("toy-clip-smoke", "toy-mixed", "train", 150, 0, "float32")]
-    jobs = NOTEBOOK_JOBS[PAGE](p.to_dict())
-    assert [(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in appA2.caches(p)] == \
-           [(j.model, j.dataset, j.split, j.n, j.seed, j.dtype) for j in jobs]
+
+
+@pytest.mark.parametrize("profile, overrides", [("smoke", None), ("toy", None), ("paper", None), ("paper", STANDIN)])
+def test_caches_are_the_planners_jobs(profile, overrides):
+    assert planner_jobs_agree(PAGE, profile, overrides)
 
 
 @pytest.mark.slow

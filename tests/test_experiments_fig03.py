@@ -1,11 +1,11 @@
 """Figure 3 as an experiment: its parameters, the caches it declares, and its run on the smoke model."""
 
 import pytest
-from experiment_smoke import cell_defaults, smoke_artifacts, smoke_params  # noqa: F401 (fixture)
+from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_artifacts, smoke_params  # noqa: F401
 
 from residual_lib.cache import CacheKey
 from residual_lib.experiments import ParamsError, fig03
-from residual_lib.reproduce import NOTEBOOK_JOBS
+from residual_lib.reproduce import STANDIN
 
 PAGE = "fig03_textspan_vs_omp"
 
@@ -36,12 +36,14 @@ def test_error_for_a_closed_choice_lists_the_valid_values():
         fig03.Params(dictionary="imagenet")
 
 
-def test_caches_are_the_planners_jobs_for_the_smoke_profile():
+def test_caches_for_the_smoke_profile():
     p = smoke_params(PAGE)
     assert fig03.caches(p) == [CacheKey("toy-clip-smoke", "toy-mixed", "train", 150, 0, "float32")]
-    jobs = NOTEBOOK_JOBS[PAGE](p.to_dict())
-    assert [(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in fig03.caches(p)] == \
-           [(j.model, j.dataset, j.split, j.n, j.seed, j.dtype) for j in jobs]
+
+
+@pytest.mark.parametrize("profile, overrides", [("smoke", None), ("toy", None), ("paper", None), ("paper", STANDIN)])
+def test_caches_are_the_planners_jobs(profile, overrides):
+    assert planner_jobs_agree(PAGE, profile, overrides)
 
 
 def test_figure_number_follows_the_principal_component():
@@ -73,6 +75,7 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     assert set(off.tables["fig3_agreement"].figure) == {"8"} and "OMP2" in off.tables["descriptions"]
 
 
+@pytest.mark.slow  # loads the smoke model
 def test_last_layers_beyond_the_model_is_an_error(smoke_artifacts):
     with pytest.raises(ParamsError, match="last_layers=99"):
         fig03.run(smoke_params(PAGE).replace(last_layers=99))

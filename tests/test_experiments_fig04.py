@@ -1,11 +1,11 @@
 """Figure 4 as an experiment: its parameters, the caches it declares, and its run on the smoke model."""
 
 import pytest
-from experiment_smoke import cell_defaults, smoke_artifacts, smoke_params  # noqa: F401 (fixture)
+from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_artifacts, smoke_params  # noqa: F401
 
 from residual_lib.cache import CacheKey
 from residual_lib.experiments import ParamsError, fig04
-from residual_lib.reproduce import NOTEBOOK_JOBS
+from residual_lib.reproduce import STANDIN
 
 PAGE = "fig04_spectral_dataset_similarity"
 
@@ -33,13 +33,15 @@ def test_bad_parameters_are_errors_that_name_them(values, named):
     assert named in str(err.value)
 
 
-def test_caches_are_the_planners_jobs_for_the_smoke_profile():
+def test_caches_for_the_smoke_profile():
     p = smoke_params(PAGE)
     assert fig04.caches(p) == [CacheKey("toy-clip-smoke", "toy-mixed", "train", 120, 0, "float32")] + [
         CacheKey("toy-clip-smoke", d, "train", 100, 0, "float32") for d in ("toy-colour", "toy-sketch", "toy-noise")]
-    jobs = NOTEBOOK_JOBS[PAGE](p.to_dict())
-    assert [(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in fig04.caches(p)] == \
-           [(j.model, j.dataset, j.split, j.n, j.seed, j.dtype) for j in jobs]
+
+
+@pytest.mark.parametrize("profile, overrides", [("smoke", None), ("toy", None), ("paper", None), ("paper", STANDIN)])
+def test_caches_are_the_planners_jobs(profile, overrides):
+    assert planner_jobs_agree(PAGE, profile, overrides)
 
 
 def test_a_split_no_larger_than_wanted_is_cached_whole():
