@@ -40,60 +40,17 @@ dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (th
 k = 10  # atoms per head
 tolerance = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
 
-# %%
-import numpy as np
-import pandas as pd
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import cache, style
-from residual_lib.models import load_model
-from residual_lib.plots_pursuit import plot_equivalence
-from residual_lib.pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
-from residual_lib.text_dictionary import text_dictionary
+# %% tags=["hide-input"]
+from residual_lib import page, style
+from residual_lib.experiments import appA2
 
 style.apply()
-model = load_model(model_name, device=device)
-units = cache.extract(model, dataset, split=split, n=n, seed=seed, device=device, batch_size=batch_size,
-                      dtype=cache_dtype)
-atoms = text_atoms(model, text_dictionary(dictionary))
-signals = signals_from_units(units, units.heads, device=device)
-tables = {
-    "raw dictionary": compare_textspan_somp(signals, atoms, k, device=device),
-    "projected on each head's span": compare_textspan_somp(signals, project_dictionary(atoms, signals), k, device=device),
-}
+result = appA2.run(page.params(appA2.Params, globals()))
+page.glue_findings(result.findings)
+page.show(result.tables["summary"], caption="TextSpan against SOMP on every head, by dictionary")
 
-# %%
-summary = pd.DataFrame({name: {
-    "heads": len(t),
-    "same atoms, same order (TextSpan vs SOMP L2)": int(t.same_atoms.sum()),
-    "max |R_TextSpan - R_SOMP| over all heads": f"{t.max_residual_diff.max():.1e}",
-    "median residual norm per sample": f"{t.residual_norm.median():.3f}",
-    "heads where SOMP L1 picks the same sequence": int(t.l1_same_atoms.sum()),
-    "mean atoms shared by SOMP L1 and TextSpan": f"{t.l1_overlap.mean():.2f} of {k}",
-} for name, t in tables.items()}, dtype=object)
-display(summary)
-
-# %%
-fig = plot_equivalence(tables, k)
-
-# %%
-raw, proj = tables["raw dictionary"], tables["projected on each head's span"]
-both = pd.concat(tables.values())
-glue("n_heads", len(raw), display=False)
-glue("k", k, display=False)
-glue("equal_text", "every head, with both dictionaries" if both.same_atoms.all() else
-     f"{int(raw.same_atoms.sum())} heads with the raw dictionary and {int(proj.same_atoms.sum())} with the "
-     "projected one (ties between atoms scored equal to round-off decide the rest)", display=False)
-glue("max_diff", float(both.max_residual_diff.max()), display=False)
-glue("within_tol", "within" if both.max_residual_diff.max() < tolerance else "NOT within", display=False)
-glue("tolerance", tolerance, display=False)
-glue("l1_same_raw", int(raw.l1_same_atoms.sum()), display=False)
-glue("l1_same_proj", int(proj.l1_same_atoms.sum()), display=False)
-departed = both[both.l1_first_departure > 0].l1_first_departure
-glue("l1_first_median", float(departed.median()) if len(departed) else float("nan"), display=False)
-glue("l1_overlap", float(both.l1_overlap.mean()), display=False)
-glue("l1_first_same", float((both.l1_first_departure != 1).mean()), display=False)
+# %% tags=["hide-input"]
+fig = appA2.plot(result)
 
 # %% [markdown]
 # **The theorem holds numerically.** TextSpan and SOMP with the L2 criterion pick the same
@@ -113,5 +70,5 @@ glue("l1_first_same", float((both.l1_first_departure != 1).mean()), display=Fals
 # %% [markdown]
 # Per head, raw dictionary:
 
-# %%
-raw
+# %% tags=["hide-input"]
+page.show(appA2.per_head(result))

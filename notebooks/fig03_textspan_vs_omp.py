@@ -52,34 +52,15 @@ project = True  # project the dictionary on each head's span first (TextSpan's p
 probe_attributes = True  # the dataset's images have known attributes (toy world): check against linear probes
 probe_test_fraction = 0.3
 
-# %%
-import numpy as np
-import pandas as pd
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import cache, results, style
-from residual_lib.agreement import textspan_omp_agreement
-from residual_lib.models import load_model
-from residual_lib.paper import reference
-from residual_lib.plots_pursuit import plot_agreement
-from residual_lib.pursuit import signals_from_units, text_atoms
-from residual_lib.text_dictionary import text_dictionary
-from residual_lib.units import parse_unit
+# %% tags=["hide-input"]
+from residual_lib import page, results, style
+from residual_lib.experiments import fig03
 
 style.apply()
-pd.set_option("display.max_colwidth", None)
-model = load_model(model_name, device=device)
-units = cache.extract(model, dataset, split=split, n=n, seed=seed, device=device, batch_size=batch_size,
-                      dtype=cache_dtype)
-texts = text_dictionary(dictionary)
-atoms = text_atoms(model, texts)
-first_layer = model.n_layers - last_layers
-heads = [u for u in units.heads if parse_unit(u)[1] >= first_layer]
-signals = signals_from_units(units, heads, device=device)
-table = textspan_omp_agreement(signals, atoms, k=k, pc=pc, project=project, seed=seed, device=device)
-table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
-table[f"OMP{pc}"] = [[texts[j] for j in row] for row in table.omp]
+result = fig03.run(page.params(fig03.Params, globals()))
+page.glue_findings(result.findings)
+_ = results.save(result.tables["fig3_agreement"], "fig3_agreement")
+_ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
 
 # %% [markdown]
 # ## Agreement per head
@@ -87,25 +68,8 @@ table[f"OMP{pc}"] = [[texts[j] for j in row] for row in table.omp]
 # Left: this build, |Z| for every head of the last layers. Right: the paper's values for OpenCLIP-L
 # (layers 20-23, 16 heads each), for the same principal component.
 
-# %%
-fig = plot_agreement(table, reference("fig3_agreement"), pc, model_name)
-
-# %%
-z = table.z.abs()
-glue("n_heads", len(table), display=False)
-glue("z_mean", float(z.mean()), display=False)
-glue("z_max", float(z.max()), display=False)
-glue("z_max_head", table.unit[z.idxmax()], display=False)
-glue("z_min_head", table.unit[z.idxmin()], display=False)
-glue("z_min", float(z.min()), display=False)
-glue("share_z1", float((z > 1).mean()), display=False)
-glue("share_zset2", float((table.z_set.abs() > 2).mean()), display=False)
-paper_z = reference("fig3_agreement").query("pc == @pc").z
-glue("paper_z_mean", float(paper_z.mean()), display=False)
-glue("paper_share_z1", float((paper_z > 1).mean()), display=False)
-glue("pc", pc, display=False)
-figure_no = {1: "3", 2: "8"}.get(pc, f"3 (PC{pc})")
-_ = results.save(table.assign(figure=figure_no, pc=pc, z=z)[["figure", "pc", "layer", "head", "z"]], "fig3_agreement")
+# %% tags=["hide-input"]
+fig = fig03.plot_agreement(result)
 
 # %% [markdown]
 # Over the {glue:text}`n_heads` heads, the mean |Z| is {glue:text}`z_mean:.2f` (the paper's
@@ -122,28 +86,10 @@ _ = results.save(table.assign(figure=figure_no, pc=pc, z=z)[["figure", "pc", "la
 # For each layer, the head with the highest |Z| and the one with the lowest: TextSpan's `k`
 # descriptions (in pick order) beside OMP's on the principal component. Below, the paper's examples.
 
-# %%
-by_layer = table.assign(absz=z).groupby("layer").absz
-chosen = sorted(set(by_layer.idxmax()) | set(by_layer.idxmin()))
-for i in chosen:
-    row = table.loc[i]
-    print(f"{row.unit}  |Z| = {abs(row.z):.2f}  (z_set = {row.z_set:.2f})")
-    display(pd.DataFrame({"TextSpan": row.TextSpan, f"OMP{pc}": row[f"OMP{pc}"]}, index=range(1, k + 1)))
-
-# %%
-paper_desc = reference("fig3_descriptions")
-paper_desc = paper_desc[paper_desc.figure == figure_no] if figure_no in set(paper_desc.figure) else paper_desc.iloc[:0]
-paper_panel = (paper_desc.assign(head=lambda d: "L" + d.layer.astype(str) + ".H" + d["head"].astype(str) + " (" + d.role + ")")
-               .pivot_table(index=["head", "rank"], columns="method", values="text", aggfunc="first"))
-paper_panel.columns = [style.paper_label(c) for c in paper_panel.columns]
-paper_panel
-
-# %%
-_ = results.save(pd.concat([
-    pd.DataFrame({"figure": figure_no, "layer": row.layer, "head": row["head"], "role": "", "method": method,
-                  "rank": range(1, k + 1), "text": row[col]})
-    for _, row in table.loc[chosen].iterrows() for method, col in (("TextSpan", "TextSpan"), (f"OMP{pc}", f"OMP{pc}"))]),
-    "fig3_descriptions")
+# %% tags=["hide-input"]
+page.show(result.tables["descriptions"], caption="TextSpan's descriptions (pick order) beside OMP's, "
+          "for the heads with the highest and lowest |Z| of each layer", decimals=2)
+page.show(result.tables["paper_descriptions"], caption=style.paper_label("Examples"))
 
 # %% [markdown]
 # ## Does a linear probe agree with the text decomposition?
@@ -156,32 +102,11 @@ _ = results.save(pd.concat([
 # name most (several when tied). The boxes in each row mark those attributes; the colour is what the
 # probe finds.
 
-# %%
-if probe_attributes:
-    from residual_lib.plots_pursuit import plot_probe_skill
-    from residual_lib.probe import cache_attributes, mentioned_attributes, probe_accuracy, skill, text_vs_probe
-    from residual_lib.toy.world import ATTRIBUTES
-
-    labels = cache_attributes(units)
-    skills = skill(probe_accuracy(units, labels, heads, test_fraction=probe_test_fraction, seed=seed))
-    check = text_vs_probe(dict(zip(table.unit, table.TextSpan)), skills, ATTRIBUTES)
-    fig = plot_probe_skill(skills, check.set_index("unit").text_attribute,
-                           f"Linear-probe skill per head ({model_name}, {dataset}); "
-                           "boxes: attributes its TextSpan descriptions name most")
-    named = check.dropna(subset=["text_attribute"])
-    mentioned = {a for described in table.TextSpan for t in described for a in mentioned_attributes(t, ATTRIBUTES)}
-    glue("probe_text", (
-        f"The descriptions of {len(named)} of the {len(check)} heads name an attribute of the toy world. For "
-        f"{int(named.agree.sum())} of them the attribute named most (ties counted) is the one the probe decodes "
-        f"best from that head; the best-named attribute's skill averages {named.text_attribute_skill.mean():.2f} "
-        f"against {named.probe_skill.mean():.2f} for the head's best attribute. Averaged over heads, the "
-        f"attributes a head's descriptions name at least once have probe skill {check.named_skill.mean():.2f}, "
-        f"the attributes they never name {check.unnamed_skill.mean():.2f}. Attributes no head's descriptions "
-        f"mention at all: {', '.join(sorted(set(skills.columns) - mentioned)) or 'none'}."), display=False)
-    display(check.round(2))
-else:
-    glue("probe_text", "This dataset's images have no known attributes (parameter `probe_attributes` is off), "
-         "so there is no probe check on this build.", display=False)
+# %% tags=["hide-input"]
+fig = fig03.plot_probe(result)
+if "probe_check" in result.tables:
+    page.show(result.tables["probe_check"], caption="Attributes the descriptions name against the probe's best",
+              decimals=2)
 
 # %% [markdown]
 # {glue:text}`probe_text`

@@ -41,47 +41,22 @@ somp_k = 5  # descriptions per head
 somp_aggregate = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the variant in the authors code
 attribute_probe = True  # toy world only: check the descriptions against linear probes of the known attributes
 
-# %%
-import numpy as np
-import pandas as pd
-import torch
-from IPython.display import display
-from myst_nb import glue
-
-from residual_lib import cache, results, style
-from residual_lib.datasets import dataset_spec
-from residual_lib.models import load_model
-from residual_lib.paper import reference
-from residual_lib.plots_spectral import (dataset_display, model_display, order_agreement, order_table,
-                                         plot_cross_model_correlation, plot_similarity_heatmaps)
-from residual_lib.spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix
+# %% tags=["hide-input"]
+from residual_lib import page, results, style
+from residual_lib.experiments import fig04
 
 style.apply()
-pd.set_option("display.max_colwidth", None)  # SOMP descriptions are read in full
-
-
-def n_for(name: str, wanted: int) -> int | None:
-    """`wanted` images, or None (the whole split) when the split is smaller."""
-    return None if dataset_spec(name).splits[split]["size"] <= wanted else wanted
-
-
-tables, reference_caches, loaded = [], {}, {}
-for name in models:
-    model = load_model(name, device=device)
-    label = model_display(name)
-    extract = dict(split=split, seed=seed, device=device, batch_size=batch_size, dtype=cache_dtype)
-    ref = cache.extract(model, reference_dataset, n=n_for(reference_dataset, n_reference), **extract)
-    others = {dataset_display(d): cache.extract(model, d, n=n_for(d, n), **extract) for d in datasets}
-    tables.append(dataset_similarities(ref, others, evr_threshold=evr_threshold, device=device).assign(model=label))
-    reference_caches[label], loaded[label] = ref, model
-similarities = pd.concat(tables, ignore_index=True)
+result = fig04.run(page.params(fig04.Params, globals()))
+page.glue_findings(result.findings)
+_ = results.save(result.tables["fig4_order"], "fig4_order")
+if "fig9" in result.tables:  # several models
+    _ = results.save(result.tables["fig9"], "fig9")
 
 # %% [markdown]
 # ## Head-by-head similarity with the reference dataset (Fig 4a, 10-15)
 
-# %%
-matrices = {m: similarity_matrix(t) for m, t in similarities.groupby("model", sort=False)}
-fig = plot_similarity_heatmaps(matrices, dataset_display(reference_dataset))
+# %% tags=["hide-input"]
+fig = fig04.plot_heatmaps(result)
 
 # %% [markdown]
 # ## Dataset order: this build beside the paper's
@@ -90,41 +65,9 @@ fig = plot_similarity_heatmaps(matrices, dataset_display(reference_dataset))
 # paper, the table sets our order beside the paper's figure for that model; for another model
 # (the toy build), beside Figure 4a (OpenCLIP-L), whose datasets are not ours.
 
-# %%
-paper_orders = reference("fig4_order")
-order_rows, agreements = [], {}
-for m, table in similarities.groupby("model", sort=False):
-    ours = dataset_order(table)
-    paper_model = m if m in set(paper_orders["model"]) else "OpenCLIP-L"
-    theirs = paper_orders[paper_orders["model"] == paper_model]
-    figure = theirs["figure"].iloc[0] if m == paper_model else "ours"
-    order_rows += [{"figure": figure, "model": m, "rank": i + 1, "dataset": d} for i, d in enumerate(ours)]
-    agreements[m] = order_agreement(ours, theirs)
-    print(m)
-    display(order_table(ours, theirs))
-_ = results.save(pd.DataFrame(order_rows), "fig4_order")
-
-# %%
-first = next(iter(matrices))
-first_table = similarities[similarities["model"] == first]
-by_layer = first_table.groupby("layer")["similarity"].mean()
-by_dataset = first_table.groupby("dataset")["similarity"].mean().sort_values(ascending=False)
-glue("first_model", first, display=False)
-glue("reference_name", dataset_display(reference_dataset), display=False)
-glue("sim_first_layer", float(by_layer.iloc[0]), display=False)
-glue("sim_last_layer", float(by_layer.iloc[-1]), display=False)
-glue("top_dataset", by_dataset.index[0], display=False)
-glue("top_sim", float(by_dataset.iloc[0]), display=False)
-glue("bottom_dataset", by_dataset.index[-1], display=False)
-glue("bottom_sim", float(by_dataset.iloc[-1]), display=False)
-glue("median_k", float(first_table["k_b"].median()), display=False)
-roles = {dataset_display(d): dataset_spec(d).role for d in datasets}
-by_role = first_table.assign(role=first_table["dataset"].map(roles)).groupby("role")["similarity"].mean()
-glue("role_text", "; ".join(f"{role} datasets {value:.2f}" for role, value in by_role.items()), display=False)
-rho = agreements[first]
-glue("order_rho", "not defined (fewer than three datasets in common with the paper's)" if np.isnan(rho)
-     else f"{rho:.2f}", display=False)
-by_layer.rename("mean similarity over heads and datasets").to_frame().T.round(3)
+# %% tags=["hide-input"]
+page.show(result.tables["order"], caption="Datasets by mean similarity with the reference, most similar first")
+page.show(result.tables["by_layer"], caption=f"{result.findings['first_model']}: mean similarity per layer")
 
 # %% [markdown]
 # ## Heads that stand out, described with SOMP (Fig 4b)
@@ -135,22 +78,8 @@ by_layer.rename("mean similarity over heads and datasets").to_frame().T.round(3)
 # **reference** dataset: the description says what the head encodes in general, the heatmap says
 # on which dataset that changes. Models without a text tower have no descriptions.
 
-# %%
-from residual_lib.pursuit import signals_from_units, somp  # noqa: E402
-from residual_lib.spectral import standout_heads  # noqa: E402
-from residual_lib.text_dictionary import text_dictionary  # noqa: E402
-
-standout = standout_heads(first_table, n=n_standout)
-model = loaded[first]
-if model.has_text:
-    texts = text_dictionary(dictionary)
-    with torch.no_grad():
-        atoms = model.encode_text(texts).float()
-    atoms = (atoms / atoms.norm(dim=1, keepdim=True)).cpu().numpy()
-    signals = signals_from_units(reference_caches[first], standout["unit"].tolist(), device=device)
-    described = somp(signals, atoms, k=somp_k, aggregate=somp_aggregate, device=device).texts(texts)
-    standout["SOMP descriptions"] = [" | ".join(described[u]) for u in standout["unit"]]
-display(standout.round(3))
+# %% tags=["hide-input"]
+page.show(result.tables["standout"], caption="Standout heads of the first model")
 
 # %% [markdown]
 # **Ground truth (toy world).** The toy images have known attributes, so a linear probe on each
@@ -160,27 +89,11 @@ display(standout.round(3))
 # (one that changes many pixels, such as the background) makes agreement cheap, so the specific
 # attributes (the other columns) say more about what a head is for.
 
-# %%
-probe_text = "No attribute probe in this build (the datasets have no known attributes)."
-if attribute_probe and model.has_text:
-    from residual_lib.probe import cache_attributes, probe_accuracy, skill, text_vs_probe  # noqa: E402
-    from residual_lib.toy.world import ATTRIBUTES  # noqa: E402
-
-    ref = reference_caches[first]
-    skills = skill(probe_accuracy(ref, cache_attributes(ref), names=standout["unit"].tolist(), seed=seed))
-    check = text_vs_probe(described, skills, ATTRIBUTES)
-    probe_text = (f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
-                  "by the SOMP descriptions is the one a linear probe decodes best.")
-    display(skills.round(2))
-    display(check.round(2))
-glue("probe_text", probe_text, display=False)
-
-# %%
-paper_4b = reference("fig3_descriptions")
-paper_4b = paper_4b[paper_4b["figure"] == "4b"]
-(paper_4b.assign(head=lambda d: "L" + d["layer"].astype(str) + ".H" + d["head"].astype(str))
- .groupby(["head", "role"], sort=False)["text"].apply(" | ".join).rename(style.paper_label("Fig 4b, OpenCLIP-L"))
- .to_frame())
+# %% tags=["hide-input"]
+if "standout_check" in result.tables:
+    page.show(result.tables["standout_skill"], caption="Probe skill of the standout heads", decimals=2)
+    page.show(result.tables["standout_check"], caption="Attributes SOMP names against the probe's best", decimals=2)
+page.show(result.tables["paper_4b"])
 
 # %% [markdown]
 # ## Cross-model correlation of dataset profiles (Fig 9)
@@ -189,19 +102,8 @@ paper_4b = paper_4b[paper_4b["figure"] == "4b"]
 # profile over datasets; Figure 9 is the Pearson correlation of these profiles between models. It
 # needs at least two models in `models`; otherwise only the paper's panel is drawn.
 
-# %%
-corr = cross_model_correlation(similarities) if len(matrices) > 1 else None
-if corr is not None:
-    _ = results.save(corr.rename_axis(index="model_a", columns="model_b").stack().rename("pearson").reset_index(), "fig9")
-    off = corr.to_numpy()[~np.eye(len(corr), dtype=bool)]
-    glue("corr_text", f"The mean off-diagonal correlation across this build's {len(corr)} models is {off.mean():.2f}.",
-         display=False)
-else:
-    glue("corr_text", "This build has one model, so it has no cross-model correlation of its own.", display=False)
-paper_corr = reference("fig9")
-glue("paper_corr_mean", float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean()),
-     display=False)
-fig = plot_cross_model_correlation(corr, paper_corr)
+# %% tags=["hide-input"]
+fig = fig04.plot_correlation(result)
 
 # %% [markdown]
 # ## What this build shows

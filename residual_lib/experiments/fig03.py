@@ -1,0 +1,163 @@
+"""Figure 3 (and 8): TextSpan against OMP on one principal component of each head (Section 3.2).
+
+For every head of the last `last_layers` layers: `k` descriptions by TextSpan on the head's samples,
+`k` by OMP on its principal component `pc`, and the Z-score of their agreement
+(`residual_lib.agreement`); on the toy world, linear probes say which attribute each head carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from .. import cache, plots_pursuit, style
+from ..agreement import textspan_omp_agreement
+from ..cache import CacheKey
+from ..models import load_model
+from ..paper import reference
+from ..pursuit import signals_from_units, text_atoms
+from ..text_dictionary import text_dictionary
+from ..units import parse_unit
+from .base import Params as BaseParams
+from .base import ParamsError, Result, positive
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    model_name: str = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
+    dataset: str = "toy-mixed"  # the samples each head is decomposed on (the paper: ImageNet)
+    split: str = "train"
+    n: int | None = 2000  # images in the cache; None: the whole split
+    seed: int = 0
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = 64
+    device: str = "auto"
+    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
+    k: int = 5  # descriptions per head and method
+    pc: int = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
+    last_layers: int = 4  # heads of the last this-many layers (the paper: 4 of OpenCLIP-L's 24)
+    project: bool = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
+    probe_attributes: bool = True  # the images have known attributes (toy world): check against linear probes
+    probe_test_fraction: float = 0.3
+
+    def check(self) -> None:
+        positive(self, "n", "batch_size", "k", "pc", "last_layers")
+        if not 0 < self.probe_test_fraction < 1:
+            raise ParamsError(f"parameter probe_test_fraction={self.probe_test_fraction!r} must be in (0, 1)")
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """The one cache of the model on the dataset."""
+    return [CacheKey(p.model_name, p.dataset, p.split, p.n, p.seed, p.cache_dtype)]
+
+
+def figure_number(pc: int) -> str:
+    """The paper's figure for OMP on PC `pc`: 3 (PC1), 8 (PC2), else '3 (PCn)'."""
+    return {1: "3", 2: "8"}.get(pc, f"3 (PC{pc})")
+
+
+def run(p: Params) -> Result:
+    """Agreement of TextSpan and OMP per head, the descriptions of the extreme heads, and the probe check."""
+    key, = caches(p)
+    model = load_model(key.model, device=p.device)
+    if not 1 <= p.last_layers <= model.n_layers:
+        raise ParamsError(f"fig03: parameter last_layers={p.last_layers!r} must be between 1 and "
+                          f"{model.n_layers}, the layers of {key.model}")
+    units = cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
+    texts = text_dictionary(p.dictionary)
+    first_layer = model.n_layers - p.last_layers
+    heads = [u for u in units.heads if parse_unit(u)[1] >= first_layer]
+    signals = signals_from_units(units, heads, device=p.device)
+    table = textspan_omp_agreement(signals, text_atoms(model, texts), k=p.k, pc=p.pc, project=p.project,
+                                   seed=p.seed, device=p.device)
+    omp = f"OMP{p.pc}"
+    table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
+    table[omp] = [[texts[j] for j in row] for row in table.omp]
+    figure = figure_number(p.pc)
+    absz = table.z.abs()
+    by_layer = table.assign(absz=absz).groupby("layer").absz
+    chosen = sorted(set(by_layer.idxmax()) | set(by_layer.idxmin()))
+    paper = reference("fig3_agreement")
+    tables = {
+        "agreement": table,
+        "fig3_agreement": table.assign(figure=figure, pc=p.pc, z=absz)[["figure", "pc", "layer", "head", "z"]],
+        "descriptions": pd.concat([
+            pd.DataFrame({"head": row.unit, "|Z|": abs(row.z), "z_set": row.z_set, "rank": range(1, p.k + 1),
+                          "TextSpan": row.TextSpan, omp: row[omp]}) for _, row in table.loc[chosen].iterrows()],
+            ignore_index=True),
+        "fig3_descriptions": pd.concat([
+            pd.DataFrame({"figure": figure, "layer": row.layer, "head": row["head"], "role": "", "method": method,
+                          "rank": range(1, p.k + 1), "text": row[method]})
+            for _, row in table.loc[chosen].iterrows() for method in ("TextSpan", omp)]),
+        "paper_descriptions": _paper_descriptions(figure),
+    }
+    findings = _findings(table, paper[paper.pc == p.pc].z, p.pc)
+    artifacts = {"paper_agreement": paper}
+    if p.probe_attributes:
+        skills, check, text = _probe(units, heads, table, p)
+        tables |= {"probe_skill": skills, "probe_check": check}
+        artifacts["probe_named"] = check.set_index("unit").text_attribute
+    else:
+        text = ("This dataset's images have no known attributes (parameter `probe_attributes` is off), "
+                "so there is no probe check on this build.")
+    return Result(p, tables=tables, findings=findings | {"probe_text": text}, artifacts=artifacts)
+
+
+def _findings(table: pd.DataFrame, paper_z: pd.Series, pc: int) -> dict:
+    z = table.z.abs()
+    return {
+        "n_heads": len(table), "z_mean": float(z.mean()), "z_max": float(z.max()),
+        "z_max_head": table.unit[z.idxmax()], "z_min_head": table.unit[z.idxmin()], "z_min": float(z.min()),
+        "share_z1": float((z > 1).mean()), "share_zset2": float((table.z_set.abs() > 2).mean()),
+        "paper_z_mean": float(paper_z.mean()), "paper_share_z1": float((paper_z > 1).mean()), "pc": pc,
+    }
+
+
+def _paper_descriptions(figure: str) -> pd.DataFrame:
+    """The paper's descriptions for this figure: one row per head and rank, one column per method."""
+    paper = reference("fig3_descriptions")
+    paper = paper[paper.figure == figure] if figure in set(paper.figure) else paper.iloc[:0]
+    panel = (paper.assign(head=lambda d: "L" + d.layer.astype(str) + ".H" + d["head"].astype(str) + " (" + d.role + ")")
+             .pivot_table(index=["head", "rank"], columns="method", values="text", aggfunc="first"))
+    panel.columns = [style.paper_label(c) for c in panel.columns]
+    return panel.reset_index()
+
+
+def _probe(units, heads: list[str], table: pd.DataFrame, p: Params) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Probe skill per head and attribute, the text-vs-probe check per head, and the sentence the page quotes."""
+    from ..probe import cache_attributes, mentioned_attributes, probe_accuracy, skill, text_vs_probe
+    from ..toy.world import ATTRIBUTES
+
+    skills = skill(probe_accuracy(units, cache_attributes(units), heads, test_fraction=p.probe_test_fraction,
+                                  seed=p.seed))
+    check = text_vs_probe(dict(zip(table.unit, table.TextSpan)), skills, ATTRIBUTES)
+    named = check.dropna(subset=["text_attribute"])
+    mentioned = {a for described in table.TextSpan for t in described for a in mentioned_attributes(t, ATTRIBUTES)}
+    text = (
+        f"The descriptions of {len(named)} of the {len(check)} heads name an attribute of the toy world. For "
+        f"{int(named.agree.sum())} of them the attribute named most (ties counted) is the one the probe decodes "
+        f"best from that head; the best-named attribute's skill averages {named.text_attribute_skill.mean():.2f} "
+        f"against {named.probe_skill.mean():.2f} for the head's best attribute. Averaged over heads, the "
+        f"attributes a head's descriptions name at least once have probe skill {check.named_skill.mean():.2f}, "
+        f"the attributes they never name {check.unnamed_skill.mean():.2f}. Attributes no head's descriptions "
+        f"mention at all: {', '.join(sorted(set(skills.columns) - mentioned)) or 'none'}.")
+    return skills, check, text
+
+
+def plot_agreement(result: Result):
+    """|Z| per layer and head: this build's beside the paper's OpenCLIP-L panel for the same PC."""
+    p = result.params
+    return plots_pursuit.plot_agreement(result.tables["agreement"], result.artifacts["paper_agreement"], p.pc,
+                                        p.model_name)
+
+
+def plot_probe(result: Result):
+    """Probe skill per head and attribute, boxes on the attributes its descriptions name most (None without probes)."""
+    if "probe_skill" not in result.tables:
+        return None
+    p = result.params
+    return plots_pursuit.plot_probe_skill(result.tables["probe_skill"], result.artifacts["probe_named"],
+                                          f"Linear-probe skill per head ({p.model_name}, {p.dataset}); "
+                                          "boxes: attributes its TextSpan descriptions name most")

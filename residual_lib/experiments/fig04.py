@@ -1,0 +1,201 @@
+"""Figure 4 (and 9-15): spectral similarity of each head between a reference dataset and others (Section 3.3).
+
+Per model and dataset, every head's normalised spectral cosine similarity with its reference-dataset
+self (`residual_lib.spectral`); the dataset order beside the paper's; the heads that stand out,
+described by SOMP over the first model's text embeddings (Fig 4b) and, on the toy world, checked with
+linear probes; with several models, the correlation of their dataset profiles (Fig 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import cache, plots_spectral, style
+from ..cache import CacheKey
+from ..datasets import dataset_spec
+from ..models import load_model
+from ..paper import reference
+from ..plots_spectral import dataset_display, model_display, order_agreement, order_table
+from ..pursuit import signals_from_units, somp
+from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
+from ..text_dictionary import text_dictionary
+from .base import Params as BaseParams
+from .base import ParamsError, Result, nonempty, positive
+
+TOY_DATASETS = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
+                "toy-sketch", "toy-textured", "toy-digits", "toy-noise"]
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    models: list[str] = field(default_factory=lambda: ["toy-clip"])  # several -> Fig 9
+    reference_dataset: str = "toy-mixed"  # the paper: ImageNet (train)
+    datasets: list[str] = field(default_factory=lambda: list(TOY_DATASETS))
+    split: str = "train"
+    n: int | None = 1000  # images per cache (all of a split if it is smaller); None: every split whole
+    n_reference: int | None = 2000  # images of the reference dataset
+    seed: int = 0
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = 64
+    device: str = "auto"
+    evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
+    n_standout: int = 3  # heads described with SOMP (Fig 4b)
+    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # for SOMP; "gandelsman-general" is the paper's
+    somp_k: int = 5  # descriptions per head
+    somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
+    attribute_probe: bool = True  # toy world only: check the descriptions against linear probes
+
+    def check(self) -> None:
+        nonempty(self, "models", "datasets")
+        positive(self, "n", "n_reference", "batch_size", "n_standout", "somp_k")
+        if not 0 < self.evr_threshold <= 1:
+            raise ParamsError(f"parameter evr_threshold={self.evr_threshold!r} must be in (0, 1]")
+
+
+def _n_for(dataset: str, split: str, wanted: int | None) -> int | None:
+    """`wanted` images, or None (the whole split) when the split is no larger."""
+    return None if wanted is None or dataset_spec(dataset).splits[split]["size"] <= wanted else wanted
+
+
+def _model_caches(p: Params, model: str) -> tuple[CacheKey, list[CacheKey]]:
+    """The reference cache of one model, and its cache of each dataset."""
+    def key(dataset: str, wanted: int | None) -> CacheKey:
+        return CacheKey(model, dataset, p.split, _n_for(dataset, p.split, wanted), p.seed, p.cache_dtype)
+    return key(p.reference_dataset, p.n_reference), [key(d, p.n) for d in p.datasets]
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """Per model: the reference dataset's cache, then one per dataset (n=None: a split no larger than wanted)."""
+    keys = []
+    for model in p.models:
+        ref, others = _model_caches(p, model)
+        keys += [ref, *others]
+    return keys
+
+
+def _extract(model, key: CacheKey, p: Params):
+    return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
+
+
+def run(p: Params) -> Result:
+    """Similarities per model, dataset and head; dataset orders; standout heads; the cross-model correlation."""
+    tables, first = [], None
+    for name in p.models:
+        model = load_model(name, device=p.device)
+        ref_key, keys = _model_caches(p, name)
+        ref = _extract(model, ref_key, p)
+        others = {dataset_display(k.dataset): _extract(model, k, p) for k in keys}
+        tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device)
+                      .assign(model=model_display(name)))
+        first = first or (model, ref)
+    similarities = pd.concat(tables, ignore_index=True)
+    matrices = {m: similarity_matrix(t) for m, t in similarities.groupby("model", sort=False)}
+    order, fig4_order, agreements = _orders(similarities)
+    first_label = next(iter(matrices))
+    first_table = similarities[similarities["model"] == first_label]
+    by_layer = first_table.groupby("layer")["similarity"].mean()
+    standout, probe_tables, probe_text = _standout(first_table, *first, p)
+    corr = cross_model_correlation(similarities) if len(matrices) > 1 else None
+    paper_corr = reference("fig9")
+    out = {"similarities": similarities, "order": order, "fig4_order": fig4_order,
+           "by_layer": by_layer.rename("mean similarity over heads and datasets").reset_index(),
+           "standout": standout, **probe_tables, "paper_4b": _paper_4b()}
+    if corr is not None:
+        out["fig9"] = corr.rename_axis(index="model_a", columns="model_b").stack().rename("pearson").reset_index()
+    findings = _findings(first_table, by_layer, agreements[first_label], p) | {
+        "probe_text": probe_text, "corr_text": _corr_text(corr),
+        "paper_corr_mean": float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean())}
+    return Result(p, tables=out, findings=findings,
+                  artifacts={"matrices": matrices, "correlation": corr, "paper_correlation": paper_corr})
+
+
+def _orders(similarities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Per model: our dataset order beside the paper's (display and `fig4_order` rows) and their Spearman rho."""
+    paper_orders = reference("fig4_order")
+    shown, rows, agreements = [], [], {}
+    for m, table in similarities.groupby("model", sort=False):
+        ours = dataset_order(table)
+        paper_model = m if m in set(paper_orders["model"]) else "OpenCLIP-L"
+        theirs = paper_orders[paper_orders["model"] == paper_model]
+        figure = theirs["figure"].iloc[0] if m == paper_model else "ours"
+        rows += [{"figure": figure, "model": m, "rank": i + 1, "dataset": d} for i, d in enumerate(ours)]
+        agreements[m] = order_agreement(ours, theirs)
+        shown.append(order_table(ours, theirs).set_axis(["rank", "this build", style.paper_label("order")], axis=1)
+                     .assign(model=m, compared_with=f"Fig {theirs['figure'].iloc[0]}, {paper_model}"))
+    order = pd.concat(shown, ignore_index=True)
+    return order[["model", "compared_with", *order.columns[:3]]], pd.DataFrame(rows), agreements
+
+
+def _findings(first_table: pd.DataFrame, by_layer: pd.Series, rho: float, p: Params) -> dict:
+    by_dataset = first_table.groupby("dataset")["similarity"].mean().sort_values(ascending=False)
+    roles = {dataset_display(d): dataset_spec(d).role for d in p.datasets}
+    by_role = first_table.assign(role=first_table["dataset"].map(roles)).groupby("role")["similarity"].mean()
+    return {
+        "first_model": first_table["model"].iloc[0], "reference_name": dataset_display(p.reference_dataset),
+        "sim_first_layer": float(by_layer.iloc[0]), "sim_last_layer": float(by_layer.iloc[-1]),
+        "top_dataset": by_dataset.index[0], "top_sim": float(by_dataset.iloc[0]),
+        "bottom_dataset": by_dataset.index[-1], "bottom_sim": float(by_dataset.iloc[-1]),
+        "median_k": float(first_table["k_b"].median()),
+        "role_text": "; ".join(f"{role} datasets {value:.2f}" for role, value in by_role.items()),
+        "order_rho": "not defined (fewer than three datasets in common with the paper's)" if np.isnan(rho)
+        else f"{rho:.2f}",
+    }
+
+
+def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.DataFrame, dict, str]:
+    """The standout heads of the first model, their SOMP descriptions on the reference dataset, the probe check."""
+    standout = standout_heads(first_table, n=p.n_standout)
+    no_probe = "No attribute probe in this build (the datasets have no known attributes)."
+    if not model.has_text:
+        return standout, {}, no_probe
+    texts = text_dictionary(p.dictionary)
+    # float32 embeddings, normalised before the float64 pursuit: the page's numbers were made this way
+    with torch.no_grad():
+        atoms = model.encode_text(texts).float()
+    atoms = (atoms / atoms.norm(dim=1, keepdim=True)).cpu().numpy()
+    signals = signals_from_units(ref, standout["unit"].tolist(), device=p.device)
+    described = somp(signals, atoms, k=p.somp_k, aggregate=p.somp_aggregate, device=p.device).texts(texts)
+    standout["SOMP descriptions"] = [" | ".join(described[u]) for u in standout["unit"]]
+    if not p.attribute_probe:
+        return standout, {}, no_probe
+    from ..probe import cache_attributes, probe_accuracy, skill, text_vs_probe
+    from ..toy.world import ATTRIBUTES
+
+    skills = skill(probe_accuracy(ref, cache_attributes(ref), names=standout["unit"].tolist(), seed=p.seed))
+    check = text_vs_probe(described, skills, ATTRIBUTES)
+    text = (f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
+            "by the SOMP descriptions is the one a linear probe decodes best.")
+    return standout, {"standout_skill": skills, "standout_check": check}, text
+
+
+def _corr_text(corr: pd.DataFrame | None) -> str:
+    if corr is None:
+        return "This build has one model, so it has no cross-model correlation of its own."
+    off = corr.to_numpy()[~np.eye(len(corr), dtype=bool)]
+    return f"The mean off-diagonal correlation across this build's {len(corr)} models is {off.mean():.2f}."
+
+
+def _paper_4b() -> pd.DataFrame:
+    """The paper's Fig 4b descriptions of OpenCLIP-L's standout heads, one row per head."""
+    paper = reference("fig3_descriptions")
+    paper = paper[paper["figure"] == "4b"]
+    return (paper.assign(head=lambda d: "L" + d["layer"].astype(str) + ".H" + d["head"].astype(str))
+            .groupby(["head", "role"], sort=False)["text"].apply(" | ".join)
+            .rename(style.paper_label("Fig 4b, OpenCLIP-L")).reset_index())
+
+
+def plot_heatmaps(result: Result):
+    """Per model: each head's similarity with the reference dataset, one row per dataset (Fig 4a, 10-15)."""
+    return plots_spectral.plot_similarity_heatmaps(result.artifacts["matrices"],
+                                                   dataset_display(result.params.reference_dataset))
+
+
+def plot_correlation(result: Result):
+    """Fig 9: the correlation of the models' dataset profiles, this build's (with several models) beside the paper's."""
+    return plots_spectral.plot_cross_model_correlation(result.artifacts["correlation"],
+                                                       result.artifacts["paper_correlation"])
