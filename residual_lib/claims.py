@@ -23,7 +23,8 @@ The tables each page provides (`TABLES`), one row per ...
 - appA2_textspan_equals_somp / "equivalence": head: unit, identical_atoms (bool), max_residual_difference.
 
 `model` may be left out of the fig03 and appA2 tables (one model). `ledger(tables_by_page)` evaluates
-every claim, once per model where the claim is about a model; `verdicts_html` and `verdict_markdown`
+every claim, once per model where the claim is about a model; a page files its tables with `record`
+so that the front page can build the ledger from `recorded()`; `verdicts_html` and `verdict_markdown`
 render verdicts for a page.
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -112,7 +114,7 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
 def _layers_ok(layers: pd.DataFrame | None, criterion: str, need: int = 3) -> Verdict | None:
     if layers is None or layers["layer"].nunique() < need:
         n = 0 if layers is None else layers["layer"].nunique()
-        return _untestable(criterion, f"needs a per-layer table of at least {need} layers; the build has {n}")
+        return _untestable(criterion, f"needs at least {need} layers; this model has {n}")
     return None
 
 
@@ -158,7 +160,8 @@ def evr1_falls(layers: pd.DataFrame | None) -> Verdict:
 
 def twonn_hunchback(layers: pd.DataFrame | None) -> Verdict:
     """The TwoNN dimension rises, peaks inside the network and falls towards the last layers."""
-    criterion = f"TwoNN ID peaks at neither the first nor the last layer, and the last layer is <= {HUNCHBACK_DROP:g} x the peak"
+    criterion = (f"TwoNN ID peaks at neither the first nor the last layer, and the last layer is "
+                 f"<= {HUNCHBACK_DROP:g} x the peak")
     if (bad := _layers_ok(layers, criterion)) is not None:
         return bad
     ordered = layers.sort_values("layer").reset_index(drop=True)
@@ -270,9 +273,8 @@ def random_activates_unspecific_heads(similarity: pd.DataFrame | None,
     on_random = set().union(*(_standouts(similarity[similarity["dataset"] == r], STANDOUT_N) for r in randoms))
     shared = {d: sorted(on_random & _standouts(similarity[similarity["dataset"] == d], STANDOUT_N)) for d in others}
     shared = {d: u for d, u in shared.items() if u}
-    return _decide(bool(shared), {"random dataset": ", ".join(randoms),
-                                  "shared heads": "; ".join(f"{d}: {', '.join(u)}" for d, u in shared.items()) or "none"},
-                   criterion)
+    listed = "; ".join(f"{d}: {', '.join(u)}" for d, u in shared.items()) or "none"
+    return _decide(bool(shared), {"random dataset": ", ".join(randoms), "shared heads": listed}, criterion)
 
 
 def dataset_order_consistent(similarity: pd.DataFrame | None) -> Verdict:
@@ -469,8 +471,8 @@ CLAIMS: tuple[Claim, ...] = (
           "last layers.", "3.1", _F2, twonn_hunchback, ("layers",)),
     Claim("nonlinearity_rises", "Nonlinearity of head manifolds (L/N) increases monotonically with depth.", "3.1",
           _F2, nonlinearity_rises, ("layers",)),
-    Claim("evr1_falls", "The first principal component explains about half of a head's variance early and "
-          "about a tenth late.", "3.1", _F2, evr1_falls, ("layers",)),
+    Claim("evr1_falls", "The variance explained by a head's first principal component (EVR1) falls with depth, "
+          "from about half early to about a tenth late.", "3.1", _F2, evr1_falls, ("layers",)),
     Claim("descriptions_faithful", "A head's text decomposition describes what the head encodes (its "
           "specialisation).", "3.2", _F3, descriptions_name_what_heads_encode, ("probe",)),
     Claim("textspan_omp_agree", "TextSpan on a head and OMP on its first principal component select agreeing "
@@ -612,6 +614,45 @@ def _verdict_row(v: Verdict) -> dict[str, Any]:
 def page_verdicts(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
     """The ledger rows of one page's claims, from that page's tables (what the page shows first)."""
     return ledger({page: tables}).query("page == @page").reset_index(drop=True)
+
+
+# --- Filing a page's tables for the front page -------------------------------------------------------------
+
+def _records_dir(run: str | None) -> Path:
+    from .paths import artifacts_dir
+    from .results import current_run
+
+    return artifacts_dir() / "claims" / (run or current_run())
+
+
+def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: str | None = None) -> list[Path]:
+    """File a page's claim tables under the run (artifacts/claims/<run>/<page>/<table>.csv), replacing older ones.
+
+    The front page, which runs apart from the pages, builds the ledger from `recorded(run)`.
+    """
+    if page not in PAGES:
+        raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
+    folder = _records_dir(run) / page
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    paths = []
+    for name, table in _page_tables(page, tables).items():
+        path = folder / f"{name}.csv"
+        table[[c for c in table.columns if c in TABLES[page][name]]].to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def recorded(run: str | None = None) -> dict[str, dict[str, pd.DataFrame]]:
+    """Every page's tables filed by `record` under the run: the argument `ledger` takes."""
+    root = _records_dir(run)
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for page in PAGES:
+        files = sorted((root / page).glob("*.csv")) if (root / page).is_dir() else []
+        if files:
+            out[page] = {f.stem: pd.read_csv(f, dtype={"model": str, "dataset": str}) for f in files}
+    return out
 
 
 # --- Rendering ----------------------------------------------------------------------------------------------

@@ -201,7 +201,8 @@ def test_every_claim_has_a_criterion_a_known_page_and_tables_its_page_provides()
 # --- the paper's own numbers ------------------------------------------------------------------------------
 
 def paper_tables():
-    fig3 = reference("fig3_agreement").assign(unit=lambda d: "L" + d["layer"].astype(str) + ".H" + d["head"].astype(str))
+    fig3 = reference("fig3_agreement")
+    fig3["unit"] = "L" + fig3["layer"].astype(str) + ".H" + fig3["head"].astype(str)
     return {"fig02_intrinsic_dimension": reference("fig2"), "fig03_textspan_vs_omp": {"agreement": fig3},
             "tab01_coarse_unit_alignment": reference("table1"),
             "fig05_tab02_residual_alignment": {"accuracy": reference("table2"), "params": reference("table2_params")}}
@@ -295,3 +296,20 @@ def test_rendering_shows_badges_criteria_numbers_and_links():
 def test_format_numbers_keeps_small_numbers_and_separates_thousands():
     text = claims.format_numbers({"RD params": 43008, "max residual difference": 3e-9, "rho": 0.51234, "on": "SVHN"})
     assert text == "RD params 43,008, max residual difference 3.0e-09, rho 0.512, on SVHN"
+
+
+def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    build = toy_build()
+    build["appA2_textspan_equals_somp"] = CASES[claims.textspan_equals_somp][FAILS][0]
+    for page, tables in build.items():
+        claims.record(page, tables, run="toy")
+    assert claims.recorded("smoke") == {}
+    back = claims.recorded("toy")
+    assert set(back) == set(build)
+    assert back["appA2_textspan_equals_somp"]["equivalence"]["identical_atoms"].dtype == bool
+    pd.testing.assert_frame_equal(claims.ledger(back).drop(columns="numbers"),
+                                  claims.ledger(build).drop(columns="numbers"))
+    claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="toy CLIP"), run="toy")
+    again = claims.ledger(claims.recorded("toy")).set_index("claim")
+    assert again.loc["nonlinearity_rises", "status"] == FAILS
