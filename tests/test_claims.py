@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from residual_lib import claims
+from residual_lib.claims import checks
 from residual_lib.paper import reference
 
 HOLDS, FAILS, UNTESTABLE = claims.STATUSES
@@ -70,65 +71,65 @@ PARAMS_GOOD = {"Lin": 590_000, "RD": 43_000, "RD*": 14_000, "RDY": 768, "Full fi
 
 # claim function -> {status: args}; every status a function can give, from tables built for it.
 CASES = {
-    claims.early_heads_near_linear: {HOLDS: (layers(RISING),), FAILS: (layers(np.full(8, 3.0)),),
+    checks.early_heads_near_linear: {HOLDS: (layers(RISING),), FAILS: (layers(np.full(8, 3.0)),),
                                      UNTESTABLE: (layers(RISING[:2]),)},
-    claims.linear_id_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, linear=np.arange(8)[::-1] * 4.0),),
+    checks.linear_id_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, linear=np.arange(8)[::-1] * 4.0),),
                              UNTESTABLE: (None,)},
-    claims.nonlinearity_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING[::-1]),),
+    checks.nonlinearity_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING[::-1]),),
                                 UNTESTABLE: (layers(RISING[:2]),)},
-    claims.evr1_falls: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, evr1=np.linspace(0.45, 0.59, 8)),),
+    checks.evr1_falls: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, evr1=np.linspace(0.45, 0.59, 8)),),
                         UNTESTABLE: (None,)},
-    claims.twonn_hunchback: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, twonn=np.arange(8) + 10.0),),
+    checks.twonn_hunchback: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, twonn=np.arange(8) + 10.0),),
                              UNTESTABLE: (layers(RISING[:2]),)},
-    claims.agreement_varies: {HOLDS: (agreement([0.2, 1.5, 4.9]),), FAILS: (agreement([1.2, 1.5, 2.1]),),
+    checks.agreement_varies: {HOLDS: (agreement([0.2, 1.5, 4.9]),), FAILS: (agreement([1.2, 1.5, 2.1]),),
                               UNTESTABLE: (agreement([0.2, 4.9], pc=2),)},
-    claims.textspan_omp_agree: {HOLDS: (agreement([0.5, 1.5, 2.0]),), FAILS: (agreement([0.1, 0.4, 1.2]),),
+    checks.textspan_omp_agree: {HOLDS: (agreement([0.5, 1.5, 2.0]),), FAILS: (agreement([0.1, 0.4, 1.2]),),
                                 UNTESTABLE: (None,)},
-    claims.descriptions_name_what_heads_encode: {
+    checks.descriptions_name_what_heads_encode: {
         HOLDS: (probe([0.8, 0.9], [0.3, 0.4], [True, True]),),
         FAILS: (probe([0.75, 0.75], [0.71, 0.71], [True, False]),), UNTESTABLE: (None,)},
-    claims.heads_specialise: {HOLDS: (similarity({"A": falling(), "B": falling(0.2)}),),
+    checks.heads_specialise: {HOLDS: (similarity({"A": falling(), "B": falling(0.2)}),),
                               FAILS: (similarity({"A": falling(), "B": falling(0.01)}),),
                               UNTESTABLE: (similarity({"A": falling()}),)},
-    claims.similarity_falls_with_depth: {HOLDS: (similarity({"A": falling()}),),
+    checks.similarity_falls_with_depth: {HOLDS: (similarity({"A": falling()}),),
                                          FAILS: (similarity({"A": falling()[::-1]}),),
                                          UNTESTABLE: (similarity({"A": falling()[:2]}),)},
-    claims.random_activates_unspecific_heads: {
+    checks.random_activates_unspecific_heads: {
         # with STANDOUT_N heads per dataset, the dip must rank first: every other head sits at its layer mean
         HOLDS: (similarity({"MNIST": falling(dip=(3, 1)), "Random": falling(dip=(3, 1))}),),
         FAILS: (similarity({"MNIST": falling(dip=(3, 1)),
                             "Random": falling(dip=(2, 0))}),),
         UNTESTABLE: (similarity({"MNIST": falling(), "SVHN": falling()}),)},
-    claims.dataset_order_consistent: {
+    checks.dataset_order_consistent: {
         HOLDS: (pd.concat([similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),
                            similarity({"A": falling(), "B": falling(0.12), "C": falling(0.25)}, model="y")]),),
         FAILS: (pd.concat([similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),
                            similarity({"A": falling(0.3), "B": falling(0.1), "C": falling()}, model="y")]),),
         UNTESTABLE: (similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),)},
-    claims.selected_heads_near_base: {HOLDS: (accuracy(TAB1_GOOD),),
+    checks.selected_heads_near_base: {HOLDS: (accuracy(TAB1_GOOD),),
                                       FAILS: (accuracy({**TAB1_GOOD, "U|T": 0.6}),),
                                       UNTESTABLE: (accuracy({k: v for k, v in TAB1_GOOD.items() if k != "S"}),)},
-    claims.heads_carry_alignment: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "H": 0.5}),),
+    checks.heads_carry_alignment: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "H": 0.5}),),
                                    UNTESTABLE: (accuracy({"B": 0.7}),)},
-    claims.optimized_weights_best: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "O": 0.72}),),
+    checks.optimized_weights_best: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "O": 0.72}),),
                                     UNTESTABLE: (None,)},
-    claims.residual_improves_base: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RD": 0.62}),),
+    checks.residual_improves_base: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RD": 0.62}),),
                                     UNTESTABLE: (accuracy({"RD": 0.9, "Lin": 0.9}),)},
-    claims.residual_near_lin: {HOLDS: (accuracy(TAB2_GOOD),),
+    checks.residual_near_lin: {HOLDS: (accuracy(TAB2_GOOD),),
                                FAILS: (accuracy({**TAB2_GOOD, "RD": [0.91, 0.91, 0.8]}),),
                                UNTESTABLE: (accuracy({"RD": 0.9}),)},
-    claims.lin_near_full: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "Lin": 0.8}),),
+    checks.lin_near_full: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "Lin": 0.8}),),
                            UNTESTABLE: (accuracy({k: v for k, v in TAB2_GOOD.items() if k != "Full finetuning"}),)},
-    claims.residual_near_full_with_few_params: {
+    checks.residual_near_full_with_few_params: {
         HOLDS: (accuracy(TAB2_GOOD), params(PARAMS_GOOD)),
         FAILS: (accuracy(TAB2_GOOD), params({**PARAMS_GOOD, "RD": 5_000_000})),
         UNTESTABLE: (accuracy(TAB2_GOOD), params({k: v for k, v in PARAMS_GOOD.items() if k != "Full finetuning"}))},
-    claims.rdstar_near_rd: {HOLDS: (accuracy(TAB2_GOOD), params(PARAMS_GOOD)),
+    checks.rdstar_near_rd: {HOLDS: (accuracy(TAB2_GOOD), params(PARAMS_GOOD)),
                             FAILS: (accuracy({**TAB2_GOOD, "RD*": 0.85}), params(PARAMS_GOOD)),
                             UNTESTABLE: (accuracy(TAB2_GOOD), None)},
-    claims.rdy_behind_rd: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RDY": 0.9}),),
+    checks.rdy_behind_rd: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RDY": 0.9}),),
                            UNTESTABLE: (accuracy({"RD": 0.9}),)},
-    claims.textspan_equals_somp: {
+    checks.textspan_equals_somp: {
         HOLDS: (pd.DataFrame({"unit": ["L0.H0", "L0.H1"], "identical_atoms": [True, True],
                               "max_residual_difference": [1e-12, 3e-9]}),),
         FAILS: (pd.DataFrame({"unit": ["L0.H0", "L0.H1"], "identical_atoms": [True, False],
@@ -155,7 +156,7 @@ def test_claim_gives_each_verdict_on_tables_built_for_it(check, status):
 
 
 def test_trend_criterion_is_stated_as_a_sentence_with_its_threshold():
-    v = claims.nonlinearity_rises(layers(RISING))
+    v = checks.nonlinearity_rises(layers(RISING))
     assert v.criterion == "Spearman(layer, L/N) > 0.5"
     assert v.numbers["Spearman rho"] == pytest.approx(1.0)
     assert v.numbers["L/N first layer"] == pytest.approx(1.2)
@@ -164,19 +165,19 @@ def test_trend_criterion_is_stated_as_a_sentence_with_its_threshold():
 def test_the_toy_figure_2_directions_are_reported_as_not_holding():
     """The issue's case: L/N falling 2.23 -> 1.34 and EVR1 rising 0.45 -> 0.59 across depth."""
     toy = layers(np.linspace(2.23, 1.34, 8), evr1=np.linspace(0.45, 0.59, 8))
-    assert claims.nonlinearity_rises(toy).status == FAILS
-    assert claims.evr1_falls(toy).status == FAILS
+    assert checks.nonlinearity_rises(toy).status == FAILS
+    assert checks.evr1_falls(toy).status == FAILS
 
 
 def test_rd_near_lin_compares_at_the_papers_printed_precision():
     """0.86 - 0.89 is -0.030000000000000027 in floating point; printed, it is -0.03, within NEAR."""
     acc = accuracy({"RD": [0.86, 0.9, 0.9], "Lin": [0.89, 0.9, 0.9]})
-    assert claims.residual_near_lin(acc).status == HOLDS
+    assert checks.residual_near_lin(acc).status == HOLDS
 
 
 def test_average_rows_of_a_printed_table_are_not_a_dataset():
     acc = pd.concat([accuracy({"RD": 0.9, "Lin": 0.9}), accuracy({"RD": 0.1, "Lin": 0.9}, datasets=("Average",))])
-    assert claims.residual_near_lin(acc).status == HOLDS
+    assert checks.residual_near_lin(acc).status == HOLDS
 
 
 def test_verdict_refuses_an_unknown_status():
@@ -196,6 +197,7 @@ def test_every_claim_has_a_criterion_a_known_page_and_tables_its_page_provides()
         assert set(c.tables) <= set(claims.TABLES[c.page])
         assert claims.criterion(c.id)
     assert len(set(claims.CLAIM_IDS)) == len(claims.CLAIMS)
+    assert set(claims.PAGE_TITLES) == set(claims.PAGES) == set(claims.TABLES)
 
 
 # --- the paper's own numbers ------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ def test_rendering_shows_badges_criteria_numbers_and_links():
     assert claims.BADGE_COLOURS[HOLDS] in page and "Spearman(layer, L/N) &gt; 0.5" in page
     assert "<a href" not in page and "<th style=\"text-align:left\">model</th>" not in page
     front = claims.verdicts_html(ledger, links=True)
-    assert 'href="notebooks/appA2_textspan_equals_somp.html"' in front
+    assert '<a href="notebooks/appA2_textspan_equals_somp.html">Appendix A.2</a>' in front
     assert claims.BADGE_COLOURS[UNTESTABLE] in front and "this build did not run the page" in front
     md = claims.verdict_markdown(ledger[ledger["claim"] == "rdstar_near_rd"])
     assert md.startswith("- **holds** (toy CLIP):") and "RD* / RD params 0.326" in md
@@ -296,12 +298,13 @@ def test_rendering_shows_badges_criteria_numbers_and_links():
 def test_format_numbers_keeps_small_numbers_and_separates_thousands():
     text = claims.format_numbers({"RD params": 43008, "max residual difference": 3e-9, "rho": 0.51234, "on": "SVHN"})
     assert text == "RD params 43,008, max residual difference 3.0e-09, rho 0.512, on SVHN"
+    assert claims.format_numbers({"linear ID": 12.0, "share": 0.5}) == "linear ID 12.0, share 0.500"
 
 
 def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
     build = toy_build()
-    build["appA2_textspan_equals_somp"] = CASES[claims.textspan_equals_somp][FAILS][0]
+    build["appA2_textspan_equals_somp"] = CASES[checks.textspan_equals_somp][FAILS][0]
     for page, tables in build.items():
         claims.record(page, tables, run="toy")
     assert claims.recorded("smoke") == {}

@@ -1,39 +1,15 @@
-"""The paper's claims (Sections 3.1-4.2, Appendix A.2) as data, each tested on this build's tables.
+"""The paper's claims as checks: each a function over tidy tables returning a `Verdict`.
 
-A claim is one sentence of the paper, the page of the book that rebuilds its evidence, and a criterion
-stated here in advance (the constants below, read from the paper's wording, never fitted to a build's
-numbers). Its check is a function over tidy tables that returns a `Verdict`: "holds", "does not hold",
-or "not testable" (the build lacks what the criterion needs: a second model, a Full finetuning run, a
-dataset of random images, ...), with the numbers that decided it.
-
-The tables each page provides (`TABLES`), one row per ...
-
-- fig02_intrinsic_dimension / "layers": layer of a model: model, layer, linear_id, twonn_id, ratio (mean
-  over the layer's heads of linear_id / twonn_id), evr1 (`intrinsic_dim.layer_summary`, its
-  ratio_mean_of_heads renamed ratio; the experiment's table "fig2").
-- fig03_textspan_vs_omp / "agreement": head and principal component: unit, pc, z (the agreement Z of
-  TextSpan against OMP on that PC; |z| is used); optional "probe": head (`probe.text_vs_probe`): unit,
-  agree, named_skill, unnamed_skill.
-- fig04_spectral_dataset_similarity / "similarity": head of a model on a dataset: model, dataset, unit,
-  layer, similarity (spectral similarity with the reference dataset; `spectral.dataset_similarities`
-  with a model column). Dataset orders are the datasets sorted by mean similarity.
-- tab01_coarse_unit_alignment / "accuracy": model, dataset, method (B, H, O, R, S, U, U|T), accuracy.
-- fig05_tab02_residual_alignment / "accuracy": model, dataset, method (Base, Lin, RD, RD*, RDY,
-  Full finetuning), accuracy; "params": model, method, params (trained parameters).
-- appA2_textspan_equals_somp / "equivalence": head: unit, identical_atoms (bool), max_residual_difference.
-
-`model` may be left out of the fig03 and appA2 tables (one model). `ledger(tables_by_page)` evaluates
-every claim, once per model where the claim is about a model; a page files its tables with `record`
-so that the front page can build the ledger from `recorded()`; `verdicts_html` and `verdict_markdown`
-render verdicts for a page.
+Every criterion is a constant below, read from the paper's wording before any build ran and never fitted
+to a build's numbers. A check returns "not testable" when its tables lack what the criterion needs (a
+second model, a Full finetuning run, a dataset of random images, ...). The columns each table needs are
+listed in `residual_lib.claims.ledger.TABLES`.
 """
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,19 +41,6 @@ RDSTAR_PARAMS = 0.5  # RD* is the cheaper configuration: at most half of RD's pa
 RDY_GAP = 0.05  # RDY "behind RD on some tasks": at least one dataset this much below RD
 SOMP_TOLERANCE = 1e-5  # largest |R_TextSpan - R_SOMP| entry that counts as equal (float64 runs)
 
-PAGES = ("fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity",
-         "tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment", "appA2_textspan_equals_somp")
-TABLES: dict[str, dict[str, list[str]]] = {
-    "fig02_intrinsic_dimension": {"layers": ["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]},
-    "fig03_textspan_vs_omp": {"agreement": ["unit", "pc", "z"],
-                              "probe": ["unit", "agree", "named_skill", "unnamed_skill"]},
-    "fig04_spectral_dataset_similarity": {"similarity": ["model", "dataset", "unit", "layer", "similarity"]},
-    "tab01_coarse_unit_alignment": {"accuracy": ["model", "dataset", "method", "accuracy"]},
-    "fig05_tab02_residual_alignment": {"accuracy": ["model", "dataset", "method", "accuracy"],
-                                       "params": ["model", "method", "params"]},
-    "appA2_textspan_equals_somp": {"equivalence": ["unit", "identical_atoms", "max_residual_difference"]},
-}
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -93,7 +56,8 @@ class Verdict:
             raise ValueError(f"verdict status {self.status!r}; valid: {', '.join(STATUSES)}")
 
 
-def _untestable(criterion: str, reason: str) -> Verdict:
+def untestable(criterion: str, reason: str) -> Verdict:
+    """A "not testable" verdict saying what the tables lack."""
     return Verdict("not testable", {}, criterion, reason)
 
 
@@ -114,7 +78,7 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
 def _layers_ok(layers: pd.DataFrame | None, criterion: str, need: int = 3) -> Verdict | None:
     if layers is None or layers["layer"].nunique() < need:
         n = 0 if layers is None else layers["layer"].nunique()
-        return _untestable(criterion, f"needs at least {need} layers; this model has {n}")
+        return untestable(criterion, f"needs at least {need} layers; this model has {n}")
     return None
 
 
@@ -187,7 +151,7 @@ def agreement_varies(agreement: pd.DataFrame | None) -> Verdict:
     criterion = f"max |Z| over heads (PC1) >= {Z_STRONG:g} and min |Z| < {Z_WEAK:g}"
     z = _pc1(agreement)
     if z is None:
-        return _untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
+        return untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
     return _decide(z.max() >= Z_STRONG and z.min() < Z_WEAK,
                    {"max |Z|": float(z.max()), "min |Z|": float(z.min()), "heads": len(z)}, criterion)
 
@@ -197,7 +161,7 @@ def textspan_omp_agree(agreement: pd.DataFrame | None) -> Verdict:
     criterion = f"mean |Z| over heads (PC1) >= {Z_MEAN:g}"
     z = _pc1(agreement)
     if z is None:
-        return _untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
+        return untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
     return _decide(z.mean() >= Z_MEAN, {"mean |Z|": float(z.mean()), "share |Z| > 1": float((z > 1).mean()),
                                         "heads": len(z)}, criterion)
 
@@ -207,7 +171,7 @@ def descriptions_name_what_heads_encode(probe: pd.DataFrame | None) -> Verdict:
     criterion = (f"attributes the descriptions name decode better than those they never name by >= {SKILL_MARGIN:g} "
                  f"probe skill, and the most-named attribute is the probe's best for >= {AGREE_SHARE:.0%} of heads")
     if probe is None or probe.empty:
-        return _untestable(criterion, "needs images with known attributes (the toy world) for a probe")
+        return untestable(criterion, "needs images with known attributes (the toy world) for a probe")
     margin = float((probe["named_skill"] - probe["unnamed_skill"]).mean())
     share = float(probe["agree"].astype(bool).mean())
     return _decide(margin >= SKILL_MARGIN and share >= AGREE_SHARE,
@@ -236,7 +200,7 @@ def heads_specialise(similarity: pd.DataFrame | None) -> Verdict:
     """Heads' similarity with the reference dataset depends on the dataset (specialisation generalises unevenly)."""
     criterion = f"mean similarity of the most and the least similar dataset differ by >= {DATASET_SPREAD:g}"
     if similarity is None or similarity["dataset"].nunique() < 2:
-        return _untestable(criterion, "needs at least two datasets compared with the reference")
+        return untestable(criterion, "needs at least two datasets compared with the reference")
     means = _dataset_means(similarity)
     return _decide(means.iloc[0] - means.iloc[-1] >= DATASET_SPREAD,
                    {"most similar": means.index[0], "top mean": float(means.iloc[0]),
@@ -247,7 +211,7 @@ def similarity_falls_with_depth(similarity: pd.DataFrame | None) -> Verdict:
     """Head similarity across datasets decreases with depth; first-layer heads are nearly identical."""
     criterion = f"Spearman(layer, mean similarity over heads and datasets) < {-TREND:g}"
     if similarity is None or similarity["layer"].nunique() < 3:
-        return _untestable(criterion, "needs similarities for at least 3 layers")
+        return untestable(criterion, "needs similarities for at least 3 layers")
     by_layer = similarity.groupby("layer")["similarity"].mean()
     rho = _spearman(pd.Series(by_layer.index), by_layer.reset_index(drop=True))
     return _decide(rho < -TREND, {"Spearman rho": rho, "first layer": float(by_layer.iloc[0]),
@@ -265,11 +229,11 @@ def random_activates_unspecific_heads(similarity: pd.DataFrame | None,
     criterion = (f"a head standing out on random images (one of the {STANDOUT_N} furthest below its layer's mean, "
                  f"by >= {STANDOUT_GAP:g}) also stands out on some other dataset")
     if similarity is None:
-        return _untestable(criterion, "no similarity table")
+        return untestable(criterion, "no similarity table")
     randoms = _random_names(similarity, random_datasets)
     others = [d for d in similarity["dataset"].unique() if d not in randoms]
     if not randoms or not others:
-        return _untestable(criterion, f"needs a dataset of random images ({', '.join(random_datasets)}) and another")
+        return untestable(criterion, f"needs a dataset of random images ({', '.join(random_datasets)}) and another")
     on_random = set().union(*(_standouts(similarity[similarity["dataset"] == r], STANDOUT_N) for r in randoms))
     shared = {d: sorted(on_random & _standouts(similarity[similarity["dataset"] == d], STANDOUT_N)) for d in others}
     shared = {d: u for d, u in shared.items() if u}
@@ -282,10 +246,10 @@ def dataset_order_consistent(similarity: pd.DataFrame | None) -> Verdict:
     criterion = f"mean Pearson r between models' per-dataset mean similarities >= {CROSS_MODEL_R:g}"
     if similarity is None or similarity["model"].nunique() < 2:
         n = 0 if similarity is None else similarity["model"].nunique()
-        return _untestable(criterion, f"needs at least two models; the build has {n}")
+        return untestable(criterion, f"needs at least two models; the build has {n}")
     profile = similarity.groupby(["dataset", "model"])["similarity"].mean().unstack("model").dropna()
     if len(profile) < 3:
-        return _untestable(criterion, "needs at least three datasets shared by the models")
+        return untestable(criterion, "needs at least three datasets shared by the models")
     corr = profile.corr(method="pearson").to_numpy()
     mean_r = float(corr[~np.eye(len(corr), dtype=bool)].mean())
     return _decide(mean_r >= CROSS_MODEL_R, {"mean Pearson r": mean_r, "models": profile.shape[1],
@@ -321,7 +285,7 @@ def selected_heads_near_base(accuracy: pd.DataFrame | None) -> Verdict:
     methods = ["U|T", "S", "B", "R"]
     mean = _method_means(accuracy, methods)
     if mean is None:
-        return _untestable(criterion, _missing(methods))
+        return untestable(criterion, _missing(methods))
     ok = all(mean[m] >= mean["B"] - NEAR and mean[m] >= mean["R"] + ABOVE_RANDOM for m in ("U|T", "S"))
     return _decide(ok, {m: float(mean[m]) for m in methods}, criterion)
 
@@ -330,10 +294,10 @@ def heads_carry_alignment(accuracy: pd.DataFrame | None) -> Verdict:
     """All heads alone (H) come near the whole model (B): about 90% of the alignment comes from heads."""
     criterion = f"mean over datasets of H / B >= {HEADS_SHARE:g}"
     if accuracy is None:
-        return _untestable(criterion, _missing(["H", "B"]))
+        return untestable(criterion, _missing(["H", "B"]))
     wide = _wide(accuracy)
     if not {"H", "B"} <= set(wide.columns) or wide[["H", "B"]].dropna().empty:
-        return _untestable(criterion, _missing(["H", "B"]))
+        return untestable(criterion, _missing(["H", "B"]))
     wide = wide[["H", "B"]].dropna()
     share = float((wide["H"] / wide["B"]).mean())
     return _decide(share >= HEADS_SHARE, {"H / B": share, "H": float(wide["H"].mean()), "B": float(wide["B"].mean())},
@@ -346,7 +310,7 @@ def optimized_weights_best(accuracy: pd.DataFrame | None) -> Verdict:
     methods = ["O", "B", "U", "U|T", "S", "R", "H"]
     mean = _method_means(accuracy, methods)
     if mean is None:
-        return _untestable(criterion, _missing(methods))
+        return untestable(criterion, _missing(methods))
     return _decide(bool((mean.drop("O") < mean["O"]).all()), {m: float(mean[m]) for m in methods}, criterion)
 
 
@@ -354,10 +318,10 @@ def residual_near_lin(accuracy: pd.DataFrame | None) -> Verdict:
     """ResiDual (RD) is comparable to, if not better than, the linear aligner (Lin) on every dataset."""
     criterion = f"RD >= Lin - {NEAR:g} on every dataset (differences rounded to 2 decimals, as the paper prints)"
     if accuracy is None:
-        return _untestable(criterion, _missing(["RD", "Lin"]))
+        return untestable(criterion, _missing(["RD", "Lin"]))
     wide = _wide(accuracy)
     if not {"RD", "Lin"} <= set(wide.columns) or wide[["RD", "Lin"]].dropna().empty:
-        return _untestable(criterion, _missing(["RD", "Lin"]))
+        return untestable(criterion, _missing(["RD", "Lin"]))
     diff = (wide["RD"] - wide["Lin"]).dropna()
     worst = diff.idxmin()
     return _decide(bool((diff.round(2) >= -NEAR).all()),
@@ -377,7 +341,7 @@ def residual_improves_base(accuracy: pd.DataFrame | None) -> Verdict:
     criterion = f"mean accuracy of RD >= Base + {IMPROVES:g}"
     mean = _method_means(accuracy, ["RD", "Base"])
     if mean is None:
-        return _untestable(criterion, _missing(["RD", "Base"]))
+        return untestable(criterion, _missing(["RD", "Base"]))
     return _decide(mean["RD"] >= mean["Base"] + IMPROVES, {"RD": float(mean["RD"]), "Base": float(mean["Base"])},
                    criterion)
 
@@ -388,7 +352,7 @@ def lin_near_full(accuracy: pd.DataFrame | None) -> Verdict:
     methods = ["Lin", "Full finetuning"]
     mean = _method_means(accuracy, methods)
     if mean is None:
-        return _untestable(criterion, _missing(methods))
+        return untestable(criterion, _missing(methods))
     return _decide(mean["Lin"] >= mean["Full finetuning"] - NEAR, {m: float(mean[m]) for m in methods}, criterion)
 
 
@@ -400,7 +364,7 @@ def residual_near_full_with_few_params(accuracy: pd.DataFrame | None, params: pd
     mean = _method_means(accuracy, methods)
     n_rd, n_full = _params(params, "RD"), _params(params, "Full finetuning")
     if mean is None or n_rd is None or n_full is None:
-        return _untestable(criterion, _missing(methods) + " and both parameter counts")
+        return untestable(criterion, _missing(methods) + " and both parameter counts")
     return _decide(mean["RD"] >= mean["Full finetuning"] - NEAR and n_rd <= FEWER_PARAMS * n_full,
                    {"RD": float(mean["RD"]), "Full finetuning": float(mean["Full finetuning"]),
                     "RD params": int(n_rd), "Full finetuning params": int(n_full)}, criterion)
@@ -412,7 +376,7 @@ def rdstar_near_rd(accuracy: pd.DataFrame | None, params: pd.DataFrame | None) -
     mean = _method_means(accuracy, ["RD*", "RD"])
     n_star, n_rd = _params(params, "RD*"), _params(params, "RD")
     if mean is None or n_star is None or n_rd is None:
-        return _untestable(criterion, _missing(["RD*", "RD"]) + " and both parameter counts")
+        return untestable(criterion, _missing(["RD*", "RD"]) + " and both parameter counts")
     return _decide(mean["RD*"] >= mean["RD"] - NEAR and n_star <= RDSTAR_PARAMS * n_rd,
                    {"RD*": float(mean["RD*"]), "RD": float(mean["RD"]), "RD* / RD params": n_star / n_rd}, criterion)
 
@@ -421,10 +385,10 @@ def rdy_behind_rd(accuracy: pd.DataFrame | None) -> Verdict:
     """ResiDual on the output alone (RDY) falls behind RD on some tasks: output components are not aligned."""
     criterion = f"RD - RDY >= {RDY_GAP:g} on at least one dataset"
     if accuracy is None:
-        return _untestable(criterion, _missing(["RD", "RDY"]))
+        return untestable(criterion, _missing(["RD", "RDY"]))
     wide = _wide(accuracy)
     if not {"RD", "RDY"} <= set(wide.columns) or wide[["RD", "RDY"]].dropna().empty:
-        return _untestable(criterion, _missing(["RD", "RDY"]))
+        return untestable(criterion, _missing(["RD", "RDY"]))
     gap = (wide["RD"] - wide["RDY"]).dropna()
     return _decide(gap.max() >= RDY_GAP, {"largest gap": float(gap.max()), "on": gap.idxmax(),
                                           "mean gap": float(gap.mean())}, criterion)
@@ -436,295 +400,9 @@ def textspan_equals_somp(equivalence: pd.DataFrame | None) -> Verdict:
     """TextSpan and SOMP (row-variance criterion) pick the same atoms and leave the same residual."""
     criterion = f"same atoms in the same order on every head, and every |R_TextSpan - R_SOMP| <= {SOMP_TOLERANCE:g}"
     if equivalence is None or equivalence.empty:
-        return _untestable(criterion, "no TextSpan-vs-SOMP comparison")
+        return untestable(criterion, "no TextSpan-vs-SOMP comparison")
     same = equivalence["identical_atoms"].astype(bool)
     worst = float(equivalence["max_residual_difference"].max())
     return _decide(bool(same.all()) and worst <= SOMP_TOLERANCE,
                    {"heads": len(equivalence), "heads with identical atoms": int(same.sum()),
                     "max residual difference": worst}, criterion)
-
-
-# --- The claims, once -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim of the paper: what it says, where, which page tests it, and the check that does."""
-
-    id: str
-    statement: str
-    section: str
-    page: str
-    check: Callable[..., Verdict]
-    tables: tuple[str, ...]  # the page's tables the check reads, in its argument order
-    per_model: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-_F2, _F3, _F4 = "fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity"
-_T1, _T2, _A2 = "tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment", "appA2_textspan_equals_somp"
-CLAIMS: tuple[Claim, ...] = (
-    Claim("early_near_linear", "Heads in early layers are low-dimensional and close to linear: PCA and TwoNN "
-          "estimates are similar.", "3.1", _F2, early_heads_near_linear, ("layers",)),
-    Claim("linear_id_rises", "The linear (PCA) intrinsic dimension of heads grows steadily with depth.", "3.1", _F2,
-          linear_id_rises, ("layers",)),
-    Claim("twonn_hunchback", "The nonlinear (TwoNN) dimension rises in the first half and decreases towards the "
-          "last layers.", "3.1", _F2, twonn_hunchback, ("layers",)),
-    Claim("nonlinearity_rises", "Nonlinearity of head manifolds (L/N) increases monotonically with depth.", "3.1",
-          _F2, nonlinearity_rises, ("layers",)),
-    Claim("evr1_falls", "The variance explained by a head's first principal component (EVR1) falls with depth, "
-          "from about half early to about a tenth late.", "3.1", _F2, evr1_falls, ("layers",)),
-    Claim("descriptions_faithful", "A head's text decomposition describes what the head encodes (its "
-          "specialisation).", "3.2", _F3, descriptions_name_what_heads_encode, ("probe",)),
-    Claim("textspan_omp_agree", "TextSpan on a head and OMP on its first principal component select agreeing "
-          "descriptions.", "3.2", _F3, textspan_omp_agree, ("agreement",)),
-    Claim("pc1_sometimes_enough", "For some heads the first principal component carries nearly all of the "
-          "head's semantics; for others they spread over several components.", "3.2", _F3, agreement_varies,
-          ("agreement",)),
-    Claim("heads_specialise", "How similar a head is between the reference and another dataset depends on the "
-          "dataset: specialisation shows in the spectral similarity.", "3.3", _F4, heads_specialise,
-          ("similarity",)),
-    Claim("similarity_falls_with_depth", "Head similarity across datasets decreases with depth; early heads are "
-          "almost identical across data distributions.", "3.3", _F4, similarity_falls_with_depth, ("similarity",)),
-    Claim("random_unspecific", "Random images activate some of the heads that stand out on real datasets, "
-          "signalling those heads are not specific.", "3.3", _F4, random_activates_unspecific_heads,
-          ("similarity",)),
-    Claim("order_consistent", "The ordering of datasets by similarity is consistent across encoders (mean "
-          "correlation 0.97).", "3.3", _F4, dataset_order_consistent, ("similarity",), per_model=False),
-    Claim("selected_near_base", "The top 5% of heads chosen by U|T or S come close to the full model (B) and "
-          "far above random heads (R).", "4.1", _T1, selected_heads_near_base, ("accuracy",)),
-    Claim("heads_near_base", "All heads alone (H) give about 90% of the model's alignment (B).", "4.1", _T1,
-          heads_carry_alignment, ("accuracy",)),
-    Claim("optimized_best", "Optimised head weights (O) score best, above the original model (B).", "4.1", _T1,
-          optimized_weights_best, ("accuracy",)),
-    Claim("rd_improves_base", "ResiDual improves the model's zero-shot alignment over the base model.", "4.2", _T2,
-          residual_improves_base, ("accuracy",)),
-    Claim("rd_near_lin", "ResiDual attains results comparable to (if not better than) the linear aligner on all "
-          "datasets.", "4.2", _T2, residual_near_lin, ("accuracy",)),
-    Claim("lin_near_full", "A linear transformation of the output approximates full finetuning.", "4.2", _T2,
-          lin_near_full, ("accuracy",)),
-    Claim("rd_near_full", "ResiDual closely approximates full finetuning with far fewer parameters.", "4.2", _T2,
-          residual_near_full_with_few_params, ("accuracy", "params")),
-    Claim("rdstar_near_rd", "RD* (heads only, PCs to 90% variance) is comparable to RD with about 30% of its "
-          "parameters.", "4.2", _T2, rdstar_near_rd, ("accuracy", "params")),
-    Claim("rdy_behind_rd", "ResiDual on the output alone (RDY) falls behind RD on some tasks (largest gap on "
-          "SVHN).", "4.2", _T2, rdy_behind_rd, ("accuracy",)),
-    Claim("textspan_equals_somp", "TextSpan is Simultaneous Orthogonal Matching Pursuit with the row-variance "
-          "criterion: same atoms, same residual.", "A.2", _A2, textspan_equals_somp, ("equivalence",)),
-)
-CLAIM_IDS = tuple(c.id for c in CLAIMS)
-
-
-def claim(claim_id: str) -> Claim:
-    """The claim with this id."""
-    for c in CLAIMS:
-        if c.id == claim_id:
-            return c
-    raise KeyError(f"unknown claim {claim_id!r}; valid: {', '.join(CLAIM_IDS)}")
-
-
-def criterion(claim_id: str) -> str:
-    """A claim's criterion as a sentence (the same text its verdicts carry)."""
-    c = claim(claim_id)
-    return c.check(*[None] * len(c.tables)).criterion
-
-
-def page_link(page: str, prefix: str = "notebooks/") -> str:
-    """The html name of a page, relative to the book's root (prefix "" from another notebook page)."""
-    if page not in PAGES:
-        raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
-    return f"{prefix}{page}.html"
-
-
-# --- Evaluating claims on a build's tables ----------------------------------------------------------------
-
-def _page_tables(page: str, given: Mapping[str, pd.DataFrame] | pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-    if given is None:
-        return {}
-    spec = TABLES[page]
-    if isinstance(given, pd.DataFrame):
-        if len(spec) != 1:
-            raise ValueError(f"page {page} has tables {', '.join(spec)}; pass them as a mapping")
-        given = {next(iter(spec)): given}
-    unknown = sorted(set(given) - set(spec))
-    if unknown:
-        raise KeyError(f"page {page}: unknown table(s) {', '.join(unknown)}; valid: {', '.join(spec)}")
-    out = {}
-    for name, table in given.items():
-        if table is None:
-            continue
-        needed = [c for c in spec[name] if c != "model" or page not in (_F3, _A2)]
-        missing = [c for c in needed if c not in table.columns]
-        if missing:
-            raise ValueError(f"page {page}, table {name!r} lacks columns {missing}; it needs {spec[name]}")
-        out[name] = table
-    return out
-
-
-def _models(tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    seen: dict[str, None] = {}
-    for t in tables.values():
-        if "model" in t.columns:
-            seen.update(dict.fromkeys(t["model"].astype(str)))
-    return list(seen)
-
-
-def evaluate(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None = None) -> Verdict:
-    """One claim on a page's tables, restricted to `model`'s rows when given."""
-    args = []
-    for name in c.tables:
-        t = tables.get(name)
-        if t is not None and model is not None and "model" in t.columns:
-            t = t[t["model"].astype(str) == model]
-        args.append(t if t is not None and len(t) else None)
-    return c.check(*args, **c.options)
-
-
-LEDGER_COLUMNS = ["claim", "section", "page", "link", "model", "status", "statement", "criterion", "numbers", "reason"]
-
-
-def ledger(tables_by_page: Mapping[str, Mapping[str, pd.DataFrame] | pd.DataFrame | None]) -> pd.DataFrame:
-    """Every claim evaluated on what the build has: one row per claim and model (per claim if not per model).
-
-    tables_by_page: {page: {table name: DataFrame}} (or the DataFrame itself for single-table pages);
-    see `TABLES`. A page left out gives "not testable" rows saying it was not built.
-    Columns: LEDGER_COLUMNS; `numbers` holds the deciding numbers as a dict, `link` the page's html name.
-    """
-    unknown = sorted(set(tables_by_page) - set(PAGES))
-    if unknown:
-        raise KeyError(f"unknown page(s) {', '.join(unknown)}; valid: {', '.join(PAGES)}")
-    rows = []
-    for c in CLAIMS:
-        base = {"claim": c.id, "section": c.section, "page": c.page, "link": page_link(c.page),
-                "statement": c.statement}
-        if c.page not in tables_by_page:
-            v = _untestable(criterion(c.id), "this build did not run the page")
-            rows.append({**base, "model": "", **_verdict_row(v)})
-            continue
-        tables = _page_tables(c.page, tables_by_page[c.page])
-        models = _models(tables) if c.per_model else []
-        for model in models or [None]:
-            rows.append({**base, "model": model or "", **_verdict_row(evaluate(c, tables, model))})
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
-
-
-def _verdict_row(v: Verdict) -> dict[str, Any]:
-    return {"status": v.status, "criterion": v.criterion, "numbers": v.numbers, "reason": v.reason}
-
-
-def page_verdicts(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
-    """The ledger rows of one page's claims, from that page's tables (what the page shows first)."""
-    return ledger({page: tables}).query("page == @page").reset_index(drop=True)
-
-
-# --- Filing a page's tables for the front page -------------------------------------------------------------
-
-def _records_dir(run: str | None) -> Path:
-    from .paths import artifacts_dir
-    from .results import current_run
-
-    return artifacts_dir() / "claims" / (run or current_run())
-
-
-def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: str | None = None) -> list[Path]:
-    """File a page's claim tables under the run (artifacts/claims/<run>/<page>/<table>.csv), replacing older ones.
-
-    The front page, which runs apart from the pages, builds the ledger from `recorded(run)`.
-    """
-    if page not in PAGES:
-        raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
-    folder = _records_dir(run) / page
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.csv"):
-        old.unlink()
-    paths = []
-    for name, table in _page_tables(page, tables).items():
-        path = folder / f"{name}.csv"
-        table[[c for c in table.columns if c in TABLES[page][name]]].to_csv(path, index=False)
-        paths.append(path)
-    return paths
-
-
-def recorded(run: str | None = None) -> dict[str, dict[str, pd.DataFrame]]:
-    """Every page's tables filed by `record` under the run: the argument `ledger` takes."""
-    root = _records_dir(run)
-    out: dict[str, dict[str, pd.DataFrame]] = {}
-    for page in PAGES:
-        files = sorted((root / page).glob("*.csv")) if (root / page).is_dir() else []
-        if files:
-            out[page] = {f.stem: pd.read_csv(f, dtype={"model": str, "dataset": str}) for f in files}
-    return out
-
-
-# --- Rendering ----------------------------------------------------------------------------------------------
-
-BADGE_COLOURS = {"holds": "#2e7d32", "does not hold": "#c62828", "not testable": "#757575"}
-
-
-def format_numbers(numbers: Mapping[str, Any]) -> str:
-    """The deciding numbers as text: 'RD 0.983, Lin 0.981, ...' (3 decimals, integers with separators)."""
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool) or isinstance(v, str):
-            return str(v)
-        if isinstance(v, (int, np.integer)):
-            return f"{v:,}"
-        if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
-            return f"{v:.1e}"
-        return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
-    return ", ".join(f"{k.strip()} {fmt(v)}" for k, v in numbers.items())
-
-
-def _evidence(row: pd.Series) -> str:
-    return row["reason"] if row["status"] == "not testable" else format_numbers(row["numbers"])
-
-
-def badge(status: str) -> str:
-    """A coloured html badge for a verdict status."""
-    if status not in BADGE_COLOURS:
-        raise ValueError(f"verdict status {status!r}; valid: {', '.join(STATUSES)}")
-    return (f'<span style="background:{BADGE_COLOURS[status]};color:white;border-radius:3px;padding:1px 6px;'
-            f'white-space:nowrap">{status}</span>')
-
-
-def verdicts_html(verdicts: pd.DataFrame, links: bool = False, link_prefix: str = "") -> str:
-    """An html table of ledger rows: badge, claim, model, criterion and the numbers (or why not testable).
-
-    links: add a column linking each claim to its page (the front page); link_prefix is prepended to
-    each row's `link` (e.g. "../" from a page inside a folder).
-    """
-    multi_model = verdicts["model"].nunique() > 1
-    head = ["verdict", "section", "claim"] + (["model"] if multi_model else []) + ["criterion", "this build"] \
-        + (["page"] if links else [])
-    body = []
-    for _, r in verdicts.iterrows():
-        cells = [badge(r["status"]), html.escape(r["section"]), html.escape(r["statement"])]
-        if multi_model:
-            cells.append(html.escape(r["model"]))
-        cells += [html.escape(r["criterion"]), html.escape(_evidence(r))]
-        if links:
-            cells.append(f'<a href="{html.escape(link_prefix + r["link"])}">{html.escape(r["page"])}</a>')
-        body.append("<tr>" + "".join(f'<td style="text-align:left">{c}</td>' for c in cells) + "</tr>")
-    header = "".join(f'<th style="text-align:left">{h}</th>' for h in head)
-    return f'<table class="claim-ledger"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def verdict_markdown(verdicts: pd.DataFrame) -> str:
-    """Ledger rows as markdown bullets: '**holds** (model) - claim - criterion: numbers'."""
-    lines = []
-    for _, r in verdicts.iterrows():
-        who = f" ({r['model']})" if r["model"] else ""
-        lines.append(f"- **{r['status']}**{who}: {r['statement']} Criterion: {r['criterion']}. "
-                     f"This build: {_evidence(r)}.")
-    return "\n".join(lines)
-
-
-def show_verdicts(verdicts: pd.DataFrame, links: bool = False, link_prefix: str = "") -> None:
-    """Display `verdicts_html` in a notebook."""
-    from IPython.display import HTML, display
-
-    display(HTML(verdicts_html(verdicts, links=links, link_prefix=link_prefix)))
-
-
-def counts(verdicts: pd.DataFrame) -> dict[str, int]:
-    """How many verdicts of each status (every status present, zero if none)."""
-    found = verdicts["status"].value_counts()
-    return {s: int(found.get(s, 0)) for s in STATUSES}
