@@ -186,11 +186,6 @@ def _dataset_means(similarity: pd.DataFrame) -> pd.Series:
     return similarity.groupby("dataset")["similarity"].mean().sort_values(ascending=False)
 
 
-def dataset_orders(similarity: pd.DataFrame) -> dict[str, list[str]]:
-    """Per model, its datasets from most to least similar to the reference (the heatmap's rows)."""
-    return {m: _dataset_means(t).index.tolist() for m, t in similarity.groupby("model", sort=False)}
-
-
 def _random_names(similarity: pd.DataFrame, random_datasets: tuple[str, ...]) -> list[str]:
     wanted = {r.lower() for r in random_datasets}
     return [d for d in similarity["dataset"].unique() if str(d).lower() in wanted]

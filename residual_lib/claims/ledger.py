@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -46,7 +46,6 @@ class Claim:
     check: Callable[..., Verdict]
     tables: tuple[str, ...]  # the page's tables the check reads, in its argument order
     per_model: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 _F2, _F3, _F4 = "fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity"
@@ -165,7 +164,7 @@ def evaluate(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None = N
         if t is not None and model is not None and "model" in t.columns:
             t = t[t["model"].astype(str) == model]
         args.append(t if t is not None and len(t) else None)
-    return c.check(*args, **c.options)
+    return c.check(*args)
 
 
 LEDGER_COLUMNS = ["claim", "section", "page", "link", "model", "status", "statement", "criterion", "numbers", "reason"]
