@@ -225,7 +225,7 @@ class RunSummary:
                 f"paper's within {TOLERANCES['table2_params']['params'].relative:.0%}.")
         if not self.paper_models:
             saved = "It saved no values of its own." if not self.produced else (
-                f"Of the {self.produced} values it saved (numbers, descriptions, dataset orders), "
+                f"Of the {self.produced} values it saved, "
                 + (f"{self.compared} have a counterpart among the paper's ({self.matched} within tolerance); "
                    "the rest are" if self.compared else "none has a counterpart among the paper's: they are")
                 + f" for {', '.join(self.models) or 'its own models'}, which the paper did not study.")
