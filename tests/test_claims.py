@@ -79,6 +79,8 @@ CASES = {
                                 UNTESTABLE: (layers(RISING[:2]),)},
     checks.evr1_falls: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, evr1=np.linspace(0.45, 0.59, 8)),),
                         UNTESTABLE: (None,)},
+    checks.heads_low_dimensional: {HOLDS: (layers(RISING).assign(d_head=64),),
+                                   FAILS: (layers(RISING).assign(d_head=16),), UNTESTABLE: (layers(RISING),)},
     checks.twonn_hunchback: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, twonn=np.arange(8) + 10.0),),
                              UNTESTABLE: (layers(RISING[:2]),)},
     checks.agreement_varies: {HOLDS: (agreement([0.2, 1.5, 4.9]),), FAILS: (agreement([1.2, 1.5, 2.1]),),
@@ -195,6 +197,7 @@ def test_every_claim_has_a_criterion_a_known_page_and_tables_its_page_provides()
     for c in claims.CLAIMS:
         assert c.page in claims.PAGES
         assert set(c.tables) <= set(claims.TABLES[c.page])
+        assert set(claims.OPTIONAL_COLUMNS.get(c.page, {})) <= set(claims.TABLES[c.page])
         assert claims.criterion(c.id)
     assert len(set(claims.CLAIM_IDS)) == len(claims.CLAIMS)
     assert set(claims.PAGE_TITLES) == set(claims.PAGES) == set(claims.TABLES)
@@ -205,7 +208,9 @@ def test_every_claim_has_a_criterion_a_known_page_and_tables_its_page_provides()
 def paper_tables():
     fig3 = reference("fig3_agreement")
     fig3["unit"] = "L" + fig3["layer"].astype(str) + ".H" + fig3["head"].astype(str)
-    return {"fig02_intrinsic_dimension": reference("fig2"), "fig03_textspan_vs_omp": {"agreement": fig3},
+    # every model of Figures 2 and 7 has heads of 64 dimensions (ViT-L/14, ViT-B/32, DINOv2-L, BLIP-L)
+    return {"fig02_intrinsic_dimension": reference("fig2").assign(d_head=64),
+            "fig03_textspan_vs_omp": {"agreement": fig3},
             "tab01_coarse_unit_alignment": reference("table1"),
             "fig05_tab02_residual_alignment": {"accuracy": reference("table2"), "params": reference("table2_params")}}
 
@@ -247,7 +252,7 @@ def test_ledger_has_a_row_per_claim_and_model_and_every_claim_once_at_least():
     assert list(ledger.columns) == claims.LEDGER_COLUMNS
     assert set(ledger["claim"]) == set(claims.CLAIM_IDS)
     fig02 = ledger[ledger["page"] == "fig02_intrinsic_dimension"]
-    assert set(fig02["model"]) == {"toy CLIP"} and len(fig02) == 5
+    assert set(fig02["model"]) == {"toy CLIP"} and len(fig02) == 6
     fig04 = ledger[ledger["page"] == "fig04_spectral_dataset_similarity"]
     assert len(fig04[fig04["claim"] == "heads_specialise"]) == 2
     across = fig04[fig04["claim"] == "order_consistent"]
@@ -305,12 +310,15 @@ def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
     build = toy_build()
     build["appA2_textspan_equals_somp"] = CASES[checks.textspan_equals_somp][FAILS][0]
+    build["fig02_intrinsic_dimension"] = build["fig02_intrinsic_dimension"].assign(d_head=64, extra="dropped")
     for page, tables in build.items():
         claims.record(page, tables, run="toy")
     assert claims.recorded("smoke") == {}
     back = claims.recorded("toy")
     assert set(back) == set(build)
     assert back["appA2_textspan_equals_somp"]["equivalence"]["identical_atoms"].dtype == bool
+    assert list(back["fig02_intrinsic_dimension"]["layers"].columns) == claims.TABLES["fig02_intrinsic_dimension"][
+        "layers"] + ["d_head"]
     pd.testing.assert_frame_equal(claims.ledger(back).drop(columns="numbers"),
                                   claims.ledger(build).drop(columns="numbers"))
     claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="toy CLIP"), run="toy")

@@ -21,6 +21,7 @@ STATUSES = ("holds", "does not hold", "not testable")
 TREND = 0.5  # |Spearman rho| over layers that counts as a rising / falling trend
 EARLY_FRACTION = 0.25  # "early layers": the first quarter of a model's layers (at least one)
 EARLY_MAX_RATIO = 2.0  # near-linear: TwoNN finds at least half the dimensions PCA needs (L / N <= 2)
+LOW_DIM_SHARE = 0.5  # "low-dimensional": TwoNN ID at most this share of the head's ambient dimension
 HUNCHBACK_DROP = 0.9  # TwoNN "decreases towards the last layers": last layer <= 90% of the peak
 Z_STRONG = 3.0  # an agreement |Z| this large means OMP on PC1 recovers TextSpan's descriptions
 Z_WEAK = 1.0  # below this the two description sets are no closer than a typical dictionary entry
@@ -120,6 +121,15 @@ def nonlinearity_rises(layers: pd.DataFrame | None) -> Verdict:
 def evr1_falls(layers: pd.DataFrame | None) -> Verdict:
     """The variance explained by the first PC falls with depth."""
     return _trend(layers, "evr1", "EVR1", -1)
+
+
+def heads_low_dimensional(layers: pd.DataFrame | None) -> Verdict:
+    """Head representations have an intrinsic (TwoNN) dimension far below their ambient dimension."""
+    criterion = f"mean TwoNN ID over layers <= {LOW_DIM_SHARE:g} x the head dimension d_head"
+    if layers is None or "d_head" not in layers.columns:
+        return untestable(criterion, "needs the head dimension (column d_head) beside the per-layer IDs")
+    twonn, d_head = float(layers["twonn_id"].mean()), int(layers["d_head"].iloc[0])
+    return _decide(twonn <= LOW_DIM_SHARE * d_head, {"mean TwoNN ID": twonn, "d_head": d_head}, criterion)
 
 
 def twonn_hunchback(layers: pd.DataFrame | None) -> Verdict:

@@ -11,11 +11,12 @@ import pandas as pd
 from ..paths import artifacts_dir
 from ..results import current_run
 from .checks import (Verdict, agreement_varies, dataset_order_consistent, descriptions_name_what_heads_encode,
-                     early_heads_near_linear, evr1_falls, heads_carry_alignment, heads_specialise, lin_near_full,
-                     linear_id_rises, nonlinearity_rises, optimized_weights_best, random_activates_unspecific_heads,
-                     rdstar_near_rd, rdy_behind_rd, residual_improves_base, residual_near_full_with_few_params,
-                     residual_near_lin, selected_heads_near_base, similarity_falls_with_depth, textspan_equals_somp,
-                     textspan_omp_agree, twonn_hunchback, untestable)
+                     early_heads_near_linear, evr1_falls, heads_carry_alignment, heads_low_dimensional,
+                     heads_specialise, lin_near_full, linear_id_rises, nonlinearity_rises, optimized_weights_best,
+                     random_activates_unspecific_heads, rdstar_near_rd, rdy_behind_rd, residual_improves_base,
+                     residual_near_full_with_few_params, residual_near_lin, selected_heads_near_base,
+                     similarity_falls_with_depth, textspan_equals_somp, textspan_omp_agree, twonn_hunchback,
+                     untestable)
 
 PAGE_TITLES = {"fig02_intrinsic_dimension": "Figure 2", "fig03_textspan_vs_omp": "Figure 3",
                "fig04_spectral_dataset_similarity": "Figure 4", "tab01_coarse_unit_alignment": "Table 1",
@@ -31,6 +32,22 @@ TABLES: dict[str, dict[str, list[str]]] = {
                                        "params": ["model", "method", "params"]},
     "appA2_textspan_equals_somp": {"equivalence": ["unit", "identical_atoms", "max_residual_difference"]},
 }
+# Columns a table may carry and a check reads when present (kept by `record`).
+OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
+    "fig02_intrinsic_dimension": {"layers": ["d_head"]},
+    "fig03_textspan_vs_omp": {"agreement": ["model"], "probe": ["model"]},
+    "appA2_textspan_equals_somp": {"equivalence": ["model"]},
+}
+
+
+def _required(page: str, table: str) -> list[str]:
+    optional = OPTIONAL_COLUMNS.get(page, {}).get(table, [])
+    return [c for c in TABLES[page][table] if c not in optional]
+
+
+def _kept(page: str, table: str) -> list[str]:
+    optional = OPTIONAL_COLUMNS.get(page, {}).get(table, [])
+    return TABLES[page][table] + [c for c in optional if c not in TABLES[page][table]]
 
 
 # --- The claims, once -------------------------------------------------------------------------------------
@@ -51,7 +68,9 @@ class Claim:
 _F2, _F3, _F4 = "fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity"
 _T1, _T2, _A2 = "tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment", "appA2_textspan_equals_somp"
 CLAIMS: tuple[Claim, ...] = (
-    Claim("early_near_linear", "Heads in early layers are low-dimensional and close to linear: PCA and TwoNN "
+    Claim("heads_low_dimensional", "Head representations have an intrinsic dimension even lower than their "
+          "ambient space.", "3.1", _F2, heads_low_dimensional, ("layers",)),
+    Claim("early_near_linear", "Heads in early layers are close to linear: PCA and TwoNN "
           "estimates are similar.", "3.1", _F2, early_heads_near_linear, ("layers",)),
     Claim("linear_id_rises", "The linear (PCA) intrinsic dimension of heads grows steadily with depth.", "3.1", _F2,
           linear_id_rises, ("layers",)),
@@ -140,8 +159,7 @@ def _page_tables(page: str, given: Mapping[str, pd.DataFrame] | pd.DataFrame | N
     for name, table in given.items():
         if table is None:
             continue
-        needed = [c for c in spec[name] if c != "model" or page not in (_F3, _A2)]
-        missing = [c for c in needed if c not in table.columns]
+        missing = [c for c in _required(page, name) if c not in table.columns]
         if missing:
             raise ValueError(f"page {page}, table {name!r} lacks columns {missing}; it needs {spec[name]}")
         out[name] = table
@@ -224,7 +242,7 @@ def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: st
     paths = []
     for name, table in _page_tables(page, tables).items():
         path = folder / f"{name}.csv"
-        table[[c for c in table.columns if c in TABLES[page][name]]].to_csv(path, index=False)
+        table[[c for c in _kept(page, name) if c in table.columns]].to_csv(path, index=False)
         paths.append(path)
     return paths
 
