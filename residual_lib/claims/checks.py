@@ -84,7 +84,7 @@ def _layers_ok(layers: pd.DataFrame | None, criterion: str, need: int = 3) -> Ve
 
 
 def early_heads_near_linear(layers: pd.DataFrame | None) -> Verdict:
-    """Early heads are low-dimensional and near-linear: L/N small in the first quarter of layers."""
+    """Early heads are near-linear: L/N small in the first quarter of layers, smaller than in the last."""
     criterion = (f"mean L/N over the first {EARLY_FRACTION:.0%} of layers <= {EARLY_MAX_RATIO:g} and below the "
                  f"mean over the last {EARLY_FRACTION:.0%}")
     if (bad := _layers_ok(layers, criterion)) is not None:
