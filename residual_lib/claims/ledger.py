@@ -78,8 +78,7 @@ CLAIMS: tuple[Claim, ...] = (
           "last layers.", "3.1", _F2, twonn_hunchback, ("layers",)),
     Claim("nonlinearity_rises", "Nonlinearity of head manifolds (L/N) increases monotonically with depth.", "3.1",
           _F2, nonlinearity_rises, ("layers",)),
-    Claim("evr1_falls", "The variance explained by a head's first principal component (EVR1) falls with depth, "
-          "from about half early to about a tenth late.", "3.1", _F2, evr1_falls, ("layers",)),
+    Claim("evr1_falls", "The variance explained by a head's first principal component (EVR1) falls with depth.", "3.1", _F2, evr1_falls, ("layers",)),
     Claim("descriptions_faithful", "A head's text decomposition describes what the head encodes (its "
           "specialisation).", "3.2", _F3, descriptions_name_what_heads_encode, ("probe",)),
     Claim("textspan_omp_agree", "TextSpan on a head and OMP on its first principal component select agreeing "
@@ -113,8 +112,7 @@ CLAIMS: tuple[Claim, ...] = (
           residual_near_full_with_few_params, ("accuracy", "params")),
     Claim("rdstar_near_rd", "RD* (heads only, PCs to 90% variance) is comparable to RD with about 30% of its "
           "parameters.", "4.2", _T2, rdstar_near_rd, ("accuracy", "params")),
-    Claim("rdy_behind_rd", "ResiDual on the output alone (RDY) falls behind RD on some tasks (largest gap on "
-          "SVHN).", "4.2", _T2, rdy_behind_rd, ("accuracy",)),
+    Claim("rdy_behind_rd", "ResiDual on the output alone (RDY) falls behind RD on some tasks.", "4.2", _T2, rdy_behind_rd, ("accuracy",)),
     Claim("textspan_equals_somp", "TextSpan is Simultaneous Orthogonal Matching Pursuit with the row-variance "
           "criterion: same atoms, same residual.", "A.2", _A2, textspan_equals_somp, ("equivalence",)),
 )
