@@ -5,8 +5,10 @@ A notebook that rebuilds one of the paper's tables or figures calls ``save(df, n
 (`residual_lib.paper.reference(name)`), model and dataset names spelled as the paper prints them
 ("CLIP-L", "CIFAR10"). Rows are written to ``artifacts_dir()/results/<run>/<name>.csv``; `<run>` is the
 environment variable ``RESIDUAL_PROFILE`` (the book runner's profile) or "interactive". The reproduction
-report joins them with the paper's numbers (`compare`) and states a verdict against a tolerance
-(`TOLERANCES`).
+report joins them with the paper's numbers (`compare`, `comparisons`) and states a verdict against a
+tolerance (`TOLERANCES`). `run_summary` counts what a run itself produced (never the paper's total) and
+says when a build ran none of the paper's models; the parameter counts that follow from the paper's
+architectures (`architecture_params`) are computed by the report itself, so every build can compare them.
 """
 
 from __future__ import annotations
@@ -150,13 +152,114 @@ def compare(name: str, ours: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def summary(comparisons: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per reference: how many paper numbers, and how many match, differ, or were not run."""
+    """Per reference: how many paper numbers, how many have ours beside them ("compared"), and how many
+    of those match or differ; the rest were not run."""
     rows = []
     for name, comp in comparisons.items():
         counts = comp["verdict"].value_counts()
         rows.append({"reference": name, "paper numbers": len(comp),
+                     "compared": int(counts.get("match", 0) + counts.get("differs", 0)),
                      **{v: int(counts.get(v, 0)) for v in VERDICTS}})
     return pd.DataFrame(rows)
+
+
+# The paper's models whose trained-parameter counts follow from the architecture alone (open_clip configs,
+# no weights), and those methods (RD* needs the reference data's PCA; BLIP-L is not an open_clip model).
+PAPER_ARCHITECTURES = {"CLIP-L": "ViT-L-14", "OpenCLIP-L": "ViT-L-14", "CLIP-B": "ViT-B-32",
+                       "OpenCLIP-B": "ViT-B-32"}
+ARCHITECTURE_METHODS = ("Lin", "RD", "RDY")
+
+
+def architecture_params() -> pd.DataFrame:
+    """The paper's parameter counts computed in this build from its models' architectures: model, method, params."""
+    from .residual import Architecture, make_method
+
+    archs = {name: Architecture.from_open_clip(name) for name in set(PAPER_ARCHITECTURES.values())}
+    return pd.DataFrame([{"model": model, "method": method, "params": make_method(method, archs[arch]).n_params}
+                         for model, arch in PAPER_ARCHITECTURES.items() for method in ARCHITECTURE_METHODS])
+
+
+def comparisons(run: str | None = None, architecture: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Every reference compared with what `run` saved; the parameter counts also with `architecture`
+    (default: `architecture_params()`), a run's own trained counts taking precedence over them."""
+    architecture = architecture_params() if architecture is None else architecture
+    out = {}
+    for name in KEYS:
+        ours = load(name, run)
+        if name == "table2_params":
+            ours = architecture if ours is None else pd.concat([architecture, ours], ignore_index=True)
+        out[name] = compare(name, ours)
+    return out
+
+
+def paper_models() -> set[str]:
+    """Every model name the paper's tables print."""
+    names: set[str] = set()
+    for name in REFERENCES:
+        ref = reference(name)
+        for column in ("model", "model_a", "model_b"):
+            if column in ref.columns:
+                names |= set(ref[column].astype(str))
+    return names
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a build's run produced and how much of it the paper's numbers can be set beside."""
+
+    run: str
+    models: list[str]  # models the run saved numbers for
+    paper_models: list[str]  # those among the paper's models
+    produced: int  # values the run saved (every value column of every saved row, any model)
+    paper_numbers: int  # the paper's numbers with a comparison defined
+    compared: int  # of the paper's numbers, those the run saved a counterpart for
+    matched: int  # of those, within tolerance
+    architecture_compared: int  # the paper's parameter counts computed from architectures in this build
+    architecture_matched: int
+
+    def text(self) -> str:
+        """One paragraph for the reproduction report: what this build can and cannot compare."""
+        arch = (f"The parameter counts that follow from the paper's architectures alone (Lin, RD and RDY of "
+                f"{', '.join(PAPER_ARCHITECTURES)}, computed in this build from open_clip's configurations "
+                f"without weights): {self.architecture_matched} of {self.architecture_compared} match the "
+                f"paper's within {TOLERANCES['table2_params']['params'].relative:.0%}.")
+        if not self.paper_models:
+            saved = "It saved no values of its own." if not self.produced else (
+                f"Of the {self.produced} values it saved, "
+                + (f"{self.compared} have a counterpart among the paper's ({self.matched} within tolerance); "
+                   "the rest are" if self.compared else "none has a counterpart among the paper's: they are")
+                + f" for {', '.join(self.models) or 'its own models'}, which the paper did not study.")
+            return (f"This build (run '{self.run}') ran none of the paper's models: they need a GPU, the network "
+                    f"and ImageNet (see the README's 'Reproduce the paper'). {saved} {arch}")
+        return (f"This build (run '{self.run}') ran {', '.join(self.paper_models)} of the paper's models and saved "
+                f"{self.produced} values; {self.compared} of the paper's {self.paper_numbers} numbers have a "
+                f"counterpart among them, and {self.matched} of those agree within tolerance. {arch}")
+
+
+def run_summary(run: str | None = None, architecture: pd.DataFrame | None = None) -> RunSummary:
+    """Count what `run` saved and compare it with the paper apart from the architecture-derived counts."""
+    architecture = architecture_params() if architecture is None else architecture
+    models: dict[str, None] = {}
+    produced = compared = matched = paper_numbers = 0
+    for name in KEYS:
+        ours = load(name, run)
+        comp = compare(name, ours)
+        paper_numbers += len(comp)
+        counts = comp["verdict"].value_counts()
+        compared += int(counts.get("match", 0) + counts.get("differs", 0))
+        matched += int(counts.get("match", 0))
+        if ours is not None:
+            values = ours[[c for c in TOLERANCES[name] if c in ours.columns]]
+            blank = values.astype(str).apply(lambda c: c.str.strip()) == ""  # a missing value read back from CSV
+            produced += int((values.notna() & ~blank).to_numpy().sum())
+            for column in ("model", "model_a"):
+                if column in ours.columns:
+                    models.update(dict.fromkeys(ours[column].astype(str)))
+    arch = compare("table2_params", architecture).dropna(subset=["ours"])
+    known = paper_models()
+    return RunSummary(run=run or current_run(), models=list(models), paper_models=[m for m in models if m in known],
+                      produced=produced, paper_numbers=paper_numbers, compared=compared, matched=matched,
+                      architecture_compared=len(arch), architecture_matched=int((arch["verdict"] == "match").sum()))
 
 
 def plot_agreement(comparisons: dict[str, pd.DataFrame]):
