@@ -26,6 +26,9 @@ SOURCE_LOADERS = {
     "huggingface": "residual_lib.sources:load_huggingface",
     "imagefolder": "residual_lib.sources:load_imagefolder",
     "generated": "residual_lib.sources:load_generated",
+    "idx": "residual_lib.sources:load_idx",
+    "sklearn": "residual_lib.sources:load_sklearn",
+    "skimage": "residual_lib.sources:load_skimage",
 }
 
 
