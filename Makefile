@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Extra runner arguments, e.g. make book BOOK_ARGS='--only environment -p device=cpu'
 BOOK_ARGS ?=
 
-.PHONY: setup book test toy-model reproduce bench clean browser
+.PHONY: setup book test toy-model reproduce bench clean browser fashion-mnist
 
 setup: $(STAMP)
 
@@ -25,14 +25,21 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the site check will be skipped (install Debian's 'chromium' package)"
 
+# Fashion-MNIST (the real images of the default book) from Debian's dataset-fashion-mnist package, installed here
+# when we are root and it is missing; elsewhere torchvision downloads it on first use.
+fashion-mnist:
+	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) ; } || \
+	  echo "dataset-fashion-mnist not installed: torchvision will download Fashion-MNIST on first use"
+
 toy-model: setup
 	$(PY) -m residual_lib.toy.train --profile $(PROFILE)
 
 # Executes every notebook of book/_toc.yml with papermill, then builds book/_build/html (warnings are errors).
-book: setup toy-model
+book: setup toy-model fashion-mnist
 	$(PY) -m residual_lib.book build --profile $(PROFILE) $(BOOK_ARGS)
 
-test: setup browser
+test: setup browser fashion-mnist
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The paper profile unless PROFILE is given; MODELS/DATASETS narrow the extraction and the book alike.

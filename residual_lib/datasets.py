@@ -27,6 +27,9 @@ SOURCE_LOADERS = {
     "imagefolder": "residual_lib.sources:load_imagefolder",
     "generated": "residual_lib.sources:load_generated",
     "class-blobs": "residual_lib.random_blobs:load_split",
+    "idx": "residual_lib.sources:load_idx",
+    "sklearn": "residual_lib.sources:load_sklearn",
+    "skimage": "residual_lib.sources:load_skimage",
 }
 
 

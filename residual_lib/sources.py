@@ -9,6 +9,11 @@ array, and is picked by `source.kind` (see `SOURCE_LOADERS` in `residual_lib.dat
   files directly (`huggingface_hub` + parquet via pyarrow, or webdataset tar shards), no loading script.
 - ``imagefolder``: ``<root>/<source.path>/<source split>/<class folder>/<image>``, classes in sorted order.
 - ``generated``: images made on the fly from (seed, split, index); no files at all.
+- ``idx``: idx files (MNIST's format, gzip or plain) from the first of `source.dirs` that has them (e.g.
+  Debian's dataset-fashion-mnist package), else the `source.torchvision` class's copy under
+  ``<root>/<source.path>`` (downloaded when allowed).
+- ``sklearn`` / ``skimage``: an image array bundled with scikit-learn (`source.loader`, e.g. load_digits) or
+  scikit-image (`source.array`, e.g. lfw_subset, labelled by `source.label_runs`); nothing to download.
 
 A manifest split names its source split (`from`, default the split's own name) and optionally carves it:
 `carve` is a list of stratified cuts (`fraction`, `keep: part | rest`, seed = the manifest's seed; `by:
@@ -21,12 +26,15 @@ sklearn` (default) or `by: datasets`, Hugging Face's `train_test_split` as the a
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import io
 import json
 import os
+import struct
 import tarfile
 import warnings
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,12 @@ def describe_source(spec: DatasetSpec) -> str:
         return f"image folders under <data root>/{src['path']}"
     if kind == "class-blobs":
         return "generated (the authors' Gaussian class blobs, residual_lib.random_blobs)"
+    if kind == "idx":
+        return f"idx files in {' or '.join(src.get('dirs', []))} (else torchvision.datasets.{src['torchvision']})"
+    if kind == "sklearn":
+        return f"sklearn.datasets.{src['loader']} (bundled with scikit-learn)"
+    if kind == "skimage":
+        return f"skimage.data.{src['array']} (bundled with scikit-image)"
     return f"generated ({src.get('pattern', 'uniform-noise')})"
 
 
@@ -223,6 +237,106 @@ def load_generated(spec: DatasetSpec, split: str, root: Path) -> GeneratedImages
     return GeneratedImages(n=int(spec.splits[split]["size"]), n_classes=spec.n_classes,
                            image_size=int(src.get("image_size", 224)), pattern=src.get("pattern", "uniform-noise"),
                            seed=spec.seed * 1000 + salt)
+
+
+# ---------------------------------------------------------------------------------------------- in-memory arrays
+
+
+class ArrayImages(Dataset):
+    """uint8 images (N, H, W) grey or (N, H, W, 3) RGB with int labels, as (PIL image, label)."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray):
+        if images.dtype != np.uint8 or len(images) != len(targets):
+            raise ValueError(f"expected uint8 images and one label each, got {images.dtype} {images.shape} and "
+                             f"{len(targets)} labels")
+        self.images, self.targets = images, np.asarray(targets, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self.images[i]), int(self.targets[i])
+
+
+def to_uint8(images: np.ndarray, max_value: float) -> np.ndarray:
+    """Pixel values in [0, max_value] -> uint8 in [0, 255], rounded."""
+    if images.min() < 0 or images.max() > max_value:
+        raise ValueError(f"pixel values span {images.min()}..{images.max()}, outside [0, {max_value}]")
+    return np.round(np.asarray(images, dtype=np.float64) * (255.0 / max_value)).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- idx files
+
+
+@lru_cache(maxsize=4)
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file of unsigned bytes (MNIST's format; gzip when the name ends in .gz) as an array of its shape."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise ValueError(f"{path} is not an idx file of unsigned bytes (header {data[:4].hex()}, expected 0000 08 <ndim>)")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} ({int(np.prod(shape))} values), the file holds {values.size}")
+    return values.reshape(shape)
+
+
+def load_idx(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """idx files from the first listed folder that has them, else torchvision's copy (downloaded when allowed)."""
+    src = spec.source
+    source_split = _source_split(spec, split)
+    images_file, labels_file = src["files"][source_split]
+    for folder in map(Path, src.get("dirs", [])):
+        if (folder / images_file).exists() and (folder / labels_file).exists():
+            base = ArrayImages(read_idx(folder / images_file), read_idx(folder / labels_file))
+            return _view(spec, split, base, base.targets)
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, src["torchvision"])
+    where = Path(root) / src.get("path", spec.name)
+    todo = src.get("instructions", "")
+    try:
+        base = cls(str(where), download=False, **src["split_args"][source_split])
+    except (RuntimeError, FileNotFoundError, OSError) as missing:
+        if not downloads_allowed():
+            raise _missing(spec, where, f"{todo} Downloads are switched off (RESIDUAL_OFFLINE or HF_HUB_OFFLINE).") from missing
+        try:
+            base = cls(str(where), download=True, **src["split_args"][source_split])
+        except Exception as failed:  # network errors come in many types (URLError, HTTPError, OSError, RuntimeError)
+            raise _missing(spec, where, f"{todo} torchvision's download failed ({type(failed).__name__}: {failed}).") from failed
+    arrays = ArrayImages(base.data.numpy(), base.targets.numpy())
+    return _view(spec, split, arrays, arrays.targets)
+
+
+# ---------------------------------------------------------------------------------------------- bundled arrays
+
+
+def load_sklearn(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """An image set bundled with scikit-learn (e.g. load_digits: 8x8, values 0..16), cut to the manifest split."""
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, spec.source["loader"])()
+    base = ArrayImages(to_uint8(bunch.images, spec.source["max_value"]), bunch.target)
+    return _view(spec, split, base, base.targets)
+
+
+def load_skimage(spec: DatasetSpec, split: str, root: Path) -> SplitView:
+    """An image array bundled with scikit-image (uint8, or floats in [0, 1]); labels by runs: the first `label_runs[0]`
+    images are class 0, the next `label_runs[1]` class 1, and so on (lfw_subset: 100 faces, then 100 non-faces)."""
+    try:
+        import skimage.data
+    except ImportError as missing:
+        raise _missing(spec, Path("(site-packages)"), "Install scikit-image (pip install scikit-image).") from missing
+    images = getattr(skimage.data, spec.source["array"])()
+    runs = spec.source["label_runs"]
+    if sum(runs) != len(images) or len(runs) != spec.n_classes:
+        raise ValueError(f"dataset {spec.name!r}: label_runs {runs} must cover the {len(images)} images with one run "
+                         f"per class ({spec.n_classes})")
+    pixels = images if images.dtype == np.uint8 else to_uint8(images, 1.0)
+    base = ArrayImages(pixels, np.repeat(np.arange(len(runs)), runs))
+    return _view(spec, split, base, base.targets)
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face

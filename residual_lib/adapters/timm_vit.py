@@ -168,12 +168,22 @@ def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdap
     entry: `arch` (timm architecture, e.g. vit_large_patch14_dinov2), optional `kwargs` for
     `timm.create_model` (e.g. img_size: 224) and `data_config` for the evaluation transform (e.g.
     crop_pct). With `transformers_repo`, `pretrained` is that repository's revision and its `ViTModel`
-    weights are converted to timm (`timm_from_transformers_vit`); otherwise `pretrained` is a timm weights
-    tag. The classifier head is removed (num_classes=0).
+    weights are converted to timm (`timm_from_transformers_vit`); a tag listed in `converted_weights`
+    ({tag: "module:function"}) builds the module with that function (called with the kwargs, e.g. weights
+    converted from another format); otherwise `pretrained` is a timm weights tag. The classifier head is
+    removed (num_classes=0).
     """
+    import importlib
+
     import timm
 
-    if pretrained and entry.get("transformers_repo"):
+    converters = entry.get("converted_weights", {})
+    if isinstance(pretrained, str) and pretrained in converters:
+        module_name, func = converters[pretrained].split(":")
+        create = getattr(importlib.import_module(module_name), func)
+        module = create(**{**entry.get("kwargs", {}), **kw, "num_classes": 0})
+        weights = pretrained
+    elif pretrained and entry.get("transformers_repo"):
         from transformers import ViTModel
 
         hf = ViTModel.from_pretrained(entry["transformers_repo"], revision=pretrained, add_pooling_layer=False)
