@@ -324,3 +324,14 @@ def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
     claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="toy CLIP"), run="toy")
     again = claims.ledger(claims.recorded("toy")).set_index("claim")
     assert again.loc["nonlinearity_rises", "status"] == FAILS
+
+
+def test_a_second_page_filing_another_model_keeps_the_first_models_rows(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    claims.record("fig02_intrinsic_dimension", layers(RISING, model="toy CLIP"), run="toy")
+    claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="DINOv2-S"), run="toy")
+    ledger = claims.ledger(claims.recorded("toy")).set_index(["claim", "model"])
+    assert ledger.loc[("nonlinearity_rises", "toy CLIP"), "status"] == "holds"
+    assert ledger.loc[("nonlinearity_rises", "DINOv2-S"), "status"] == FAILS
+    claims.clear_records("toy")
+    assert claims.recorded("toy") == {}

@@ -34,10 +34,10 @@ ledger from `recorded()`; `verdicts_html` and `verdict_markdown` render verdicts
 
 from .checks import STATUSES, Verdict
 from .ledger import (CLAIM_IDS, CLAIMS, LEDGER_COLUMNS, OPTIONAL_COLUMNS, PAGE_TITLES, PAGES, TABLES, Claim, claim,
-                     criterion, evaluate, ledger, page_link, page_verdicts, record, recorded)
+                     clear_records, criterion, evaluate, ledger, page_link, page_verdicts, record, recorded)
 from .render import BADGE_COLOURS, badge, counts, format_numbers, show_verdicts, verdict_markdown, verdicts_html
 
 __all__ = ["BADGE_COLOURS", "CLAIMS", "CLAIM_IDS", "Claim", "LEDGER_COLUMNS", "OPTIONAL_COLUMNS", "PAGES",
-           "PAGE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim", "counts", "criterion", "evaluate",
+           "PAGE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim", "clear_records", "counts", "criterion", "evaluate",
            "format_numbers", "ledger", "page_link", "page_verdicts", "record", "recorded", "show_verdicts",
            "verdict_markdown", "verdicts_html"]

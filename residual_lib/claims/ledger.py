@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from ..files import write_text
 from ..paths import artifacts_dir
 from ..results import current_run
 from .checks import (Verdict, agreement_varies, dataset_order_consistent, descriptions_name_what_heads_encode,
@@ -227,7 +228,10 @@ def _records_dir(run: str | None) -> Path:
 
 
 def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: str | None = None) -> list[Path]:
-    """File a page's claim tables under the run (artifacts/claims/<run>/<page>/<table>.csv), replacing older ones.
+    """File a page's claim tables under the run (artifacts/claims/<run>/<page>/<table>.csv).
+
+    A table with a model column replaces only the rows of its own models, so two pages can file the same
+    claims for different models (the toy CLIP's Figure 2 page, the real-model page); others are replaced.
 
     The front page, which runs apart from the pages, builds the ledger from `recorded(run)`.
     """
@@ -235,14 +239,25 @@ def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: st
         raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
     folder = _records_dir(run) / page
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.csv"):
-        old.unlink()
     paths = []
     for name, table in _page_tables(page, tables).items():
         path = folder / f"{name}.csv"
-        table[[c for c in _kept(page, name) if c in table.columns]].to_csv(path, index=False)
+        table = table[[c for c in _kept(page, name) if c in table.columns]]
+        if path.is_file() and "model" in table.columns:  # rows of the models another page filed stay
+            old = pd.read_csv(path, dtype={"model": str, "dataset": str})
+            kept = old[~old["model"].isin(set(table["model"]))] if "model" in old.columns else old.iloc[:0]
+            if len(kept):
+                table = pd.concat([kept.reindex(columns=table.columns), table], ignore_index=True)
+        write_text(path, table.to_csv(index=False))
         paths.append(path)
     return paths
+
+
+def clear_records(run: str | None = None) -> None:
+    """Forget every page's filed tables for the run (a full build starts from none)."""
+    import shutil
+
+    shutil.rmtree(_records_dir(run), ignore_errors=True)
 
 
 def recorded(run: str | None = None) -> dict[str, dict[str, pd.DataFrame]]:
