@@ -49,6 +49,15 @@ result = appA2.run(page.params(appA2.Params, globals()))
 page.glue_findings(result.findings)
 page.show(result.tables["summary"], caption="TextSpan against SOMP on every head, by dictionary")
 
+# %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(appA2, result)
+
 # %% tags=["hide-input"]
 fig = appA2.plot(result)
 

@@ -42,6 +42,15 @@ result = fig02.run(page.params(fig02.Params, globals()))
 page.glue_findings(result.findings)
 _ = results.save(result.tables["fig2"], "fig2")
 
+# %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(fig02, result)
+
 # %% tags=["hide-input"]
 fig = fig02.plot(result)
 
@@ -74,7 +83,7 @@ page.show(check.loc[~check["matches_ratio_of_means"], ["model", "layer", "linear
           caption="The paper's rows whose printed ratio is not L / N of the printed means (first 10)")
 
 # %% [markdown]
-# ## What this build shows
+# ## This build's numbers in detail
 #
 # Models in this build: {glue:text}`models_text`. For {glue:text}`first_model`
 # ({glue:text}`n_layers` layers), the linear ID goes from {glue:text}`lin_first:.1f` in the first

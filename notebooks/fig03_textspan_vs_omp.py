@@ -63,6 +63,15 @@ _ = results.save(result.tables["fig3_agreement"], "fig3_agreement")
 _ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
 
 # %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(fig03, result)
+
+# %% [markdown]
 # ## Agreement per head
 #
 # Left: this build, |Z| for every head of the last layers. Right: the paper's values for OpenCLIP-L

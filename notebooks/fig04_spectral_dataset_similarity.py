@@ -53,6 +53,15 @@ if "fig9" in result.tables:  # several models
     _ = results.save(result.tables["fig9"], "fig9")
 
 # %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(fig04, result)
+
+# %% [markdown]
 # ## Head-by-head similarity with the reference dataset (Fig 4a, 10-15)
 
 # %% tags=["hide-input"]
@@ -106,7 +115,7 @@ page.show(result.tables["paper_4b"])
 fig = fig04.plot_correlation(result)
 
 # %% [markdown]
-# ## What this build shows
+# ## This build's numbers in detail
 #
 # For {glue:text}`first_model`, the mean similarity with {glue:text}`reference_name` over heads and
 # datasets is {glue:text}`sim_first_layer:.2f` in the first layer and {glue:text}`sim_last_layer:.2f`

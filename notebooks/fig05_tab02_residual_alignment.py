@@ -68,6 +68,15 @@ _ = results.save(result.tables["table2"].drop(columns="params"), "table2")
 _ = results.save(result.tables["table2_params"], "table2_params")
 
 # %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(fig05, result)
+
+# %% [markdown]
 # ## Figure 5: Base, Lin, ResiDual and Full finetuning per task
 #
 # Test accuracy of each alignment method per task (ResiDual here is RD, the paper's original
@@ -158,7 +167,7 @@ fig = fig05.plot_probe(result)
 # the two need not agree: a task the output already solves leaves every scale at 1.
 
 # %% [markdown]
-# ## What this build shows
+# ## This build's numbers in detail
 #
 # Averaged over tasks and models, the unmodified model reaches {glue:text}`avg_base:.3f`; the linear
 # aligner {glue:text}`avg_lin:.3f`, RD {glue:text}`avg_rd:.3f`, RD\* {glue:text}`avg_rdstar:.3f`, RDY

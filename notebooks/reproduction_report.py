@@ -32,9 +32,7 @@ page.glue_findings(result.findings)
 page.show(result.tables["summary"])
 
 # %% [markdown]
-# The paper reports {glue:text}`n_paper` numbers that the notebooks rebuild (tables 1, 2 and 6,
-# the parameter counts, and the numbers printed inside Figures 2, 3, 4, 7-15 and 9). Results
-# compared: the run {glue:text}`results_run`. {glue:text}`status`
+# Results compared: the run {glue:text}`results_run`. {glue:text}`status`
 #
 # **Tolerances.** Accuracies match within 0.03 (prompt templates, splits, seeds and early stopping
 # move them by a few points); parameter counts within 2% (the paper prints 43k for 43,008);
@@ -49,13 +47,13 @@ page.show(result.tables["tolerances"])
 fig = reproduction_report.plot(result)
 
 # %% [markdown]
-# Each panel plots our value against the paper's (on the diagonal when they agree; the shaded band
-# is the tolerance). Where this build has none of a quantity, the panel shows the distribution of
-# the paper's values instead.
+# Each panel plots our value against the paper's for a quantity this build can compare (on the diagonal
+# when they agree; the shaded band is the tolerance). Quantities this build has no counterpart for are left
+# out of the figure and of the tables below.
 #
 # ## Per reference
 #
-# The rows with the largest differences first; rows without our number keep the paper's value.
+# The compared rows of each reference, the largest differences first.
 
 # %% tags=["hide-input"]
 reproduction_report.show_largest(result)

@@ -56,6 +56,15 @@ page.glue_findings(result.findings)
 _ = results.save(result.tables["table1"], "table1")
 
 # %% [markdown]
+# ## What this build shows
+#
+# The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
+# that decided it (the [front page](../index) gathers every page's verdicts).
+
+# %% tags=["remove-input"]
+page.claims(tab01, result)
+
+# %% [markdown]
 # ## This build's table
 #
 # Test accuracy per dataset; R is the mean over the random seeds (its standard deviation in the
@@ -95,7 +104,7 @@ fig = tab01.plot_averages(result)
 fig = tab01.plot_sweep(result)
 
 # %% [markdown]
-# ## What this build shows
+# ## This build's numbers in detail
 #
 # Averaged over this build's tasks, the model itself (B) reaches {glue:text}`avg_b:.3f`; all heads
 # without MLPs and embedding (H) {glue:text}`avg_h:.3f`, on average {glue:text}`h_share_of_b:.2f` of B

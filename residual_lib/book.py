@@ -430,9 +430,18 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
         writer.writerows(table + [total])
 
 
+def execution_order(names: list[str]) -> list[str]:
+    """Toc order, except that summary pages (an experiment with `SUMMARY`: the front page, the reproduction
+    report), which read what the other pages leave behind, run after them."""
+    from residual_lib.experiments import experiment
+
+    summary = {n for n in names if getattr(experiment(n), "SUMMARY", False)}
+    return [n for n in names if n not in summary] + [n for n in names if n in summary]
+
+
 def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
         log_output: bool = True) -> list[RunRecord]:
-    """Execute the selected toc notebooks in toc order; raise BookError naming every failure."""
+    """Execute the selected toc notebooks (`execution_order`); raise BookError naming every failure."""
     from tqdm.auto import tqdm
 
     names = toc_notebooks(layout)
@@ -446,6 +455,11 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
                             + "; ".join(f"{n}: {', '.join(d) or 'none'}" for n, d in declared.items()))
     for name in chosen:  # every page's parameters are checked before the first kernel starts
         notebook_parameters(layout, name, profile, overrides)
+    chosen = execution_order(chosen)
+    if not only:  # a full run files every page's claim tables afresh (residual_lib.claims)
+        from residual_lib.claims import clear_records
+
+        clear_records(profile)
     records = []
     for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
         print(f"== {name} ({profile})", file=sys.stderr, flush=True)

@@ -38,3 +38,14 @@ def show(table: pd.DataFrame, caption: str | None = None, decimals: int | None =
 def params(cls, namespace: dict[str, Any]):
     """An experiment's `Params` from a notebook's namespace (the parameters cell, after papermill's injection)."""
     return cls.from_dict({name: namespace[name] for name in cls.names() if name in namespace})
+
+
+def claims(module, result) -> None:
+    """File the page's claim tables for the front page's ledger, and show this page's verdicts as badges."""
+    from . import claims as ledger
+    from .experiments import PAGES
+
+    notebook = next(name for name, mod in PAGES.items() if module.__name__.endswith(f".{mod}"))
+    tables = module.claim_tables(result)
+    ledger.record(notebook, tables)
+    ledger.show_verdicts(ledger.page_verdicts(notebook, tables))

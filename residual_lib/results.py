@@ -263,15 +263,17 @@ def run_summary(run: str | None = None, architecture: pd.DataFrame | None = None
 
 
 def plot_agreement(comparisons: dict[str, pd.DataFrame]):
-    """One panel per numeric quantity: ours against the paper's, tolerance band shaded; paper-only quantities
-    show the paper's values alone. Returns the matplotlib Figure."""
+    """One panel per numeric quantity present: ours against the paper's, tolerance band shaded; paper-only
+    quantities show the paper's values alone. Returns the matplotlib Figure (None without any panel)."""
     import matplotlib.pyplot as plt
 
     from .style import OURS, PAPER, paper_label
 
     panels = [(name, q, comp[comp["quantity"] == q]) for name, comp in comparisons.items()
-              for q, tol in TOLERANCES[name].items() if tol is not None]
-    cols = 4
+              for q, tol in TOLERANCES[name].items() if tol is not None and (comp["quantity"] == q).any()]
+    if not panels:
+        return None
+    cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for ax, (name, quantity, comp) in zip(axes.flat, panels):

@@ -51,3 +51,11 @@ def test_every_profile_gives_valid_params(name, profile):
 def test_a_bad_override_is_refused_naming_parameter_and_value(override, message):
     with pytest.raises(BookError, match=message):
         notebook_parameters(LAYOUT, "fig02_intrinsic_dimension", "smoke", override)
+
+
+def test_summary_pages_run_after_the_pages_they_read():
+    from residual_lib.book import execution_order, toc_notebooks
+
+    order = execution_order(toc_notebooks(LAYOUT))
+    assert order[-2:] in (["index", "reproduction_report"], ["reproduction_report", "index"])
+    assert order.index("fig02_intrinsic_dimension") < order.index("index")

@@ -103,3 +103,10 @@ def per_head(result: Result, dictionary: str = RAW) -> pd.DataFrame:
 def plot(result: Result):
     """Per head and dictionary: log10 of the TextSpan-SOMP residual difference and L1 SOMP's first departure."""
     return plots_pursuit.plot_equivalence(result.artifacts["by_dictionary"], result.params.k)
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`): every head, both dictionaries."""
+    heads = result.tables["heads"]
+    return {"equivalence": pd.DataFrame({"unit": heads["unit"], "identical_atoms": heads["same_atoms"].astype(bool),
+                                         "max_residual_difference": heads["max_residual_diff"]})}

@@ -49,11 +49,12 @@ def caches(p: Params) -> list[CacheKey]:
 
 def run(p: Params) -> Result:
     """Per-head and per-layer intrinsic dimensions for every model; findings for the page's prose."""
-    per_head, summaries = {}, {}
+    per_head, summaries, d_head = {}, {}, {}
     for key in caches(p):
-        units = cache.extract(load_model(key.model, device=p.device), key.dataset, device=p.device,
-                              batch_size=p.batch_size, **key.extract_kwargs())
+        model = load_model(key.model, device=p.device)
+        units = cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
         label = model_display(key.model)
+        d_head[label] = model.d_head
         per_head[label] = unit_intrinsic_dimensions(units, threshold=p.threshold,
                                                     discard_fraction=p.discard_fraction, device=p.device)
         summaries[label] = layer_summary(per_head[label])
@@ -64,7 +65,7 @@ def run(p: Params) -> Result:
     return Result(p, tables={"layers": layers, "heads": heads, "paper": paper, "paper_ratio_check": check,
                              "fig2": layers.rename(columns={"ratio_mean_of_heads": "ratio"})[
                                  ["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]]},
-                  findings=_findings(summaries, paper, check), artifacts={"summaries": summaries})
+                  findings=_findings(summaries, paper, check), artifacts={"summaries": summaries, "d_head": d_head})
 
 
 def _findings(summaries: dict[str, pd.DataFrame], paper: pd.DataFrame, check: pd.DataFrame) -> dict:
@@ -105,3 +106,9 @@ def plot(result: Result):
     p = result.params
     return plot_intrinsic_dimension(result.artifacts["summaries"], result.tables["paper"],
                                     title=f"Intrinsic dimension of heads on {p.dataset} ({p.split}, n={p.n})")
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
+    layers = result.tables["fig2"]
+    return {"layers": layers.assign(d_head=layers["model"].map(result.artifacts["d_head"]))}

@@ -161,3 +161,11 @@ def plot_probe(result: Result):
     return plots_pursuit.plot_probe_skill(result.tables["probe_skill"], result.artifacts["probe_named"],
                                           f"Linear-probe skill per head ({p.model_name}, {p.dataset}); "
                                           "boxes: attributes its TextSpan descriptions name most")
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
+    tables = {"agreement": result.tables["agreement"].assign(pc=result.params.pc)[["unit", "pc", "z"]]}
+    if "probe_check" in result.tables:
+        tables["probe"] = result.tables["probe_check"][["unit", "agree", "named_skill", "unnamed_skill"]]
+    return tables

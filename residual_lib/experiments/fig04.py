@@ -199,3 +199,8 @@ def plot_correlation(result: Result):
     """Fig 9: the correlation of the models' dataset profiles, this build's (with several models) beside the paper's."""
     return plots_spectral.plot_cross_model_correlation(result.artifacts["correlation"],
                                                        result.artifacts["paper_correlation"])
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
+    return {"similarity": result.tables["similarities"][["model", "dataset", "unit", "layer", "similarity"]]}

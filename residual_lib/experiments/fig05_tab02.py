@@ -419,3 +419,14 @@ def plot_probe(result: Result):
         axes[0, 0].axis("off")
     fig.tight_layout()
     return fig
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`), with Full finetuning's
+    trained-parameter count beside the aligners' when it ran."""
+    params = result.tables["table2_params"][["model", "method", "params"]]
+    finetuned = [{"model": m, "method": "Full finetuning", "params": out["Full finetuning"].method.n_params}
+                 for (m, _), out in result.artifacts["trained"].items() if "Full finetuning" in out]
+    if finetuned:
+        params = pd.concat([params, pd.DataFrame(finetuned).drop_duplicates("model")], ignore_index=True)
+    return {"accuracy": result.tables["accuracy"][["model", "dataset", "method", "accuracy"]], "params": params}

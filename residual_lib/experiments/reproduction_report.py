@@ -8,9 +8,10 @@ import pandas as pd
 
 from .. import results
 from ..cache import CacheKey
-from ..paper import REFERENCES
 from .base import Params as BaseParams
 from .base import Result, positive
+
+SUMMARY = True  # reads the results the other pages saved, so it runs after them
 
 
 @dataclass(frozen=True)
@@ -37,26 +38,23 @@ def tolerances() -> pd.DataFrame:
 
 def run(p: Params) -> Result:
     """Join each reference with the run's saved results; the summary and per-reference comparisons."""
-    comparisons = {name: results.compare(name, results.load(name, run=p.results_run)) for name in REFERENCES}
+    comparisons = results.comparisons(p.results_run)
     summary = results.summary(comparisons)
-    n_paper = int(summary["paper numbers"].sum())
-    n_ours = int(n_paper - summary["not run"].sum())
-    n_match = int(summary["match"].sum())
-    status = (f"This build compared {n_ours} of the paper's numbers with its own; {n_match} agree within tolerance."
-              if n_ours else
-              "No paper-scale run is part of this build: the paper's models and datasets need a GPU, the network "
-              "and ImageNet (see the README's 'Reproduce the paper'). Every number below is the paper's, and "
-              "each verdict reads 'not run'.")
+    built = results.run_summary(p.results_run)
+    status = built.text()
     largest = {}
     for name, comp in comparisons.items():
+        comp = comp[comp["verdict"] != "not run"]  # only what this build can set beside the paper's
+        if comp.empty:
+            continue
         order = pd.to_numeric(comp["diff"], errors="coerce").abs().fillna(-1)
         largest[name] = comp.assign(_order=order).sort_values("_order", ascending=False).drop(
             columns="_order").head(p.show_rows)
     return Result(p, tables={"summary": summary, "tolerances": tolerances(), **{f"largest:{k}": v
                                                                                  for k, v in largest.items()}},
-                  findings={"n_paper": n_paper, "n_ours": n_ours, "n_match": n_match, "results_run": p.results_run,
-                            "status": status},
-                  artifacts={"comparisons": comparisons})
+                  findings={"n_paper": built.paper_numbers, "n_produced": built.produced, "n_ours": built.compared,
+                            "n_match": built.matched, "results_run": p.results_run, "status": status},
+                  artifacts={"comparisons": {k: v for k, v in comparisons.items() if k in largest}})
 
 
 def plot(result: Result):

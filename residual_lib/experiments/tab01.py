@@ -224,3 +224,8 @@ def plot_sweep(result: Result):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
+    return {"accuracy": result.tables["table1"][["model", "dataset", "method", "accuracy"]]}

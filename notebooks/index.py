@@ -1,0 +1,84 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (residual_lib)
+#     language: python
+#     name: residual
+# ---
+
+# %% [markdown]
+# # ResiDual companion
+#
+# **The paper in three sentences.** *ResiDual Transformer Alignment with Spectral Decomposition* (arXiv
+# 2411.00246) splits a vision transformer's output into the exact sum of its residual units (every attention
+# head, every MLP) and finds that heads live on low-dimensional, increasingly nonlinear manifolds whose
+# principal components carry nameable meaning and specialise to some datasets more than to others. Keeping
+# only a few task-relevant heads keeps most of the zero-shot accuracy, and rescaling each unit along its
+# principal components (ResiDual) aligns a frozen model to a task about as well as a linear aligner, with far
+# fewer parameters. This book rebuilds each of its figures and tables with the library `residual_lib`, and
+# tests each of its claims on what this build computed.
+
+# %% tags=["parameters"]
+results_run = "toy"  # whose claim tables to read: the profile the pages ran under
+executed = "book/notebooks"  # where the runner wrote the executed pages (relative to the project root)
+max_thumbnails = 40  # figures shown as thumbnails, in the book's order
+
+# %% tags=["remove-input"]
+from residual_lib import page, style
+from residual_lib.experiments import front
+
+style.apply()
+result = front.run(page.params(front.Params, globals()))
+page.glue_findings(result.findings)
+
+# %% [markdown]
+# ## What this build ran
+#
+# Profile `{glue:text}`results_run``; models with recorded results: {glue:text}`models_text`. Of the
+# {glue:text}`n_pages` pages that test claims, {glue:text}`n_pages_ran` ran in this build (not run:
+# {glue:text}`not_run_text`). The paper's own models and datasets need a GPU and the network; the default
+# build runs the project's own tiny CLIP on a synthetic world whose ground truth is known, and a real
+# pretrained DINOv2 ViT-S/14 on Fashion-MNIST (see the toy world and real-model pages).
+
+# %% tags=["remove-input"]
+page.show(result.tables["ran"], caption="Pages that recorded results, and their models")
+
+# %% [markdown]
+# ## The paper's claims, tested
+#
+# {glue:text}`n_claims` claims, read once from the paper, each with a criterion fixed in advance
+# (`residual_lib.claims`). Over the models of this build: {glue:text}`n_holds` verdicts hold,
+# {glue:text}`n_fails` do not, and {glue:text}`n_untestable` cannot be tested here (the build lacks what the
+# criterion needs: a second model, a full-finetuning run, a dataset of random images, ...).
+
+# %% tags=["remove-input"]
+fig = front.plot_ledger(result)
+
+# %% tags=["remove-input"]
+front.show_ledger(result)
+
+# %% [markdown]
+# ## Every figure of this build
+#
+# Each thumbnail links to the page that computed it.
+
+# %% tags=["remove-input"]
+front.show_thumbnails(result)
+
+# %% [markdown]
+# ## How to read a page
+#
+# - **What this build shows** opens every page: the verdicts of the claims it tests, with the numbers that
+#   decided them. The prose below it describes the figures; it never concludes more than a verdict carries.
+# - **Ours and the paper's.** Each figure or table shows what this build computed; the paper's values are
+#   always labelled as the paper's. In the toy profile the two come from different models and data:
+#   compare directions and orderings, not digits. Numbers in the prose are inserted by the notebook itself.
+# - **The provenance block** after each page's parameters says where its numbers came from: profile,
+#   parameters, git commit, library version, device, runtime and peak memory.
+# - **The code** is short and collapsed: each page calls one experiment of `residual_lib.experiments`,
+#   where the computation lives and is tested. How to rerun a page, the book or the paper's profile:
+#   {doc}`../reproduce`.

@@ -1,0 +1,133 @@
+"""The front page: what this build ran, the ledger of the paper's claims with their verdicts, every figure.
+
+It reads what the other pages left behind (their claim tables, their executed notebooks), so the runner
+executes it after them (`SUMMARY`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import claims
+from ..cache import CacheKey
+from .base import Params as BaseParams
+from .base import Result, positive
+
+SUMMARY = True  # runs after the pages whose outputs it reads
+THUMBNAIL_WIDTH = 260  # pixels
+
+
+@dataclass(frozen=True)
+class Params(BaseParams):
+    results_run: str = "toy"  # whose claim tables to read: the profile the pages ran under
+    executed: str = "book/notebooks"  # where the runner wrote the executed pages (relative to the project root)
+    max_thumbnails: int = 40  # figures shown as thumbnails, in the book's order
+
+    def check(self) -> None:
+        positive(self, "max_thumbnails")
+
+
+def caches(p: Params) -> list[CacheKey]:
+    """None: the page reads what the other pages recorded."""
+    return []
+
+
+def run(p: Params) -> Result:
+    """The ledger of every claim for every model the pages recorded, what ran, and the pages' figures."""
+    recorded = claims.recorded(p.results_run)
+    ledger = claims.ledger(recorded)
+    tested = ledger[ledger["status"] != "not testable"]
+    ran = pd.DataFrame([{"page": claims.PAGE_TITLES[page], "models": ", ".join(sorted(
+        {str(m) for t in tables.values() if "model" in t.columns for m in t["model"].unique()})) or "one model"}
+        for page, tables in recorded.items()])
+    counts = claims.counts(ledger)
+    findings = {
+        "n_claims": len(claims.CLAIMS), "n_rows": len(ledger), "n_holds": counts["holds"],
+        "n_fails": counts["does not hold"], "n_untestable": counts["not testable"],
+        "n_pages_ran": len(recorded), "n_pages": len(claims.PAGES),
+        "models_text": ", ".join(sorted({m for m in ledger["model"] if m})) or "none",
+        "not_run_text": ", ".join(claims.PAGE_TITLES[pg] for pg in claims.PAGES if pg not in recorded) or "none",
+        "n_tested": len(tested),
+    }
+    return Result(p, tables={"ledger": ledger, "ran": ran}, findings=findings,
+                  artifacts={"thumbnails": thumbnails(Path(p.executed), p.max_thumbnails)})
+
+
+def plot_ledger(result: Result):
+    """The headline figure: each claim (rows, in the paper's order) for each model (columns), by verdict."""
+    ledger = result.tables["ledger"].assign(model=lambda d: d["model"].replace("", "(any)"))
+    rows = list(dict.fromkeys(ledger["claim"]))
+    cols = list(dict.fromkeys(ledger["model"]))
+    code = {s: i for i, s in enumerate(claims.STATUSES)}
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for _, r in ledger.iterrows():
+        grid[rows.index(r["claim"]), cols.index(r["model"])] = code[r["status"]]
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(2.0 + 1.3 * len(cols), 0.32 * len(rows) + 1.4))
+    ax.imshow(np.ma.masked_invalid(grid), cmap=ListedColormap([claims.BADGE_COLOURS[s] for s in claims.STATUSES]),
+              vmin=0, vmax=len(claims.STATUSES) - 1, aspect="auto")
+    statements = ledger.drop_duplicates("claim").set_index("claim")
+    ax.set_yticks(range(len(rows)), [f"{statements.loc[c, 'section']}  {c.replace('_', ' ')}" for c in rows],
+                  fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right", fontsize=8)
+    ax.grid(False)
+    ax.set_title("The paper's claims in this build", fontsize=10)
+    ax.legend(handles=[Patch(color=claims.BADGE_COLOURS[s], label=s) for s in claims.STATUSES],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def thumbnails(folder: Path, limit: int) -> list[dict]:
+    """The figures of the executed pages in `folder`, in the book's order: page, title, downscaled PNG (base64)."""
+    from PIL import Image
+
+    from .. import book
+
+    layout = book.Layout(folder.resolve().parent.parent)
+    found = []
+    for name in book.toc_notebooks(layout):
+        path = folder / f"{name}.ipynb"
+        if not path.is_file() or name == "index":
+            continue
+        nb = json.loads(path.read_text())
+        title = next(("".join(c["source"]).splitlines()[0].lstrip("# ") for c in nb["cells"]
+                      if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("# ")), name)
+        for cell in nb["cells"]:
+            for output in cell.get("outputs", []):
+                png = output.get("data", {}).get("image/png")
+                if png and len(found) < limit:
+                    image = Image.open(io.BytesIO(base64.b64decode(png)))
+                    image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 3))
+                    buffer = io.BytesIO()
+                    image.save(buffer, format="PNG", optimize=True)
+                    found.append({"page": name, "title": title,
+                                  "png": base64.b64encode(buffer.getvalue()).decode()})
+    return found
+
+
+def show_thumbnails(result: Result) -> None:
+    """Every figure of the build, small, each linked to its page."""
+    from html import escape
+
+    from IPython.display import HTML, display
+
+    cells = [f'<a href="{t["page"]}.html" title="{escape(t["title"])}" style="display:inline-block;margin:4px">'
+             f'<img src="data:image/png;base64,{t["png"]}" alt="{escape(t["title"])}" '
+             f'style="width:{THUMBNAIL_WIDTH}px;border:1px solid #ddd"></a>' for t in result.artifacts["thumbnails"]]
+    display(HTML("<div>" + "".join(cells) + "</div>" if cells else "<p>No figures were found.</p>"))
+
+
+def show_ledger(result: Result) -> None:
+    """The ledger table: verdict badge, claim, model, criterion, this build's numbers, link to the page."""
+    claims.show_verdicts(result.tables["ledger"], links=True, link_prefix="../")
