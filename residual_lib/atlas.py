@@ -28,7 +28,8 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -55,13 +56,25 @@ def _round(x) -> float | None:
     return round(x, _DIGITS) if np.isfinite(x) else None
 
 
-def cache_rows(units) -> np.ndarray:
-    """Dataset row of each sample of a `UnitCache` (the seeded subset `extract` took), in cache order."""
-    from .cache import subsample
-    from .datasets import load_dataset
+class CacheImages(Sequence):
+    """The images of a `UnitCache`'s samples, in cache order, read from its dataset only when indexed.
 
-    p = units.manifest["params"]
-    return subsample(len(load_dataset(p["dataset"], p["split"])), p["n_requested"], p["seed"])
+    A paper-scale cache holds 80,000 images and a page shows a few thousand, so none is read in advance.
+    """
+
+    def __init__(self, units):
+        from .cache import subsample
+        from .datasets import load_dataset
+
+        p = units.manifest["params"]
+        self.data = load_dataset(p["dataset"], p["split"])
+        self.rows = subsample(len(self.data), p["n_requested"], p["seed"])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return self.data[int(self.rows[i])][0]
 
 
 def thumbnail(image, size: int) -> str:
