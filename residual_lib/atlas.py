@@ -143,7 +143,7 @@ def head_atlas(units, *, model: str, model_display: str | None = None, images: S
     ids = unit_intrinsic_dimensions(units, pca=pca, threshold=threshold, discard_fraction=discard_fraction,
                                     device=device, progress=progress).set_index("unit")
     cards = {u: {"unit": u, "layer": int(ids.loc[u, "layer"]), "head": int(ids.loc[u, "head"]),
-                 **{q: _round(ids.loc[u, q]) for q in QUANTITIES},
+                 **{q: _round(ids.loc[u, q]) for q in QUANTITIES}, "linear_id": int(ids.loc[u, "linear_id"]),
                  "spectrum": [_round(v) for v in pca.explained_variance_ratio_[u]]} for u in heads}
 
     image_index: dict[int, int] = {}
@@ -236,11 +236,13 @@ def query_terms(query: str, vocabulary: Mapping[str, Sequence[str]]) -> tuple[li
     return words, None
 
 
-def _word_matches(word: str, term: str) -> bool:
-    """A description word uses a query term: the same word, a plural, or (terms over 4 letters) the same stem."""
-    if len(term) <= 4:
-        return word in (term, term + "s", term + "es")
-    return word.startswith(term[:max(4, len(term) - 2)])
+def stem(word: str) -> str:
+    """A crude stem shared with the page: drop one of -ing, -ed, -s, then a final -e (striped, stripes -> strip)."""
+    for suffix in ("ing", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def uses(text: str, query: str, vocabulary: Mapping[str, Sequence[str]]) -> bool:
@@ -250,7 +252,8 @@ def uses(text: str, query: str, vocabulary: Mapping[str, Sequence[str]]) -> bool
     joined = f" {' '.join(text_words)} "
     if attribute is not None and attribute in [w for w in words]:
         return any(f" {' '.join(_words(v))} " in joined for v in vocabulary[attribute])
-    return any(_word_matches(w, t) for t in words for w in text_words)
+    stems = {stem(t) for t in words}
+    return any(stem(w) in stems for w in text_words)
 
 
 def use_scores(doc: dict, query: str) -> pd.DataFrame:
