@@ -51,6 +51,7 @@ probe_attributes = True  # the reference images have known attributes (toy world
 probe_test_fraction = 0.3
 top = 5  # heads compared between the description and the probe rankings
 page_dir = "book/_static/atlas"  # where the pages are written, relative to the repository root
+embed_images = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
 
 # %% tags=["hide-input"]
 import os
@@ -72,7 +73,7 @@ page.glue_findings(result.findings)
 for name, path in result.artifacts["pages"].items():
     src = os.path.relpath(path, "book/notebooks")  # this notebook's folder in the book
     display(HTML(f'<p><a href="{src}" target="_blank">Open the atlas of {result.artifacts["docs"][name]["model_display"]} '
-                 f'on its own page</a> ({path.stat().st_size / 1024:.0f} KiB)</p>'
+                 f'on its own page</a> ({atlas.page_weight(path) / 1024:.0f} KiB)</p>'
                  f'<iframe src="{src}" title="Head atlas of {name}" style="width:100%;height:1150px;'
                  f'border:1px solid #dde3ea;border-radius:6px"></iframe>'))
 

@@ -313,11 +313,30 @@ def render_page(doc: dict) -> str:
             .replace("__SYNONYMS__", json.dumps(SYNONYMS)).replace("__DATA__", data))
 
 
-def write_page(doc: dict, folder: str | Path) -> Path:
-    """Write `<folder>/<model>.html` (the page) and `<folder>/<model>.json` (the document); return the page's path."""
+def write_page(doc: dict, folder: str | Path, embed_images: bool = True) -> Path:
+    """Write `<folder>/<model>.html` (the page) and `<folder>/<model>.json` (the document); return the page's path.
+
+    embed_images=False writes each thumbnail to `<folder>/<model>-thumbs/<i>.webp` instead of inlining it:
+    a card then fetches only its own few dozen images, which keeps a paper model's page (thousands of
+    thumbnails) quick to open; the folder must travel with the page.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{doc['model']}.json").write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False))
+    if not embed_images:
+        thumbs = folder / f"{doc['model']}-thumbs"
+        thumbs.mkdir(exist_ok=True)
+        for i, data in enumerate(doc["images"]):
+            (thumbs / f"{i}.webp").write_bytes(base64.b64decode(data))
+        doc = dict(doc, images=len(doc["images"]), image_dir=thumbs.name)
     page = folder / f"{doc['model']}.html"
     page.write_text(render_page(doc), encoding="utf-8")
     return page
+
+
+def page_href(model: str, unit: str | None = None, page_dir: str = "_static/atlas", from_dir: str = "notebooks") -> str:
+    """A link from a book page (in `from_dir` of the book) to a model's atlas, opened at `unit`'s card when given."""
+    import posixpath
+
+    href = posixpath.relpath(f"{page_dir}/{model}.html", from_dir)
+    return href + (f"#unit={unit}" if unit else "")

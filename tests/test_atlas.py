@@ -201,3 +201,33 @@ def test_smoke_page_in_chromium_clicks_a_head_and_searches_colour(smoke, tmp_pat
         assert b.eval("document.getElementById('card-title').textContent").startswith("L0.H1")
         assert b.eval("document.getElementById('q').value") == "striped"
         assert b.errors == []
+
+
+def test_thumbnails_can_live_beside_the_page(tmp_path):
+    image = atlas.thumbnail(np.full((3, 32, 32), 200, np.uint8), 32)
+    doc = {"model": "m", "model_display": "M", "images": [image, image], "heads": []}
+    html = atlas.write_page(doc, tmp_path, embed_images=False).read_text()
+    assert (tmp_path / "m-thumbs" / "1.webp").read_bytes() == base64.b64decode(image)
+    data = json.loads(re.search(r'id="atlas-data">(.*?)</script>', html, re.S).group(1))
+    assert data["images"] == 2 and data["image_dir"] == "m-thumbs" and image not in html
+    assert json.loads((tmp_path / "m.json").read_text())["images"] == [image, image]  # the document keeps them
+
+
+def test_page_href_from_a_book_page():
+    assert atlas.page_href("toy-clip", "L3.H1") == "../_static/atlas/toy-clip.html#unit=L3.H1"
+    assert atlas.page_href("toy-clip") == "../_static/atlas/toy-clip.html"
+
+
+@pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
+def test_the_notebook_declares_the_experiment_parameters_and_each_profile_validates(profile):
+    from residual_lib import book
+    from residual_lib.experiments import atlas as experiment
+    from residual_lib.experiments import page_params
+
+    layout = book.Layout()
+    _, declared = book.load_notebook(layout, "atlas")
+    assert declared == experiment.Params.names()
+    defaults, own = book.parameter_files(layout.params_dir, profile, "atlas")
+    params = page_params("atlas", book.merge_parameters("atlas", declared, defaults, own, {}))
+    assert params.models and params.page_dir == "book/_static/atlas"
+    assert "notebooks/atlas" in book.toc_files(layout.toc)

@@ -47,6 +47,7 @@ class Params(BaseParams):
     probe_test_fraction: float = 0.3
     top: int = 5  # heads compared between the description and the probe rankings
     page_dir: str = "book/_static/atlas"  # where the pages are written (relative to the working directory)
+    embed_images: bool = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
 
     def check(self) -> None:
         nonempty(self, "models")
@@ -103,7 +104,7 @@ def run(p: Params) -> Result:
     docs, pages, heads, checks = {}, {}, [], []
     for name in p.models:
         doc = docs[name] = _atlas(p, name)
-        pages[name] = write_page(doc, Path(p.page_dir))
+        pages[name] = write_page(doc, Path(p.page_dir), embed_images=p.embed_images)
         heads.append(pd.DataFrame([{k: c[k] for k in ("unit", "layer", "head", "linear_id", "twonn_id", "ratio", "evr1")}
                                    for c in doc["heads"]]).assign(model=doc["model_display"]))
         for attribute in doc["attributes"] if doc["has_text"] else []:
@@ -117,8 +118,14 @@ def run(p: Params) -> Result:
                   findings=_findings(docs, pages, check), artifacts={"docs": docs, "pages": pages})
 
 
+def page_weight(page: Path) -> int:
+    """Bytes of a page and of the thumbnails written beside it."""
+    thumbs = page.with_name(page.stem + "-thumbs")
+    return page.stat().st_size + sum(f.stat().st_size for f in thumbs.glob("*.webp"))
+
+
 def _findings(docs: dict, pages: dict, check: pd.DataFrame) -> dict:
-    weights = {name: page.stat().st_size for name, page in pages.items()}
+    weights = {name: page_weight(page) for name, page in pages.items()}
     found = {
         "atlas_models": ", ".join(d["model_display"] for d in docs.values()),
         "atlas_n_heads": sum(len(d["heads"]) for d in docs.values()),
