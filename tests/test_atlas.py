@@ -231,3 +231,25 @@ def test_the_notebook_declares_the_experiment_parameters_and_each_profile_valida
     params = page_params("atlas", book.merge_parameters("atlas", declared, defaults, own, {}))
     assert params.models and params.page_dir == "book/_static/atlas"
     assert "notebooks/atlas" in book.toc_files(layout.toc)
+
+
+def test_a_planted_head_is_top_by_description_and_by_probe():
+    """Synthetic units where only L1.H2 carries the class: its descriptions name classes most and its probe wins."""
+    from unitset_factory import class_embeddings, random_unitset
+
+    units, _ = random_unitset(n=240, signal_heads=("L1.H2",))
+    names = ["alpha", "beta", "gamma", "delta"]
+    distractors = np.random.default_rng(5).normal(size=(8, 16))
+    embeddings = np.concatenate([class_embeddings(4, 16), distractors / np.linalg.norm(distractors, axis=1, keepdims=True)])
+    texts = [f"a {c} thing" for c in names] + [f"a photo of a {w}" for w in
+                                                ("dog", "car", "tree", "house", "boat", "cup", "book", "bird")]
+    doc = atlas.head_atlas(units, model="synthetic", texts=texts, text_embeddings=embeddings,
+                           labels={"class": units.labels}, vocabulary={"class": names}, k=3, n_pcs=2,
+                           device="cpu", progress=False)
+    assert doc["images"] == [] and "plus" not in doc["heads"][0]["pcs"][0] and len(doc["heads"]) == 8
+    ranked = atlas.use_scores(doc, "class")
+    assert ranked.unit.iloc[0] == "L1.H2"
+    assert max(doc["heads"], key=lambda c: c["probe"]["class"]["skill"])["unit"] == "L1.H2"
+    assert atlas.top_overlap(doc, "class", top=1)["overlap"] == 1
+    signal = next(c for c in doc["heads"] if c["unit"] == "L1.H2")
+    assert signal["textspan"][0]["text"] in texts[:4] and signal["textspan"][0]["pc"] <= 3
