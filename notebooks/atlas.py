@@ -23,7 +23,7 @@
 # each dataset; and, in the toy world, what a linear probe decodes from it (the ground truth beside
 # the words). The search box ranks heads by the share of their variance that the descriptions using a
 # word explain ("colour", "striped", "red"), each with its probe accuracy for the attribute the word
-# names. Everything is one static file per model (its data inlined, a few hundred lines of
+# names. Everything is one static file per model (its data inlined, about 200 lines of
 # JavaScript, no network); a link below each opens it on its own, and `#unit=L3.H1` in its address
 # opens that head's card.
 

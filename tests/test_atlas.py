@@ -253,3 +253,18 @@ def test_a_planted_head_is_top_by_description_and_by_probe():
     assert atlas.top_overlap(doc, "class", top=1)["overlap"] == 1
     signal = next(c for c in doc["heads"] if c["unit"] == "L1.H2")
     assert signal["textspan"][0]["text"] in texts[:4] and signal["textspan"][0]["pc"] <= 3
+
+
+@pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
+def test_the_atlas_reads_only_caches_the_reproduce_plan_already_extracts(profile):
+    from residual_lib import book, reproduce
+    from residual_lib.experiments import atlas as experiment
+    from residual_lib.experiments import page_params
+
+    layout = book.Layout()
+    _, declared = book.load_notebook(layout, "atlas")
+    params = page_params("atlas", book.merge_parameters("atlas", declared, *book.parameter_files(
+        layout.params_dir, profile, "atlas"), {}))
+    planned = {(j.model, j.dataset, j.split, j.n, j.seed, j.dtype) for j in reproduce.plan(profile)}
+    needed = {(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in experiment.caches(params)}
+    assert needed and needed <= planned, sorted(needed - planned)
