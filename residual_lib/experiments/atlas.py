@@ -104,6 +104,7 @@ def run(p: Params) -> Result:
     docs, pages, heads, checks = {}, {}, [], []
     for name in p.models:
         doc = docs[name] = _atlas(p, name)
+        doc["settings"]["top"] = p.top  # the page compares the same number of heads as the table below it
         pages[name] = write_page(doc, Path(p.page_dir), embed_images=p.embed_images)
         heads.append(pd.DataFrame([{k: c[k] for k in ("unit", "layer", "head", "linear_id", "twonn_id", "ratio", "evr1")}
                                    for c in doc["heads"]]).assign(model=doc["model_display"]))
