@@ -27,6 +27,7 @@ PAGES: dict[str, str] = {
     "toy_world": "toy_world",
     "reproduction_report": "reproduction_report",
     "index": "front",
+    "atlas": "atlas",
 }
 
 
