@@ -7,7 +7,7 @@ import pytest
 from residual_lib.experiments import ParamsError, fig05_tab02, page_params
 from residual_lib.paths import REPO_ROOT
 from residual_lib.plots_spectral import model_display
-from residual_lib.reproduce import declared_defaults, notebook_parameters
+from experiment_smoke import declared_defaults, notebook_parameters
 
 NOTEBOOK = "fig05_tab02_residual_alignment"
 

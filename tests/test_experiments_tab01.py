@@ -7,7 +7,7 @@ import pytest
 from residual_lib.experiments import ParamsError, page_params, tab01
 from residual_lib.paths import REPO_ROOT
 from residual_lib.plots_spectral import model_display
-from residual_lib.reproduce import declared_defaults, notebook_parameters
+from experiment_smoke import declared_defaults, notebook_parameters
 
 NOTEBOOK = "tab01_coarse_unit_alignment"
 
