@@ -65,16 +65,17 @@ def plot_equivalence(tables: dict[str, pd.DataFrame], k: int) -> plt.Figure:
         dep = grid.pivot(index="layer", columns="head", values="l1_first_departure")
         logd = np.log10(diff.clip(lower=1e-18))
         im = row[0].imshow(logd.to_numpy(dtype=float), cmap=style.CMAP_SEQ, aspect="auto", vmin=-17, vmax=-5)
-        row[0].set_title(f"log10 max |R_TextSpan - R_SOMP(L2)|, {name}")
-        plt.colorbar(im, ax=row[0], fraction=0.04, label="1e-5 tolerance at -5")
+        plt.colorbar(im, ax=row[0], fraction=0.04, label="log10 (tolerance 1e-5 at -5)")
         im = row[1].imshow(dep.to_numpy(dtype=float), cmap="magma", aspect="auto", vmin=0, vmax=k)
-        row[1].set_title(f"SOMP (L1): first pick that differs (0 = never), {name}")
-        plt.colorbar(im, ax=row[1], fraction=0.04)
+        plt.colorbar(im, ax=row[1], fraction=0.04, label="pick number (0: never)")
         for ax, g in zip(row, (logd, dep)):
             ax.set_xticks(range(g.shape[1]), g.columns)
             ax.set_yticks(range(g.shape[0]), g.index)
             ax.set_xlabel("head")
-            ax.set_ylabel("layer")
+            ax.set_ylabel(f"{name}\nlayer")
             ax.grid(False)
+    # Column titles once, dictionaries as row labels: long per-panel titles overlapped their neighbours.
+    axes[0, 0].set_title("max |R_TextSpan - R_SOMP(L2)| per head", fontsize=10)
+    axes[0, 1].set_title("SOMP (L1): first pick that differs from TextSpan", fontsize=10)
     fig.tight_layout()
     return fig

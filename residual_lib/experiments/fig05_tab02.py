@@ -146,11 +146,13 @@ def run(p: Params) -> Result:
         "paper": paper_acc, "paper_params": paper_params,
         "ours_minus_paper": ours_minus_paper(accuracy, paper_acc),
         "count_check": count_check(paper_params), "training": training_table(trained),
-        "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method for d in moved},
+        "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method
+                                                    for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
         "probe": probe,
     }
-    return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved),
+    return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
+                                                       improved(trained, label0, moved)),
                   artifacts={"trained": trained, "archs": archs, "first_label": label0, "tasks": tasks,
                              "probe_per_task": per_task})
 
@@ -226,7 +228,14 @@ def probe_table(model, p: Params, rd: dict, arch: Architecture, moved: list[str]
     return pd.DataFrame(rows), per_task
 
 
-def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: str, moved: list[str]) -> dict:
+def improved(trained: dict, label: str, tasks: list[str]) -> list[str]:
+    """The tasks on which RD's test accuracy beat the model's own (Base): only their amplified components are
+    worth describing as what the task needed."""
+    return [d for d in tasks if trained[(label, d)]["RD"].test_accuracy > trained[(label, d)]["Base"].test_accuracy]
+
+
+def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: str, moved: list[str],
+              described: list[str]) -> dict:
     accuracy, params, probe = tables["accuracy"], tables["table2_params"], tables["probe"].set_index("task")
     shared = sorted(set(archs) & set(tables["paper"]["model"]))
     tasks = [dataset_display(d) for d in p.datasets]
@@ -243,6 +252,9 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
     return {
         "shared_models": ", ".join(shared) if shared else "none",
         "untrained_tasks": ", ".join(d for d in tasks if d not in moved) or "none",
+        "described_tasks": ", ".join(described) or "none",
+        "ft_text": (f"full finetuning {means['Full finetuning']:.3f}" if "Full finetuning" in means
+                    else "full finetuning did not run in this build"),
         "probe_task": probe_task, "probe_moved": probe_moved,
         "probe_top": colour["best probe heads"] if colour is not None else "",
         "scale_top": (colour["most amplified heads"] or "none") if colour is not None else "",
@@ -361,6 +373,12 @@ def plot_lr_range(result: Result):
     return fig
 
 
+def _note(ax, text: str) -> None:
+    """A panel that says why it has nothing to draw, instead of an empty plot."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes)
+
+
 def plot_head_scales(result: Result):
     """Per task, the first model's RD scales averaged over each head's PCs (layer x head; 1: unchanged)."""
     trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
@@ -370,9 +388,15 @@ def plot_head_scales(result: Result):
     rows = -(-len(grids) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
     for ax, (d, g) in zip(axes.flat, grids.items()):
-        span = max(1e-3, float(np.nanmax(np.abs(g.to_numpy() - 1))))  # each task on its own scale, centred at 1
-        im = ax.imshow(g.to_numpy(), cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
-        ax.set(title=d, xlabel="head", ylabel="layer", xticks=range(arch.n_heads), yticks=range(arch.n_layers))
+        values = g.to_numpy(dtype=float)
+        if trained[(label0, d)]["RD"].result.best_epoch == 0:  # early stopping kept the untrained scales
+            _note(ax, f"{d}\n\nRD kept its untrained scales:\nno epoch beat the model itself")
+            continue
+        span = max(1e-3, float(np.nanmax(np.abs(values - 1))))  # each task on its own scale, centred at 1
+        im = ax.imshow(values, cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
+        # The range in the title: a colour scale stretched over 1.000-1.001 must not read as a strong effect.
+        ax.set(title=f"{d}\nmean lambda {np.nanmin(values):.3f} to {np.nanmax(values):.3f}", xlabel="head",
+               ylabel="layer", xticks=range(arch.n_heads), yticks=range(arch.n_layers))
         ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.75)
     for ax in list(axes.flat)[len(grids):]:
@@ -386,8 +410,8 @@ def plot_pc_scales(result: Result):
     """The first model's RD scale of every kept PC of every head on `probe_dataset`; None if it is not a task."""
     trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
     probe_task = dataset_display(result.params.probe_dataset)
-    if (label0, probe_task) not in trained:
-        return None
+    if (label0, probe_task) not in trained or trained[(label0, probe_task)]["RD"].result.best_epoch == 0:
+        return None  # not a task of this build, or RD kept every scale at its start (the page says which)
     scales = trained[(label0, probe_task)]["RD"].method.unit_scales()
     heads = [u for u in scales if ".H" in u]
     matrix = np.array([scales[h] for h in heads])
@@ -396,7 +420,8 @@ def plot_pc_scales(result: Result):
     im = ax.imshow(matrix, aspect="auto", cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span, interpolation="nearest")
     ax.grid(False)
     ax.set(yticks=range(len(heads)), yticklabels=heads, xlabel="principal component (reference PCA order)",
-           title=f"RD scales per head and PC, {label0} on {probe_task}")
+           title=f"RD scales per head and PC, {label0} on {probe_task} (lambda {matrix.min():.3f} to "
+                 f"{matrix.max():.3f})")
     fig.colorbar(im, ax=ax, label="lambda")
     fig.tight_layout()
     return fig
