@@ -40,7 +40,7 @@ def plot_intrinsic_dimension(ours: dict[str, pd.DataFrame], paper: pd.DataFrame,
 
     ours: {model: layer_summary}; for the ratio, solid = mean of per-head ratios, dashed = ratio of means.
     """
-    fig, axes = plt.subplots(2, 4, figsize=(13, 6.2), sharex="row")
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.2), sharex="row")
     colours = plt.get_cmap("tab10")
     for i, (model, summ) in enumerate(ours.items()):
         c = style.OURS if len(ours) == 1 else colours(i)
@@ -58,8 +58,12 @@ def plot_intrinsic_dimension(ours: dict[str, pd.DataFrame], paper: pd.DataFrame,
             ax.set_title(f"{ID_COLUMNS[col]}\n{who}", fontsize=9)
             ax.set_xlabel("layer")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 2].legend(fontsize=7, framealpha=0.85)
-    axes[1, 3].legend(fontsize=7, ncol=1)
+            # Every axis from 0 (EVR up to 1): a change of 0.5 in an ID of 6 must not look like a steep trend.
+            ax.set_ylim(0, 1.0 if col == "evr1" else max(ax.get_ylim()[1], 1.0))
+    # Legends beside the last panel of each row, never over a curve.
+    axes[0, 3].legend(*axes[0, 2].get_legend_handles_labels(), fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.02, 1), frameon=False)
+    axes[1, 3].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
