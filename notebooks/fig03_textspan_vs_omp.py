@@ -75,15 +75,16 @@ page.claims(fig03, result)
 # ## Agreement per head
 #
 # Left: this build, |Z| for every head of the last layers. Right: the paper's values for OpenCLIP-L
-# (layers 20-23, 16 heads each), for the same principal component.
+# (layers 20-23, 16 heads each), for the same principal component. The paper's Z compares the two
+# description sets by another similarity than this page's (above), so the panels show where each model's
+# heads agree, not numbers on one scale.
 
 # %% tags=["hide-input"]
 fig = fig03.plot_agreement(result)
 
 # %% [markdown]
-# Over the {glue:text}`n_heads` heads, the mean |Z| is {glue:text}`z_mean:.2f` (the paper's
-# OpenCLIP-L panel for this PC: {glue:text}`paper_z_mean:.2f`), and a share of
-# {glue:text}`share_z1:.2f` of the heads have |Z| > 1 (paper: {glue:text}`paper_share_z1:.2f`).
+# Over the {glue:text}`n_heads` heads, the mean |Z| is {glue:text}`z_mean:.2f`, and a share of
+# {glue:text}`share_z1:.2f` of the heads have |Z| > 1.
 # The head whose OMP on PC{glue:text}`pc` agrees most with TextSpan is {glue:text}`z_max_head`
 # (|Z| = {glue:text}`z_max:.2f`), the one that agrees least is {glue:text}`z_min_head`
 # (|Z| = {glue:text}`z_min:.2f`). With the set-level null, a share of {glue:text}`share_zset2:.2f`
@@ -120,6 +121,6 @@ if "probe_check" in result.tables:
 # %% [markdown]
 # {glue:text}`probe_text`
 #
-# Where the probe and the descriptions disagree, TextSpan's words name something the head does not
-# separate linearly (or the head carries several attributes and the dictionary's pairs name the
-# other one); where they agree, the text decomposition is a faithful label for the head.
+# Whether the attributes the descriptions name are the ones the probes decode best, often enough to call the
+# descriptions faithful labels, is decided at the top of this page against its stated criterion; the table
+# above gives the evidence head by head.

@@ -135,6 +135,7 @@ def _probe(units, heads: list[str], table: pd.DataFrame, p: Params) -> tuple[pd.
     check = text_vs_probe(dict(zip(table.unit, table.TextSpan)), skills, ATTRIBUTES)
     named = check.dropna(subset=["text_attribute"])
     mentioned = {a for described in table.TextSpan for t in described for a in mentioned_attributes(t, ATTRIBUTES)}
+    best = check.probe_attribute.value_counts()
     text = (
         f"The descriptions of {len(named)} of the {len(check)} heads name an attribute of the toy world. For "
         f"{int(named.agree.sum())} of them the attribute named most (ties counted) is the one the probe decodes "
@@ -142,7 +143,8 @@ def _probe(units, heads: list[str], table: pd.DataFrame, p: Params) -> tuple[pd.
         f"against {named.probe_skill.mean():.2f} for the head's best attribute. Averaged over heads, the "
         f"attributes a head's descriptions name at least once have probe skill {check.named_skill.mean():.2f}, "
         f"the attributes they never name {check.unnamed_skill.mean():.2f}. Attributes no head's descriptions "
-        f"mention at all: {', '.join(sorted(set(skills.columns) - mentioned)) or 'none'}.")
+        f"mention at all: {', '.join(sorted(set(skills.columns) - mentioned)) or 'none'}. The attribute the "
+        f"probe decodes best is {best.index[0]} on {int(best.iloc[0])} of the {len(check)} heads.")
     return skills, check, text
 
 
