@@ -40,6 +40,7 @@ from residual_lib.experiments import fig02
 style.apply()
 result = fig02.run(page.params(fig02.Params, globals()))
 page.glue_findings(result.findings)
+page.glue_atlas(models[0], model=None)
 _ = results.save(result.tables["fig2"], "fig2")
 
 # %% [markdown]
@@ -91,7 +92,8 @@ page.show(check.loc[~check["matches_ratio_of_means"], ["model", "layer", "linear
 # {glue:text}`nn_last:.1f` (largest, {glue:text}`nn_peak:.1f`, at layer {glue:text}`nn_peak_layer`),
 # and their per-head ratio from {glue:text}`ratio_first:.2f` to {glue:text}`ratio_last:.2f`. PC1
 # explains {glue:text}`evr_first:.2f` of a head's variance in the first layer and
-# {glue:text}`evr_last:.2f` in the last.
+# {glue:text}`evr_last:.2f` in the last. Every head's IDs and spectrum are on its card in the
+# {glue:md}`model_atlas`.
 #
 # The paper's panel (bottom row) is a different set of models: ViT-Large and ViT-Base encoders on
 # 80,000 ImageNet images, where L rises towards the head dimension (64) and N rises then falls (the

@@ -59,6 +59,7 @@ from residual_lib.experiments import fig03
 style.apply()
 result = fig03.run(page.params(fig03.Params, globals()))
 page.glue_findings(result.findings)
+page.glue_atlas(model_name, z_max_head=result.findings["z_max_head"], z_min_head=result.findings["z_min_head"])
 _ = results.save(result.tables["fig3_agreement"], "fig3_agreement")
 _ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
 
@@ -85,9 +86,10 @@ fig = fig03.plot_agreement(result)
 # %% [markdown]
 # Over the {glue:text}`n_heads` heads, the mean |Z| is {glue:text}`z_mean:.2f`, and a share of
 # {glue:text}`share_z1:.2f` of the heads have |Z| > 1.
-# The head whose OMP on PC{glue:text}`pc` agrees most with TextSpan is {glue:text}`z_max_head`
-# (|Z| = {glue:text}`z_max:.2f`), the one that agrees least is {glue:text}`z_min_head`
-# (|Z| = {glue:text}`z_min:.2f`). With the set-level null, a share of {glue:text}`share_zset2:.2f`
+# The head whose OMP on PC{glue:text}`pc` agrees most with TextSpan is {glue:md}`z_max_head_atlas`
+# (|Z| = {glue:text}`z_max:.2f`), the one that agrees least is {glue:md}`z_min_head_atlas`
+# (|Z| = {glue:text}`z_min:.2f`); each name opens the head's card in the head atlas. With the set-level
+# null, a share of {glue:text}`share_zset2:.2f`
 # of the heads lie more than two standard scores from a random description set.
 
 # %% [markdown]

@@ -48,6 +48,7 @@ from residual_lib.experiments import fig04
 style.apply()
 result = fig04.run(page.params(fig04.Params, globals()))
 page.glue_findings(result.findings)
+page.glue_atlas(models[0], model=None)
 _ = results.save(result.tables["fig4_order"], "fig4_order")
 if "fig9" in result.tables:  # several models
     _ = results.save(result.tables["fig9"], "fig9")
@@ -130,7 +131,9 @@ fig = fig04.plot_correlation(result)
 # distribution labelled by one attribute, so their heads should look like the reference's
 # (similarity near 1 up to sampling noise); the out-of-distribution sets (sketches, textures,
 # digits, noise) are where heads can differ. The measure compares representations, not labels.
-# Mean similarity by the datasets' role in their manifests: {glue:text}`role_text`.
+# Mean similarity by the datasets' role in their manifests: {glue:text}`role_text`. Each head's similarity
+# to every dataset, with its descriptions and the images at the ends of its components, is on its card in
+# the {glue:md}`model_atlas`.
 #
 # **Choices** (Eq. 3-4 leave them open; tested in `tests/test_spectral.py`): the weights are the PCA
 # eigenvalues (the measure does not change when a weight set is rescaled, so explained-variance

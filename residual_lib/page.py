@@ -49,3 +49,17 @@ def claims(module, result) -> None:
     tables = module.claim_tables(result)
     ledger.record(notebook, tables)
     ledger.show_verdicts(ledger.page_verdicts(notebook, tables))
+
+
+def glue_atlas(model: str, **units: str | None) -> None:
+    """Glue `<name>_atlas` as a markdown link to each unit's card in the head atlas (None: the model's whole
+    atlas), for `{glue:md}` in the prose."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    from .atlas import page_href
+
+    for name, unit in units.items():
+        # Raw html, not a markdown link: Sphinx would take the static page for a download and copy it.
+        glue(f"{name}_atlas", Markdown(f'<a href="{page_href(model, unit)}">{unit or "head atlas"}</a>'),
+             display=False)
