@@ -1,13 +1,21 @@
-"""Shared fixtures: a throwaway artifacts folder and a throwaway book project for the runner's tests."""
+"""Shared fixtures of the three test tiers: a throwaway artifacts folder and a throwaway book project.
+
+tests/unit: the library, fast; tests/integration: models, experiments, the planner and the job engine end to
+end; tests/book: the runner, the pages, the site. `pytest tests/unit` is the quick loop; `make test` runs all.
+"""
 
 import os
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from residual_lib.paths import REPO_ROOT
+
+# The shared helpers (unit_fixtures, experiment_smoke, browser, ...) live here, beside the three tiers' folders.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Figures render off-screen in tests, whatever the machine's display.
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -11,7 +11,7 @@ import torch
 
 import residual_lib
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 EXAMPLE = '''\
 import torch

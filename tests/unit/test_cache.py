@@ -21,7 +21,7 @@ from residual_lib.units import unit_names
 from unit_fixtures import RandomImages, tiny_model
 
 torch.set_num_threads(1)
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent  # where the shared helpers live
 
 
 @pytest.fixture(scope="module")
