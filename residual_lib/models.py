@@ -205,7 +205,7 @@ def _load_toy(name: str, profile: str, trained: bool = True) -> ResidualModel:
     from .adapters.open_clip import OpenClipAdapter
 
     if trained:
-        from .toy.model import load_toy_clip
+        from .toy.checkpoint import load_toy_clip
 
         module, preprocess, tokenizer = load_toy_clip(profile)
     else:

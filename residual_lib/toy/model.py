@@ -72,14 +72,6 @@ def preprocess_of(model: nn.Module) -> Callable:
     ])
 
 
-def load_toy_clip(profile: str = "toy") -> tuple[nn.Module, Callable, Callable]:
-    """The trained toy CLIP of `profile` in eval mode, its preprocess and tokenizer (trains it first if missing)."""
-    from .train import ensure_model
-
-    model = from_checkpoint(profile, ensure_model(profile))
-    return model, preprocess_of(model), tokenizer_of(profile)
-
-
 def from_checkpoint(profile: str, checkpoint: str | Path) -> nn.Module:
     """The toy CLIP of `profile` with the weights of a safetensors `checkpoint`, in eval mode."""
     model = create(profile)

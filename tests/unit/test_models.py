@@ -59,7 +59,7 @@ def test_registered_open_clip_entry_applies_quick_gelu_and_false_means_random(mo
 
 
 def test_toy_family_wraps_load_toy_clip(monkeypatch):
-    """The toy family calls residual_lib.toy.model.load_toy_clip(profile) and wraps its open_clip model."""
+    """The toy family calls residual_lib.toy.checkpoint.load_toy_clip(profile) and wraps its open_clip model."""
     import open_clip
 
     calls = []
@@ -69,7 +69,7 @@ def test_toy_family_wraps_load_toy_clip(monkeypatch):
         module, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None, **TINY_CFG)
         return module, preprocess, open_clip.get_tokenizer("ViT-B-32", context_length=16)
 
-    monkeypatch.setitem(sys.modules, "residual_lib.toy.model", types.SimpleNamespace(load_toy_clip=load_toy_clip))
+    monkeypatch.setitem(sys.modules, "residual_lib.toy.checkpoint", types.SimpleNamespace(load_toy_clip=load_toy_clip))
     _register(monkeypatch, **{"toy-clip": {"name": "toy-clip", "family": "toy", "arch": "toy-clip", "pretrained": "smoke"}})
     model = models.load_model("toy-clip", device="cpu")
     assert calls == ["smoke"] and isinstance(model, OpenClipAdapter) and model.weights == "toy:smoke"
