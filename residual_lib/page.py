@@ -51,7 +51,7 @@ def claims(module, result) -> None:
     ledger.show_verdicts(ledger.page_verdicts(notebook, tables))
 
 
-def glue_atlas(model: str, **units: str | None) -> None:
+def glue_atlas(model: str, /, **units: str | None) -> None:
     """Glue `<name>_atlas` as a markdown link to each unit's card in the head atlas (None: the model's whole
     atlas), for `{glue:md}` in the prose."""
     from IPython.display import Markdown
