@@ -53,7 +53,7 @@ page.show(result.tables["summary"], caption="TextSpan against SOMP on every head
 # ## What this build shows
 #
 # The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
-# that decided it (the [front page](../index) gathers every page's verdicts).
+# that decided it (the [front page](index) gathers every page's verdicts).
 
 # %% tags=["remove-input"]
 page.claims(appA2, result)

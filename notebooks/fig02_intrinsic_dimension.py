@@ -47,7 +47,7 @@ _ = results.save(result.tables["fig2"], "fig2")
 # ## What this build shows
 #
 # The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
-# that decided it (the [front page](../index) gathers every page's verdicts).
+# that decided it (the [front page](index) gathers every page's verdicts).
 
 # %% tags=["remove-input"]
 page.claims(fig02, result)

@@ -67,7 +67,7 @@ _ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
 # ## What this build shows
 #
 # The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
-# that decided it (the [front page](../index) gathers every page's verdicts).
+# that decided it (the [front page](index) gathers every page's verdicts).
 
 # %% tags=["remove-input"]
 page.claims(fig03, result)

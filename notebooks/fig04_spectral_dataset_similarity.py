@@ -57,7 +57,7 @@ if "fig9" in result.tables:  # several models
 # ## What this build shows
 #
 # The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
-# that decided it (the [front page](../index) gathers every page's verdicts).
+# that decided it (the [front page](index) gathers every page's verdicts).
 
 # %% tags=["remove-input"]
 page.claims(fig04, result)
