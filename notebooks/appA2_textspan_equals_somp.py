@@ -27,7 +27,7 @@
 # dictionaries: the text embeddings as they are, and projected on each head's span (TextSpan's own
 # preprocessing). The paper reports no numbers for this appendix; its claim is the equality itself.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
 dataset = "toy-mixed"
 split = "train"

@@ -27,7 +27,7 @@
 # JavaScript, no network); a link below each opens it on its own, and `#unit=L3.H1` in its address
 # opens that head's card.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # one atlas per model (registered names or open_clip architectures)
 reference_dataset = "toy-mixed"  # the heads' PCA, IDs, descriptions, thumbnails and probes
 datasets = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",

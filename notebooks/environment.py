@@ -16,7 +16,7 @@
 # The software and the machine this build of the book ran on. Every other page's provenance block
 # names its device and commit; this page adds the versions of the packages the numbers depend on.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 device = "auto"  # torch device of the build: "auto" (CUDA when visible, else CPU), "cpu" or "cuda"
 packages = [  # distributions whose installed versions are listed
     "torch", "torchvision", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-learn",

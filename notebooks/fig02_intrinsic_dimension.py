@@ -21,7 +21,7 @@
 # much a single direction dominates. Everything is averaged over the heads of each layer. With the
 # ViT-Large models this is Figure 2; with the ViT-Base models, Figure 7 (same notebook, other `models`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures
 dataset = "toy-mixed"  # the reference dataset (the paper: an 80k stratified subset of ImageNet train)
 split = "train"

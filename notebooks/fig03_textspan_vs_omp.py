@@ -35,7 +35,7 @@
 # Both algorithms get the same dictionary: the text embeddings projected on each head's span (the
 # preprocessing in Gandelsman et al.'s code; parameter `project`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
 dataset = "toy-mixed"  # the samples each head is decomposed on (the paper: ImageNet)
 split = "train"

@@ -22,7 +22,7 @@
 # dataset (ordered by mean similarity, most similar first, as in the paper) and one column per
 # head, layer by layer. With several models, the correlation of their dataset profiles is Figure 9.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names or open_clip architectures; several -> Fig 9
 reference_dataset = "toy-mixed"  # the paper: ImageNet (train)
 datasets = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",

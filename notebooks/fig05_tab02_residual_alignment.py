@@ -33,7 +33,7 @@
 # represent every RDY (without centring its bias must first travel the length of the mean).
 # Epoch 0 of every run is the untrained method, so early stopping can keep it.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names or open_clip architectures
 datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]  # zero-shot tasks
 reference_dataset = "toy-mixed"  # where Phi and mu come from (the paper: ImageNet train)

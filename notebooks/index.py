@@ -22,7 +22,7 @@
 # fewer parameters. This book rebuilds each of its figures and tables with the library `residual_lib`, and
 # tests each of its claims on what this build computed.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_run = "toy"  # whose claim tables to read: the profile the pages ran under
 executed = "book/notebooks"  # where the runner wrote the executed pages (relative to the project root)
 max_thumbnails = 40  # figures shown as thumbnails, in the book's order
@@ -38,7 +38,7 @@ page.glue_findings(result.findings)
 # %% [markdown]
 # ## What this build ran
 #
-# Profile `{glue:text}`results_run``; models with recorded results: {glue:text}`models_text`. Of the
+# Profile {glue:text}`results_run`; models with recorded results: {glue:text}`models_text`. Of the
 # {glue:text}`n_pages` pages that test claims, {glue:text}`n_pages_ran` ran in this build (not run:
 # {glue:text}`not_run_text`). The paper's own models and datasets need a GPU and the network; the default
 # build runs the project's own tiny CLIP on a synthetic world whose ground truth is known, and a real

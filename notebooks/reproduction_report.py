@@ -18,7 +18,7 @@
 # tolerance. The notebooks file their numbers with `residual_lib.results.save` in the paper's own
 # columns; this page joins them.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_run = "toy"  # which build's saved results to compare: "paper" after `make reproduce`, else toy/smoke
 show_rows = 15  # rows shown per reference, largest differences first (the full tables are saved as CSV)
 

@@ -29,7 +29,7 @@
 # onto the class embeddings' span, so it does not depend on a basis of that span; k = round(5% of the
 # heads), at least one.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures
 datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]  # zero-shot tasks
 n_train = 2000  # training images per task (O); None: the whole split

@@ -21,7 +21,7 @@
 # can check the paper's claims about heads against it (does the head that SOMP calls "colour" carry colour
 # under a linear probe?).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered toy model (data_manifests/models)
 training_profile = "toy"  # its training profile (the manifest's `pretrained`): where its curve lives
 tasks = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"]

@@ -335,6 +335,15 @@ def describe_interruption(name: str, source: Path, out: Path, error: Exception, 
             f"the cells after it did not run:\n{_excerpt(cell.source, None)}\n  {type(error).__name__}: {error}")
 
 
+def collapse_parameters(nb) -> None:
+    """Collapse papermill's injected-parameters cell like the page's own parameters cell: the provenance block
+    already lists every value, so the page leads with its figures."""
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if INJECTED_TAG in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+
+
 def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> None:
     """Write the measured runtime and peak memory into the provenance output of an executed notebook."""
     for cell in nb.cells:
@@ -404,6 +413,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     if out.is_file():
         executed = nbformat.read(out, as_version=4)
         finalise_provenance(executed, runtime, peak)
+        collapse_parameters(executed)
         nbformat.write(executed, out)
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, provenance.git_commit(),
