@@ -172,3 +172,20 @@ def test_alignment_task_datasets_label_the_attribute_they_render(name, variant, 
     images, attributes = generate(len(data), [data.spec.seed, 0], variant)
     again, _ = generate(len(data), [data.spec.seed, 0], variant)
     np.testing.assert_array_equal(images, again)
+
+
+@pytest.mark.parametrize("page", ["tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment"])
+def test_section4_toy_pages_ask_for_counts_every_task_holds(page):
+    """Each task of the toy Section 4 pages is registered and has at least n_train / n_val / n_test images."""
+    from pathlib import Path
+
+    import yaml
+
+    from residual_lib.datasets import dataset_spec
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "notebooks" / "params" / "toy" / f"{page}.yaml").read_text())
+    assert len(params["datasets"]) == len(set(params["datasets"])) >= 5
+    for name in params["datasets"]:
+        splits = dataset_spec(name).splits
+        for split in ("train", "val", "test"):
+            assert params[f"n_{split}"] <= splits[split]["size"], (name, split)
