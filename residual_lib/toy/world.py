@@ -4,8 +4,9 @@ An image is drawn from six attributes, each an index into the tuples below (`ATT
 colour, pattern, position, size and background. Rendering is vectorised over the batch: shape masks
 are computed at twice the resolution (numpy arrays (N, 2S, 2S)) and averaged into pixel coverage.
 Variants give the out-of-distribution sets: `sketch` (dark outline on white, the ImageNet-Sketch
-analogue), `textured` (the object on a random coloured texture), `noise` (the paper's "Random")
-and scikit-learn's bundled handwritten digits rendered to the same size.
+analogue), `textured` (the object on a random coloured texture), `noisy` (the usual image under
+ten times the pixel noise), `noise` (the paper's "Random") and scikit-learn's bundled handwritten
+digits rendered to the same size.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ RADII = np.array([3.6, 5.4, 7.4], dtype=np.float32)  # one per entry of SIZES
 # The dark half of a striped or checkered pattern keeps the hue: the object's mean colour stays on its colour's ray.
 SHADE = 0.45
 PIXEL_NOISE = 6.0  # std of the Gaussian pixel noise, in 0..255 units
-VARIANTS = ("plain", "sketch", "textured")
+HEAVY_NOISE = 60.0  # the `noisy` variant's pixel noise: small shapes drown, colours survive on average
+VARIANTS = ("plain", "sketch", "textured", "noisy")
 
 
 def sample_attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -132,7 +134,8 @@ def render(attributes: dict[str, np.ndarray], rng: np.random.Generator, variant:
         paint = np.where(_pattern_on(np.asarray(attributes["pattern"]))[:, None], colour, SHADE * colour)
     cover = _coverage(inside)[:, None]
     image = background + cover * (paint - background)
-    image = image + rng.normal(0, PIXEL_NOISE, size=image.shape).astype(np.float32)
+    noise = HEAVY_NOISE if variant == "noisy" else PIXEL_NOISE
+    image = image + rng.normal(0, noise, size=image.shape).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 

@@ -141,3 +141,51 @@ def test_captioned_samples_pair_images_with_captions():
     assert images.shape == (5, 3, world.IMAGE_SIZE, world.IMAGE_SIZE) and len(texts) == 5
     np.testing.assert_array_equal(images, again)
     assert texts == same
+
+
+def test_noisy_variant_is_the_plain_image_under_heavy_noise():
+    """Same draws: the noisy image is the plain one with its noise scaled up; the object's mean keeps its colour."""
+    attributes = _fixed(300, background=1, pattern=0, size=2)  # gray: the noise is rarely clipped
+    plain = world.render(attributes, np.random.default_rng(7))
+    noisy = world.render(attributes, np.random.default_rng(7), variant="noisy")
+    inside = _object_pixels(plain, attributes)
+    difference = (noisy.astype(np.float32) - plain)[~np.broadcast_to(inside[:, None], plain.shape)]
+    assert abs(difference.std() / (world.HEAVY_NOISE - world.PIXEL_NOISE) - 1) < 0.1
+    mean = (noisy * inside[:, None]).sum(axis=(2, 3)) / inside.sum(axis=(1, 2))[:, None]
+    nearest = np.linalg.norm(mean[:, None] - world.RGB[None], axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(nearest, attributes["colour"])
+
+
+@pytest.mark.parametrize("name, variant, label", [
+    ("toy-textured-colour", "textured", "colour"), ("toy-noisy-shape", "noisy", "shape"),
+    ("toy-noisy-colour", "noisy", "colour"), ("toy-sketch-size", "sketch", "size"),
+    ("toy-textured-pattern", "textured", "pattern")])
+def test_alignment_task_datasets_label_the_attribute_they_render(name, variant, label):
+    """Labels are the rendered attribute, every class appears in near-equal numbers, and a reload is identical."""
+    data = load_dataset(name, "val")
+    assert data.spec.source == {"kind": "toy", "variant": variant, "label": label}
+    np.testing.assert_array_equal(data.labels.numpy(), data.attributes[label])
+    counts = np.bincount(data.labels.numpy(), minlength=data.spec.n_classes)
+    assert len(counts) == len(world.ATTRIBUTES[label]) == data.spec.n_classes
+    assert counts.min() > 0.6 * len(data) / len(counts) and counts.max() < 1.4 * len(data) / len(counts)
+    assert list(data.spec.class_names) == list(world.ATTRIBUTES[label])
+    images, attributes = generate(len(data), [data.spec.seed, 0], variant)
+    again, _ = generate(len(data), [data.spec.seed, 0], variant)
+    np.testing.assert_array_equal(images, again)
+
+
+@pytest.mark.parametrize("page", ["tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment"])
+def test_section4_toy_pages_ask_for_counts_every_task_holds(page):
+    """Each task of the toy Section 4 pages is registered and has at least n_train / n_val / n_test images."""
+    from pathlib import Path
+
+    import yaml
+
+    from residual_lib.datasets import dataset_spec
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "notebooks" / "params" / "toy" / f"{page}.yaml").read_text())
+    assert len(params["datasets"]) == len(set(params["datasets"])) >= 5
+    for name in params["datasets"]:
+        splits = dataset_spec(name).splits
+        for split in ("train", "val", "test"):
+            assert params[f"n_{split}"] <= splits[split]["size"], (name, split)

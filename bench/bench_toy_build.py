@@ -1,0 +1,80 @@
+"""Stage times of the toy book build in one run: training the toy CLIP, then each page executed by the book runner.
+
+    .venv/bin/python bench/bench_toy_build.py                        # fresh artifacts (a temporary folder): everything
+    .venv/bin/python bench/bench_toy_build.py --only train           # the training stage alone
+    .venv/bin/python bench/bench_toy_build.py --only tab01_coarse_unit_alignment --artifacts artifacts
+
+Each stage is a subprocess, as `make book` runs it: `python -m residual_lib.toy.train --profile toy`, then
+`python -m residual_lib.book run --profile toy --only NAME --quiet` per page in the table of contents' order
+(later pages reuse the caches earlier ones wrote, as in a real build). With the default fresh folder, the
+times are those of a first build after the packages are installed; with --artifacts pointing at a used
+folder, training is a no-op and caches are reused. The budget (issue 13, quiet 2-core machine): training
+<= 240 s, each page <= 90 s. The load average before and after is printed, since a loaded machine is slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_S = {"train": 240.0}
+PAGE_BUDGET_S = 90.0
+
+
+def pages() -> list[str]:
+    """The toc's notebook pages, in build order."""
+    from residual_lib.book import Layout, toc_notebooks
+
+    return toc_notebooks(Layout(ROOT))
+
+
+def stage(name: str, cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run one stage's command; its wall time in seconds and exit status."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        print(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+    return seconds, proc.returncode
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifacts", type=Path, help="artifacts folder (default: a fresh temporary one)")
+    p.add_argument("--only", nargs="+", metavar="STAGE", help="stages to run: train and/or page names")
+    args = p.parse_args()
+    names = ["train", *pages()]
+    chosen = args.only or names
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        p.error(f"unknown stages {unknown}; valid: {', '.join(names)}")
+    with tempfile.TemporaryDirectory(prefix="toy-build-") as tmp:
+        artifacts = args.artifacts or Path(tmp)
+        env = {**os.environ, "RESIDUAL_ARTIFACTS": str(artifacts.resolve()), "PYTHONPATH": str(ROOT)}
+        print(f"artifacts {artifacts}; load average before {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
+        rows, failed = [], 0
+        for name in [n for n in names if n in chosen]:
+            if name == "train":
+                cmd = [sys.executable, "-m", "residual_lib.toy.train", "--profile", "toy"]
+            else:
+                cmd = [sys.executable, "-m", "residual_lib.book", "run", "--profile", "toy", "--only", name, "--quiet"]
+            seconds, rc = stage(name, cmd, env)
+            budget = BUDGET_S.get(name, PAGE_BUDGET_S)
+            verdict = "FAILED" if rc else ("ok" if seconds <= budget else "over budget")
+            rows.append((name, seconds, budget, verdict))
+            failed += bool(rc)
+            print(f"{name:40s} {seconds:8.1f} s  (budget {budget:.0f} s: {verdict}; load {os.getloadavg()[0]:.2f})",
+                  flush=True)
+        total = sum(r[1] for r in rows)
+        print(f"{'total':40s} {total:8.1f} s  (load average after {os.getloadavg()})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
