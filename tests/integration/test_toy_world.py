@@ -177,13 +177,12 @@ def test_alignment_task_datasets_label_the_attribute_they_render(name, variant, 
 @pytest.mark.parametrize("page", ["tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment"])
 def test_section4_toy_pages_ask_for_counts_every_task_holds(page):
     """Each task of the toy Section 4 pages is registered and has at least n_train / n_val / n_test images."""
-    from pathlib import Path
-
     import yaml
 
     from residual_lib.datasets import dataset_spec
+    from residual_lib.paths import REPO_ROOT
 
-    params = yaml.safe_load((Path(__file__).parents[1] / "notebooks" / "params" / "toy" / f"{page}.yaml").read_text())
+    params = yaml.safe_load((REPO_ROOT / "notebooks" / "params" / "toy" / f"{page}.yaml").read_text())
     assert len(params["datasets"]) == len(set(params["datasets"])) >= 5
     for name in params["datasets"]:
         splits = dataset_spec(name).splits
