@@ -44,7 +44,7 @@ threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit
 evr_threshold = 0.9  # spectral similarity: each head's basis keeps this much variance
 probe_test_fraction = 0.3  # held-out share of the reference images for the class probes
-n_standout = 2  # most dataset-specific heads shown with thumbnails (besides the best probe head)
+n_standout = 3  # most dataset-specific heads shown with thumbnails (besides the best probe head)
 n_thumbnails = 6  # images at each end of a head's first principal component
 
 # %% tags=["hide-input"]
@@ -79,8 +79,8 @@ claims.show_verdicts(result.tables["verdicts"])
 # Per head, on the reference images: the linear ID L (principal components for 99% of the variance),
 # the TwoNN ID N, their ratio L / N and the variance share of the first component (EVR1), averaged
 # over each layer's heads, as on the Figure 2 page. The x axis is the layer as a fraction of the
-# model's depth, so the 12 layers of DINOv2-S and the 24 of the paper's DINOv2-L share it; both have
-# heads of 64 dimensions, so the y axes are comparable too.
+# model's depth, so the {glue:text}`n_layers` layers of {glue:text}`model` and the 24 of the paper's
+# DINOv2-L share it; both have heads of {glue:text}`d_head` dimensions, so the y axes are comparable too.
 
 # %% tags=["hide-input"]
 fig = real_model.plot_intrinsic_dimension(result)
@@ -124,9 +124,9 @@ fig = real_model.plot_similarity(result)
 # {glue:text}`standout_gap:.2f` below the mean of its layer's heads.
 #
 # The paper's Figure 14 orders its datasets for DINOv2-L with ImageNet as the reference:
-# {glue:text}`paper_order_text`. Only Random is common to both builds ({glue:text}`order_common`),
-# so no rank correlation is defined ({glue:text}`order_rho`); for the datasets that have a
-# counterpart of the same kind in the paper: {glue:text}`counterpart_text`. The reference differs
+# {glue:text}`paper_order_text`. Datasets in both orders: {glue:text}`order_common`; Spearman
+# correlation of the two orders over them: {glue:text}`order_rho`. For the datasets of this build
+# that have a counterpart of the same kind in the paper: {glue:text}`counterpart_text`. The reference differs
 # too (grey product photos here, ImageNet there), so which real dataset comes first is not
 # comparable; where random pixels fall is.
 
@@ -138,7 +138,7 @@ page.show(result.tables["standout"], caption="Heads furthest below their layer's
 # ## Ground truth: which heads carry the class
 #
 # A multinomial logistic regression on each head's representation of the reference images (its
-# 66 orthonormal coordinates, standardised), trained on {glue:text}`n_reference_images` images less a
+# d_head + 2 orthonormal coordinates, standardised), trained on {glue:text}`n_reference_images` images less a
 # stratified held-out share and scored on that share. The same probe on the model's own output (the
 # sum of every unit) gives the scale.
 

@@ -23,6 +23,8 @@ from residual_lib.paths import artifacts_dir
     ({"datasets": ["no-such-set"]}, "unknown dataset 'no-such-set'"),
     ({"datasets": ["fashion-mnist/dev"]}, "no split 'dev'; valid: train, val, test"),
     ({"datasets": ["fashion-mnist"]}, "repeat the reference"),
+    ({"datasets": ["random", "random-blobs"]}, "same name twice"),
+    ({"evr_threshold": 0.0}, "evr_threshold=0.0"),
     ({"models": ["dinov2-s"]}, "unknown parameter"),
 ])
 def test_bad_parameters_are_errors_that_name_them(values, named):
