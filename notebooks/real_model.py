@@ -64,11 +64,12 @@ real_model.record_claims(result)
 # build ran): {glue:text}`n_hold` of {glue:text}`n_claims` hold, {glue:text}`n_fail` do not, and
 # {glue:text}`n_untestable` cannot be tested on one model.
 #
-# - **Supported here:** {glue:text}`claims_hold`.
-# - **Not supported here:** {glue:text}`claims_fail`.
-# - **Not testable here:** {glue:text}`claims_untestable`.
+# - Supported here: {glue:text}`claims_hold`.
+# - Not supported here: {glue:text}`claims_fail`.
+# - Not testable here: {glue:text}`claims_untestable`.
 #
-# Images used: {glue:text}`counts_text`.
+# The table states each claim, its criterion and the numbers of this build that decided it. Images
+# used: {glue:text}`counts_text`.
 
 # %% tags=["hide-input"]
 claims.show_verdicts(result.tables["verdicts"])
@@ -97,7 +98,7 @@ fig = real_model.plot_intrinsic_dimension(result)
 # {glue:text}`paper_ratio_first:.2f` to {glue:text}`paper_ratio_last:.2f`; EVR1 from
 # {glue:text}`evr_first:.2f` to {glue:text}`evr_last:.2f` against {glue:text}`paper_evr_first:.2f`
 # to {glue:text}`paper_evr_last:.2f`. The paper used 80,000 ImageNet images; this page uses
-# {glue:text}`n_reference_images` grey 28 px product photographs upscaled to 112 px, a much
+# {glue:text}`n_reference_text` grey 28 px product photographs upscaled to 112 px, a much
 # narrower distribution, so lower absolute IDs are expected; the shapes of the curves are what compare.
 
 # %% tags=["hide-input"]
@@ -138,7 +139,7 @@ page.show(result.tables["standout"], caption="Heads furthest below their layer's
 # ## Ground truth: which heads carry the class
 #
 # A multinomial logistic regression on each head's representation of the reference images (its
-# d_head + 2 orthonormal coordinates, standardised), trained on {glue:text}`n_reference_images` images less a
+# d_head + 2 orthonormal coordinates, standardised), trained on {glue:text}`n_reference_text` images less a
 # stratified held-out share and scored on that share. The same probe on the model's own output (the
 # sum of every unit) gives the scale.
 
@@ -169,8 +170,8 @@ page.show(result.tables["shown"], caption="Heads shown, why, and the most freque
 # Most frequent class at each end: {glue:text}`ends_text`.
 #
 # **Reading it.** A head whose first component runs from one class to another separates classes
-# along its main direction of variation; a head whose ends mix classes varies along something else
-# (brightness, size, the silhouette's outline). The probe and the thumbnails are measured on the
+# along its main direction of variation; a head whose ends mix classes varies mostly along something
+# other than the class. The probe and the thumbnails are measured on the
 # reference images only; the spectral similarity says on which other dataset the head changes.
 #
 # **Model provenance** (the conversion record written next to the weights):

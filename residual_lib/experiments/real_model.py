@@ -252,7 +252,7 @@ def _counts(p: Params, ref_key: CacheKey, keys: list[CacheKey], ref, others: dic
 def _claim_text(v: pd.DataFrame) -> dict[str, str]:
     def listed(status: str) -> str:
         rows = v[v["status"] == status]
-        return "; ".join(f"{r['statement'].rstrip('.')} ({r['section']})" for _, r in rows.iterrows()) or "none"
+        return ", ".join(f"{r['claim'].replace('_', ' ')} ({r['section']})" for _, r in rows.iterrows()) or "none"
     return {"n_claims": len(v), "n_hold": int((v["status"] == "holds").sum()),
             "n_fail": int((v["status"] == "does not hold").sum()),
             "n_untestable": int((v["status"] == "not testable").sum()),
@@ -286,6 +286,7 @@ def _findings(p: Params, name: str, t: dict[str, pd.DataFrame], ours_order: list
         "model": name, "paper_model": PAPER_MODEL, "n_layers": len(layers), "n_heads": int(layers["n_heads"].iloc[0]),
         "d_head": int(layers["d_head"].iloc[0]), "reference_name": label(p.reference_dataset, p.split),
         "n_reference_images": int(t["counts"]["images"].iloc[0]),
+        "n_reference_text": f"{int(t['counts']['images'].iloc[0]):,}",
         "counts_text": ", ".join(f"{r['dataset']} {r['images']:,}" for _, r in t["counts"].iterrows()),
         "lin_first": float(layers["linear_id"].iloc[0]), "lin_last": float(layers["linear_id"].iloc[-1]),
         "nn_first": float(layers["twonn_id"].iloc[0]), "nn_last": float(layers["twonn_id"].iloc[-1]),
