@@ -21,6 +21,7 @@ PAGES: dict[str, str] = {
     "fig02_intrinsic_dimension": "fig02",
     "fig03_textspan_vs_omp": "fig03",
     "fig04_spectral_dataset_similarity": "fig04",
+    "real_model": "real_model",
     "tab01_coarse_unit_alignment": "tab01",
     "fig05_tab02_residual_alignment": "fig05_tab02",
     "appA2_textspan_equals_somp": "appA2",
