@@ -55,7 +55,7 @@ page.show(result.tables["ran"], caption="Pages that recorded results, and their 
 # {glue:text}`n_fails` do not, and {glue:text}`n_untestable` cannot be tested here (the build lacks what the
 # criterion needs: a second model, a full-finetuning run, a dataset of random images, ...).
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "The verdict of each of the paper's claims for each model of this build."}, "image": {"alt": "The verdict of each of the paper's claims for each model of this build."}}
 fig = front.plot_ledger(result)
 
 # %% tags=["remove-input"]

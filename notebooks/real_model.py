@@ -83,7 +83,7 @@ claims.show_verdicts(result.tables["verdicts"])
 # model's depth, so the {glue:text}`n_layers` layers of {glue:text}`model` and the 24 of the paper's
 # DINOv2-L share it; both have heads of {glue:text}`d_head` dimensions, so the y axes are comparable too.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "DINOv2-S on Fashion-MNIST: linear ID, TwoNN ID, ratio and EVR1 per layer (fraction of depth), beside the paper's DINOv2-L."}, "image": {"alt": "DINOv2-S on Fashion-MNIST: linear ID, TwoNN ID, ratio and EVR1 per layer (fraction of depth), beside the paper's DINOv2-L."}}
 fig = real_model.plot_intrinsic_dimension(result)
 
 # %% [markdown]
@@ -113,7 +113,7 @@ page.show(result.tables["layers"][["layer", "linear_id", "twonn_id", "ratio", "e
 # eigenvalues, each basis cut at 90% of the variance), as on the Figure 4 page. Rows: datasets, most
 # similar first; columns: the 72 heads, layer by layer.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "DINOv2-S: spectral similarity of every head between Fashion-MNIST train and each other dataset."}, "image": {"alt": "DINOv2-S: spectral similarity of every head between Fashion-MNIST train and each other dataset."}}
 fig = real_model.plot_similarity(result)
 
 # %% [markdown]
@@ -143,7 +143,7 @@ page.show(result.tables["standout"], caption="Heads furthest below their layer's
 # stratified held-out share and scored on that share. The same probe on the model's own output (the
 # sum of every unit) gives the scale.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "DINOv2-S: held-out accuracy of a linear probe of the Fashion-MNIST class on each head (layer x head)."}, "image": {"alt": "DINOv2-S: held-out accuracy of a linear probe of the Fashion-MNIST class on each head (layer x head)."}}
 fig = real_model.plot_probes(result)
 
 # %% [markdown]
@@ -161,7 +161,7 @@ fig = real_model.plot_probes(result)
 # lowest and the highest score on the head's first principal component (titled with their class):
 # what the head's main direction of variation separates.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "DINOv2-S: the images at the two ends of the first principal component of the heads that stand out."}, "image": {"alt": "DINOv2-S: the images at the two ends of the first principal component of the heads that stand out."}}
 fig = real_model.plot_extremes(result)
 page.show(result.tables["shown"], caption="Heads shown, why, and the most frequent class at each end of PC1",
           decimals=2)

@@ -43,7 +43,7 @@ page.show(result.tables["summary"])
 # %% tags=["hide-input"]
 page.show(result.tables["tolerances"])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "This build's values against the paper's for every quantity both have; the band is the stated tolerance."}, "image": {"alt": "This build's values against the paper's for every quantity both have; the band is the stated tolerance."}}
 fig = reproduction_report.plot(result)
 
 # %% [markdown]

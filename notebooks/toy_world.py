@@ -46,7 +46,7 @@ page.glue_findings(result.findings)
 # phrasings, so the text tower has to learn each attribute word rather than one template. During training
 # every caption that is true of an image counts as a positive for it.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Generated toy images with one of their captions."}, "image": {"alt": "Generated toy images with one of their captions."}}
 fig = toy_world.plot_samples(result)
 
 # %% [markdown]
@@ -56,7 +56,7 @@ fig = toy_world.plot_samples(result)
 # textures, scikit-learn's bundled handwritten digits (real images, upsampled to 32 pixels) and uniform
 # noise (the paper's "Random").
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The out-of-distribution sets: sketches, textured objects, scikit-learn's digits and noise."}, "image": {"alt": "The out-of-distribution sets: sketches, textured objects, scikit-learn's digits and noise."}}
 fig = toy_world.plot_ood(result)
 
 # %% [markdown]
@@ -66,7 +66,7 @@ fig = toy_world.plot_ood(result)
 # a seeded pool of generated images; the checkpoint's sha256 is recorded in its manifest and the same seed
 # gives the same bytes on the same machine.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The toy CLIP's contrastive training loss."}, "image": {"alt": "The toy CLIP's contrastive training loss."}}
 fig = toy_world.plot_training(result)
 
 # %% [markdown]
@@ -82,7 +82,7 @@ fig = toy_world.plot_training(result)
 # embeddings. The captions never mention numbers, sketches or noise, so the out-of-distribution
 # accuracies measure transfer, not skill the training taught.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Zero-shot accuracy of the toy CLIP per task, beside chance."}, "image": {"alt": "Zero-shot accuracy of the toy CLIP per task, beside chance."}}
 page.show(result.tables["zero_shot"], caption="Zero-shot accuracy on the test split (chance: one over the classes)")
 fig = toy_world.plot_zero_shot(result)
 
