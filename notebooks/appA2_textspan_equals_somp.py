@@ -39,6 +39,7 @@ device = "auto"
 dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (the paper's)
 k = 10  # atoms per head
 tolerance = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
+textspan_center = True  # the projected dictionary's span: centred; False: uncentred (the authors')
 
 # %% tags=["hide-input"]
 from residual_lib import page, style
@@ -48,6 +49,10 @@ style.apply()
 result = appA2.run(page.params(appA2.Params, globals()))
 page.glue_findings(result.findings)
 page.show(result.tables["summary"], caption="TextSpan against SOMP on every head, by dictionary")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% tags=["hide-input"]
 fig = appA2.plot(result)

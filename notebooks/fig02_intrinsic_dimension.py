@@ -32,6 +32,7 @@ batch_size = 64
 device = "auto"
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
+ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the authors' notebook)
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -41,6 +42,10 @@ style.apply()
 result = fig02.run(page.params(fig02.Params, globals()))
 page.glue_findings(result.findings)
 _ = results.save(result.tables["fig2"], "fig2")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% tags=["hide-input"]
 fig = fig02.plot(result)

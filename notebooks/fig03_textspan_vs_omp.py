@@ -51,6 +51,8 @@ last_layers = 4  # heads of the last this-many layers (the paper: 4 of OpenCLIP-
 project = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
 probe_attributes = True  # the dataset's images have known attributes (toy world): check against linear probes
 probe_test_fraction = 0.3
+textspan_center = True  # project on the centred span; False: the uncentred samples' (the authors')
+omp_normalize = True  # OMP on unit-norm projected atoms; False: as projected (the authors')
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -61,6 +63,10 @@ result = fig03.run(page.params(fig03.Params, globals()))
 page.glue_findings(result.findings)
 _ = results.save(result.tables["fig3_agreement"], "fig3_agreement")
 _ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## Agreement per head

@@ -40,6 +40,7 @@ dictionary = "toy"  # text dictionary for SOMP: "toy", or "gandelsman-general" (
 somp_k = 5  # descriptions per head
 somp_aggregate = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the variant in the authors code
 attribute_probe = True  # toy world only: check the descriptions against linear probes of the known attributes
+similarity_matching = "cosine"  # Eq. 3: "cosine" (the text), "weighted" (the authors' code), "index"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -51,6 +52,10 @@ page.glue_findings(result.findings)
 _ = results.save(result.tables["fig4_order"], "fig4_order")
 if "fig9" in result.tables:  # several models
     _ = results.save(result.tables["fig9"], "fig9")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## Head-by-head similarity with the reference dataset (Fig 4a, 10-15)

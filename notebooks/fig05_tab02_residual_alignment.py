@@ -56,6 +56,9 @@ n_components_described = 6
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+protocol = "paper_text"  # training: "paper_text" (LR finder) or "authors_code" (fixed rates, lambda = 1 + N(0, 1))
+logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
+prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -66,6 +69,10 @@ result = fig05.run(page.params(fig05.Params, globals()))
 page.glue_findings(result.findings)
 _ = results.save(result.tables["table2"].drop(columns="params"), "table2")
 _ = results.save(result.tables["table2_params"], "table2_params")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## Figure 5: Base, Lin, ResiDual and Full finetuning per task

@@ -45,6 +45,12 @@ train_batch_size = 64  # O: batch size (the authors: 64)
 cache_dtype = "float32"
 batch_size = 64  # images per forward pass when extracting caches
 device = "auto"
+head_score = "per_sample"  # U and U|T: "per_sample" (the text) or "per_direction" (the authors' code)
+head_count = "round"  # heads a fraction keeps: "round" or "authors" (int(f n), at least 2 at 1%)
+random_rule = "choice"  # R: "choice" or "randn_topk" (the authors' code)
+protocol = "paper_text"  # O's training: "paper_text" (LR finder) or "authors_code" (fixed rates)
+logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
+prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -54,6 +60,10 @@ style.apply()
 result = tab01.run(page.params(tab01.Params, globals()))
 page.glue_findings(result.findings)
 _ = results.save(result.tables["table1"], "table1")
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## This build's table

@@ -21,7 +21,11 @@ from ..pursuit import signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from ..units import parse_unit
 from .base import Params as BaseParams
-from .base import ParamsError, Result, positive
+from .base import ParamsError, Result, positive, readings_text
+
+
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"textspan_center": False, "omp_normalize": False}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Params(BaseParams):
     project: bool = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
     probe_attributes: bool = True  # the images have known attributes (toy world): check against linear probes
     probe_test_fraction: float = 0.3
+    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    textspan_center: bool = True  # project on the centred span (True) or the uncentred samples' (the authors')
+    omp_normalize: bool = True  # OMP on unit-norm projected atoms (True) or on the atoms as projected (the authors')
 
     def check(self) -> None:
         positive(self, "n", "batch_size", "k", "pc", "last_layers")
@@ -71,7 +78,7 @@ def run(p: Params) -> Result:
     heads = [u for u in units.heads if parse_unit(u)[1] >= first_layer]
     signals = signals_from_units(units, heads, device=p.device)
     table = textspan_omp_agreement(signals, text_atoms(model, texts), k=p.k, pc=p.pc, project=p.project,
-                                   seed=p.seed, device=p.device)
+                                   seed=p.seed, device=p.device, center=p.textspan_center, normalize=p.omp_normalize)
     omp = f"OMP{p.pc}"
     table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
     table[omp] = [[texts[j] for j in row] for row in table.omp]
@@ -102,7 +109,8 @@ def run(p: Params) -> Result:
     else:
         text = ("This dataset's images have no known attributes (parameter `probe_attributes` is off), "
                 "so there is no probe check on this build.")
-    return Result(p, tables=tables, findings=findings | {"probe_text": text}, artifacts=artifacts)
+    return Result(p, tables=tables, findings=findings | {"probe_text": text, "readings": readings_text(p, AUTHORS)},
+                  artifacts=artifacts)
 
 
 def _findings(table: pd.DataFrame, paper_z: pd.Series, pc: int) -> dict:

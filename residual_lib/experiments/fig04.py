@@ -25,8 +25,10 @@ from ..pursuit import signals_from_units, somp
 from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..text_dictionary import text_dictionary
 from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ParamsError, Result, nonempty, positive, readings_text
 
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"similarity_matching": "weighted", "somp_aggregate": "l1"}
 TOY_DATASETS = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
                 "toy-sketch", "toy-textured", "toy-digits", "toy-noise"]
 
@@ -49,6 +51,8 @@ class Params(BaseParams):
     somp_k: int = 5  # descriptions per head
     somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
     attribute_probe: bool = True  # toy world only: check the descriptions against linear probes
+    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    similarity_matching: Literal["cosine", "weighted", "index"] = "cosine"  # Eq. 3's greedy matching (spectral)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
@@ -90,7 +94,8 @@ def run(p: Params) -> Result:
         ref_key, keys = _model_caches(p, name)
         ref = _extract(model, ref_key, p)
         others = {dataset_display(k.dataset): _extract(model, k, p) for k in keys}
-        tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device)
+        tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device,
+                                           matching=p.similarity_matching)
                       .assign(model=model_display(name)))
         first = first or (model, ref)
     similarities = pd.concat(tables, ignore_index=True)
@@ -108,7 +113,7 @@ def run(p: Params) -> Result:
     if corr is not None:
         out["fig9"] = corr.rename_axis(index="model_a", columns="model_b").stack().rename("pearson").reset_index()
     findings = _findings(first_table, by_layer, agreements[first_label], p) | {
-        "probe_text": probe_text, "corr_text": _corr_text(corr),
+        "probe_text": probe_text, "corr_text": _corr_text(corr), "readings": readings_text(p, AUTHORS),
         "paper_corr_mean": float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean())}
     return Result(p, tables=out, findings=findings,
                   artifacts={"matrices": matrices, "correlation": corr, "paper_correlation": paper_corr})
