@@ -26,6 +26,7 @@ PAGES: dict[str, str] = {
     "appA2_textspan_equals_somp": "appA2",
     "toy_world": "toy_world",
     "reproduction_report": "reproduction_report",
+    "protocol": "protocol",
 }
 
 
