@@ -47,6 +47,7 @@ device = "auto"
 dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (the paper's)
 k = 5  # descriptions per head and method
 pc = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
+extra_pcs = []  # PCs also computed and saved, not drawn ([2]: Figure 8 beside Figure 3)
 last_layers = 4  # heads of the last this-many layers (the paper: 4 of OpenCLIP-L's 24)
 project = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
 probe_attributes = True  # the dataset's images have known attributes (toy world): check against linear probes

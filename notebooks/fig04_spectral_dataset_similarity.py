@@ -52,6 +52,8 @@ page.glue_findings(result.findings)
 _ = results.save(result.tables["fig4_order"], "fig4_order")
 if "fig9" in result.tables:  # several models
     _ = results.save(result.tables["fig9"], "fig9")
+if "fig4b_descriptions" in result.tables:  # the paper's model: the heads Fig 4b names
+    _ = results.save(result.tables["fig4b_descriptions"], "fig3_descriptions")
 
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol

@@ -7,7 +7,7 @@ import pytest
 from residual_lib.experiments import ParamsError, fig05_tab02, page_params
 from residual_lib.paths import REPO_ROOT
 from residual_lib.plots_spectral import model_display
-from residual_lib.reproduce import declared_defaults, notebook_parameters
+from experiment_smoke import declared_defaults, notebook_parameters
 
 NOTEBOOK = "fig05_tab02_residual_alignment"
 
@@ -87,7 +87,7 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert set(result.findings) == {
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
-        "rdstar_params", "lin_params"}
+        "rdstar_params", "lin_params", "readings"}
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
     params = result.tables["table2_params"].set_index("method")["params"]

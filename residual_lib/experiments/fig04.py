@@ -24,8 +24,10 @@ from ..plots_spectral import dataset_display, model_display, order_agreement, or
 from ..pursuit import signals_from_units, somp
 from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..text_dictionary import text_dictionary
+from ..units import head_name, parse_unit
 from .base import Params as BaseParams
 from .base import ParamsError, Result, nonempty, positive, readings_text
+from .fig03 import PAPER_MODEL, paper_heads
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
 AUTHORS = {"similarity_matching": "weighted", "somp_aggregate": "l1"}
@@ -97,7 +99,7 @@ def run(p: Params) -> Result:
         tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device,
                                            matching=p.similarity_matching)
                       .assign(model=model_display(name)))
-        first = first or (model, ref)
+        first = first or (name, model, ref)
     similarities = pd.concat(tables, ignore_index=True)
     matrices = {m: similarity_matrix(t) for m, t in similarities.groupby("model", sort=False)}
     order, fig4_order, agreements = _orders(similarities)
@@ -152,8 +154,9 @@ def _findings(first_table: pd.DataFrame, by_layer: pd.Series, rho: float, p: Par
     }
 
 
-def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.DataFrame, dict, str]:
-    """The standout heads of the first model, their SOMP descriptions on the reference dataset, the probe check."""
+def _standout(first_table: pd.DataFrame, name: str, model, ref, p: Params) -> tuple[pd.DataFrame, dict, str]:
+    """The standout heads of the first model, their SOMP descriptions on the reference dataset (and, on the paper's
+    model, those of the heads Fig 4b names, as `fig4b_descriptions`), the probe check."""
     standout = standout_heads(first_table, n=p.n_standout)
     no_probe = "No attribute probe in this build (the datasets have no known attributes)."
     if not model.has_text:
@@ -163,11 +166,15 @@ def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.Data
     with torch.no_grad():
         atoms = model.encode_text(texts).float()
     atoms = (atoms / atoms.norm(dim=1, keepdim=True)).cpu().numpy()
-    signals = signals_from_units(ref, standout["unit"].tolist(), device=p.device)
+    named = paper_heads("4b") if model_display(name) == PAPER_MODEL else {}
+    named_units = {head_name(*lh): role for lh, role in named.items() if head_name(*lh) in set(ref.heads)}
+    units = list(dict.fromkeys([*standout["unit"], *named_units]))
+    signals = signals_from_units(ref, units, device=p.device)
     described = somp(signals, atoms, k=p.somp_k, aggregate=p.somp_aggregate, device=p.device).texts(texts)
     standout["SOMP descriptions"] = [" | ".join(described[u]) for u in standout["unit"]]
+    extra = {"fig4b_descriptions": _named_rows(described, named_units)} if named_units else {}
     if not p.attribute_probe:
-        return standout, {}, no_probe
+        return standout, extra, no_probe
     from ..probe import cache_attributes, probe_accuracy, skill, text_vs_probe
     from ..toy.world import ATTRIBUTES
 
@@ -175,7 +182,17 @@ def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.Data
     check = text_vs_probe(described, skills, ATTRIBUTES)
     text = (f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
             "by the SOMP descriptions is the one a linear probe decodes best.")
-    return standout, {"standout_skill": skills, "standout_check": check}, text
+    return standout, extra | {"standout_skill": skills, "standout_check": check}, text
+
+
+def _named_rows(described: dict[str, list[str]], roles: dict[str, str]) -> pd.DataFrame:
+    """SOMP's descriptions of the heads Fig 4b names, in the paper's long format (figure, layer, ..., text)."""
+    rows = []
+    for unit, role in roles.items():
+        _, layer, head = parse_unit(unit)
+        rows += [{"figure": "4b", "layer": layer, "head": head, "role": role, "method": "SOMP", "rank": rank,
+                  "text": text} for rank, text in enumerate(described[unit], start=1)]
+    return pd.DataFrame(rows)
 
 
 def _corr_text(corr: pd.DataFrame | None) -> str:

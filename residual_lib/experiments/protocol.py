@@ -72,7 +72,7 @@ class Params(BaseParams):
     batch_size: int = 64
     device: str = "auto"
     evr_threshold: float = 0.9
-    fraction: float = 0.05  # share of heads kept by U and U|T (the paper: 5%)
+    fraction: float = 0.25  # share of heads kept by U and U|T (the paper: 5%, one head of the toy model's 16)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"
     k: int = 5  # descriptions per head
     last_layers: int = 2  # heads of the last this-many layers in the pursuit comparison
