@@ -175,3 +175,16 @@ def test_fig04_named_rows_are_the_papers_long_format():
     assert rows.to_dict("records") == [
         {"figure": "4b", "layer": 22, "head": 7, "role": "Seasons", "method": "SOMP", "rank": 1, "text": "spring"},
         {"figure": "4b", "layer": 22, "head": 7, "role": "Seasons", "method": "SOMP", "rank": 2, "text": "snow"}]
+
+
+def test_fig9_correlates_the_papers_fig9_models_when_two_are_built():
+    rows = [{"model": m, "dataset": d, "similarity": s} for m, values in
+            {"CLIP-L": [0.9, 0.5, 0.1], "OpenCLIP-L": [0.8, 0.6, 0.2], "CLIP-B": [0.1, 0.5, 0.9]}.items()
+            for d, s in zip("abc", values)]
+    table = pd.DataFrame(rows)
+    corr = fig04._correlation(table, {"CLIP-L", "OpenCLIP-L"})
+    assert list(corr.columns) == ["CLIP-L", "OpenCLIP-L"]
+    # without two of the paper's models, every model of the build
+    assert list(fig04._correlation(table, {"CLIP-L"}).columns) == ["CLIP-B", "CLIP-L", "OpenCLIP-L"]
+    assert corr.loc["CLIP-L", "OpenCLIP-L"] == pytest.approx(0.9819805, abs=1e-6)
+    assert fig04._correlation(table[table.model == "CLIP-B"], set()) is None

@@ -107,8 +107,8 @@ def run(p: Params) -> Result:
     first_table = similarities[similarities["model"] == first_label]
     by_layer = first_table.groupby("layer")["similarity"].mean()
     standout, probe_tables, probe_text = _standout(first_table, *first, p)
-    corr = cross_model_correlation(similarities) if len(matrices) > 1 else None
     paper_corr = reference("fig9")
+    corr = _correlation(similarities, set(paper_corr["model_a"]))
     out = {"similarities": similarities, "order": order, "fig4_order": fig4_order,
            "by_layer": by_layer.rename("mean similarity over heads and datasets").reset_index(),
            "standout": standout, **probe_tables, "paper_4b": _paper_4b()}
@@ -119,6 +119,17 @@ def run(p: Params) -> Result:
         "paper_corr_mean": float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean())}
     return Result(p, tables=out, findings=findings,
                   artifacts={"matrices": matrices, "correlation": corr, "paper_correlation": paper_corr})
+
+
+def _correlation(similarities: pd.DataFrame, paper_models: set[str]) -> pd.DataFrame | None:
+    """Fig 9 over the paper's Fig 9 models when the build has two of them (its B models have Figs 12-13 only),
+    else over every model; None with one model."""
+    models = list(dict.fromkeys(similarities["model"]))
+    shared = [m for m in models if m in paper_models]
+    chosen = shared if len(shared) > 1 else models
+    if len(chosen) < 2:
+        return None
+    return cross_model_correlation(similarities[similarities["model"].isin(chosen)])
 
 
 def _orders(similarities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
