@@ -32,6 +32,7 @@ batch_size = 64
 device = "auto"
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
+ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the authors' notebook)
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -52,7 +53,11 @@ _ = results.save(result.tables["fig2"], "fig2")
 # %% tags=["remove-input"]
 page.claims(fig02, result)
 
-# %% tags=["hide-input"]
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Intrinsic dimension per layer, averaged over each layer's heads: linear ID (PCA, 99% of the variance), TwoNN ID, their ratio and the EVR of PC1. Top: this build; bottom: the paper's Figures 2 and 7."}, "image": {"alt": "Intrinsic dimension per layer, averaged over each layer's heads: linear ID (PCA, 99% of the variance), TwoNN ID, their ratio and the EVR of PC1. Top: this build; bottom: the paper's Figures 2 and 7."}}
 fig = fig02.plot(result)
 
 # %% [markdown]

@@ -47,10 +47,13 @@ device = "auto"
 dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (the paper's)
 k = 5  # descriptions per head and method
 pc = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
+extra_pcs = []  # PCs also computed and saved, not drawn ([2]: Figure 8 beside Figure 3)
 last_layers = 4  # heads of the last this-many layers (the paper: 4 of OpenCLIP-L's 24)
 project = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
 probe_attributes = True  # the dataset's images have known attributes (toy world): check against linear probes
 probe_test_fraction = 0.3
+textspan_center = True  # project on the centred span; False: the uncentred samples' (the authors')
+omp_normalize = True  # OMP on unit-norm projected atoms; False: as projected (the authors')
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -73,6 +76,10 @@ _ = results.save(result.tables["fig3_descriptions"], "fig3_descriptions")
 page.claims(fig03, result)
 
 # %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
 # ## Agreement per head
 #
 # Left: this build, |Z| for every head of the last layers. Right: the paper's values for OpenCLIP-L
@@ -80,7 +87,7 @@ page.claims(fig03, result)
 # description sets by another similarity than this page's (above), so the panels show where each model's
 # heads agree, not numbers on one scale.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "|Z| agreement between TextSpan's descriptions of each head and OMP's descriptions of its principal component, per head of the last layers: this build (left) and the paper's OpenCLIP-L panel (right)."}, "image": {"alt": "|Z| agreement between TextSpan's descriptions of each head and OMP's descriptions of its principal component, per head of the last layers: this build (left) and the paper's OpenCLIP-L panel (right)."}}
 fig = fig03.plot_agreement(result)
 
 # %% [markdown]
@@ -114,7 +121,7 @@ page.show(result.tables["paper_descriptions"], caption=style.paper_label("Exampl
 # name most (several when tied). The boxes in each row mark those attributes; the colour is what the
 # probe finds.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Linear-probe skill of every attribute for each head; boxes mark the attributes the head's TextSpan descriptions name most."}, "image": {"alt": "Linear-probe skill of every attribute for each head; boxes mark the attributes the head's TextSpan descriptions name most."}}
 fig = fig03.plot_probe(result)
 if "probe_check" in result.tables:
     page.show(result.tables["probe_check"], caption="Attributes the descriptions name against the probe's best",

@@ -40,6 +40,7 @@ dictionary = "toy"  # text dictionary for SOMP: "toy", or "gandelsman-general" (
 somp_k = 5  # descriptions per head
 somp_aggregate = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the variant in the authors code
 attribute_probe = True  # toy world only: check the descriptions against linear probes of the known attributes
+similarity_matching = "cosine"  # Eq. 3: "cosine" (the text), "weighted" (the authors' code), "index"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -49,9 +50,12 @@ style.apply()
 result = fig04.run(page.params(fig04.Params, globals()))
 page.glue_findings(result.findings)
 page.glue_atlas(models[0], model=None)
-_ = results.save(result.tables["fig4_order"], "fig4_order")
-if "fig9" in result.tables:  # several models
-    _ = results.save(result.tables["fig9"], "fig9")
+_ = results.save_present(result.tables, {"fig4_order": "fig4_order", "fig9": "fig9",  # fig9: several models
+                                         "fig4b_descriptions": "fig3_descriptions"})  # the heads Fig 4b names
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## What this build shows
@@ -65,7 +69,7 @@ page.claims(fig04, result)
 # %% [markdown]
 # ## Head-by-head similarity with the reference dataset (Fig 4a, 10-15)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Spectral similarity of every head between the reference dataset and each other dataset (rows, most similar first); heads grouped by layer."}, "image": {"alt": "Spectral similarity of every head between the reference dataset and each other dataset (rows, most similar first); heads grouped by layer."}}
 fig = fig04.plot_heatmaps(result)
 
 # %% [markdown]
@@ -100,9 +104,8 @@ page.show(result.tables["standout"], caption="Standout heads of the first model"
 # attributes (the other columns) say more about what a head is for.
 
 # %% tags=["hide-input"]
-if "standout_check" in result.tables:
-    page.show(result.tables["standout_skill"], caption="Probe skill of the standout heads", decimals=2)
-    page.show(result.tables["standout_check"], caption="Attributes SOMP names against the probe's best", decimals=2)
+page.show_present(result.tables, {"standout_skill": "Probe skill of the standout heads",
+                                  "standout_check": "Attributes SOMP names against the probe's best"}, decimals=2)
 page.show(result.tables["paper_4b"])
 
 # %% [markdown]
@@ -112,7 +115,7 @@ page.show(result.tables["paper_4b"])
 # profile over datasets; Figure 9 is the Pearson correlation of these profiles between models. It
 # needs at least two models in `models`; otherwise only the paper's panel is drawn.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Correlation between models of the per-dataset mean head similarity."}, "image": {"alt": "Correlation between models of the per-dataset mean head similarity."}}
 fig = fig04.plot_correlation(result)
 
 # %% [markdown]

@@ -56,6 +56,9 @@ n_components_described = 6
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+protocol = "paper_text"  # training: "paper_text" (LR finder) or "authors_code" (fixed rates, lambda = 1 + N(0, 1))
+logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
+prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -77,13 +80,17 @@ _ = results.save(result.tables["table2_params"], "table2_params")
 page.claims(fig05, result)
 
 # %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
 # ## Figure 5: Base, Lin, ResiDual and Full finetuning per task
 #
 # Test accuracy of each alignment method per task (ResiDual here is RD, the paper's original
 # formulation). The paper's Figure 5 values are not transcribed; its Table 2 (Lin and the ResiDual
 # variants, below) carries the same comparison.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy per task of the model (Base), the linear aligner (Lin), full finetuning and ResiDual (RD)."}, "image": {"alt": "Test accuracy per task of the model (Base), the linear aligner (Lin), full finetuning and ResiDual (RD)."}}
 fig = fig05.plot_bars(result)
 
 # %% [markdown]
@@ -117,7 +124,7 @@ page.show(result.tables["count_check"], caption="Parameter counts from the archi
 # and the picked rate is then noise. The table gives the epoch that early stopping kept (0: the
 # untrained method).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}, "image": {"alt": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}}
 fig = fig05.plot_lr_range(result)
 page.show(fig05.best_epochs(result), caption="The epoch early stopping kept (0: the untrained method)")
 
@@ -128,10 +135,10 @@ page.show(fig05.best_epochs(result), caption="The epoch early stopping kept (0: 
 # the PCs of each head (a layer x head map; 1 is "unchanged", above 1 amplified, below suppressed), then
 # the scale of every kept PC of every head for one task.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Mean RD scale over each head's principal components, per task (1: unchanged); each panel states its range."}, "image": {"alt": "Mean RD scale over each head's principal components, per task (1: unchanged); each panel states its range."}}
 fig = fig05.plot_head_scales(result)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "RD scale of every kept principal component of every head, on the probe task."}, "image": {"alt": "RD scale of every kept principal component of every head, on the probe task."}}
 fig = fig05.plot_pc_scales(result)
 
 # %% [markdown]
@@ -155,7 +162,7 @@ page.show(result.tables["described"], caption="The most amplified components and
 # which heads carry each task's attribute. Beside it, each head's mean RD scale for that task; the
 # scatter plots show the tasks where RD was trained.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}, "image": {"alt": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}}
 page.show(result.tables["probe"], caption="Best probe heads and most amplified heads per task", decimals=2)
 fig = fig05.plot_probe(result)
 

@@ -29,7 +29,7 @@
 # `pretrained="lvd142m"` loads Meta's weights through timm instead. Images are resized to 112 px
 # (8 x 8 patches, the position grid resampled), chosen for CPU throughput; the paper's models see 224 px.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 model_name = "dinov2-s"  # a registered model (data_manifests/models)
 reference_dataset = "fashion-mnist"  # labelled: its class is what the probes decode
 datasets = ["fashion-mnist/test", "sklearn-digits", "lfw-subset", "random"]  # compared with the reference

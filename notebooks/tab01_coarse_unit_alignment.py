@@ -45,6 +45,12 @@ train_batch_size = 64  # O: batch size (the authors: 64)
 cache_dtype = "float32"
 batch_size = 64  # images per forward pass when extracting caches
 device = "auto"
+head_score = "per_sample"  # U and U|T: "per_sample" (the text) or "per_direction" (the authors' code)
+head_count = "round"  # heads a fraction keeps: "round" or "authors" (int(f n), at least 2 at 1%)
+random_rule = "choice"  # R: "choice" or "randn_topk" (the authors' code)
+protocol = "paper_text"  # O's training: "paper_text" (LR finder) or "authors_code" (fixed rates)
+logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
+prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style
@@ -63,6 +69,10 @@ _ = results.save(result.tables["table1"], "table1")
 
 # %% tags=["remove-input"]
 page.claims(tab01, result)
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
 
 # %% [markdown]
 # ## This build's table
@@ -90,7 +100,7 @@ for caption, table in tab01.difference_tables(result).items():
 # %% [markdown]
 # Models shared with the paper in this build: {glue:text}`shared_models`.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Mean test accuracy over tasks of each coarse selection (U, U|T, S, R, H, B, O)."}, "image": {"alt": "Mean test accuracy over tasks of each coarse selection (U, U|T, S, R, H, B, O)."}}
 fig = tab01.plot_averages(result)
 
 # %% [markdown]
@@ -100,7 +110,7 @@ fig = tab01.plot_averages(result)
 # model several fractions round to the same number of heads). The random control is drawn as its mean
 # and a band of one standard deviation; H and B are horizontal lines.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy against the share of heads kept, per selection score."}, "image": {"alt": "Test accuracy against the share of heads kept, per selection score."}}
 fig = tab01.plot_sweep(result)
 
 # %% [markdown]

@@ -19,7 +19,7 @@ from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep
 from .text import encode_texts
 from .training import TrainConfig, TrainResult, evaluate, fit, protocol_config, validation_split
 from .units import Units, UnitSet
-from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
+from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier, model_logit_scale
 
 
 def in_memory(units, index: np.ndarray | None = None) -> UnitSet:
@@ -66,6 +66,17 @@ def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None
     return Task(dataset, classifier, train, val, test)
 
 
+def resolve_logit_scale(model, requested: float | str) -> float:
+    """A number as given; "model": the model's own exp(logit_scale), or DEFAULT_LOGIT_SCALE for a model that
+    carries none (BLIP's retrieval checkpoint), so one profile can name the authors' choice for every model."""
+    if requested != "model":
+        return float(requested)
+    try:
+        return model_logit_scale(model)
+    except ValueError:
+        return DEFAULT_LOGIT_SCALE
+
+
 def task_caches(model: str, dataset: str, n_train: int | None = None, n_val: int | None = None,
                 n_test: int | None = None, seed: int = 0, dtype: str = "float32") -> list[CacheKey]:
     """The unit caches `load_task` reads: train, val (when the dataset declares one) and test."""
@@ -84,12 +95,12 @@ class Trained:
 
 
 def train_method(name: str, arch: Architecture, task: Task, reference=None, config: TrainConfig | None = None,
-                 variance: float = 0.9, protocol: str = "paper_text") -> Trained:
+                 variance: float = 0.9, protocol: str = "paper_text", overrides: dict | None = None) -> Trained:
     """Fit the reference (ResiDual), precompute features, train with early stopping, score on test.
 
-    Without a config, the protocol's for this method (`training.protocol_config`).
+    Without a config, the protocol's for this method (`training.protocol_config`) with `overrides` applied.
     """
-    config = config or protocol_config(name, protocol)
+    config = config or protocol_config(name, protocol, **(overrides or {}))
     method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed,
                          lin_init=config.lin_init)
     if name in ("RD", "RD*", "RDY"):
@@ -119,14 +130,17 @@ def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05
 
 def residual_alignment(task: Task, arch: Architecture, reference, methods=("Lin", "RD", "RD*", "RDY"),
                        config: TrainConfig | None = None, variance: float = 0.9,
-                       protocol: str = "paper_text") -> dict[str, Trained]:
-    """Base and each trained method of `methods` (see residual.METHODS) on one task."""
+                       protocol: str = "paper_text", overrides: dict | None = None) -> dict[str, Trained]:
+    """Base and each trained method of `methods` (see residual.METHODS) on one task.
+
+    Without a config, each method trains with its protocol's config (`training.protocol_config`) and `overrides`.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
     out = {"Base": Trained(None, None, task.classifier.accuracy(task.test.embedding, task.test.labels))}
     for name in methods:
-        out[name] = train_method(name, arch, task, reference, config, variance, protocol)
+        out[name] = train_method(name, arch, task, reference, config, variance, protocol, overrides)
     return out
 
 

@@ -18,7 +18,17 @@ from tqdm.auto import tqdm
 from .training import FINETUNE_MAX_LR, TrainConfig, TrainResult, fit, protocol_config
 from .zeroshot import ZeroShotClassifier
 
-__all__ = ["FINETUNE_MAX_LR", "VisionTower", "finetune", "preprocessed_images"]
+__all__ = ["FINETUNE_MAX_LR", "VisionTower", "finetune", "preprocessed_images", "vision_tower"]
+
+
+def vision_tower(module: nn.Module) -> nn.Module:
+    """The image encoder of a model's module: open_clip's `visual`; BLIP's `vision_model` with its `vision_proj`
+    (the text encoder is not finetuned and not counted); else the whole module (image-only models)."""
+    if hasattr(module, "visual"):
+        return module.visual
+    if hasattr(module, "vision_model") and hasattr(module, "vision_proj"):
+        return nn.ModuleList([module.vision_model, module.vision_proj])
+    return module
 
 
 class VisionTower(nn.Module):
@@ -30,7 +40,7 @@ class VisionTower(nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model)
         module = self.model.module
-        self.visual = getattr(module, "visual", module)
+        self.visual = vision_tower(module)
         for p in module.parameters():
             p.requires_grad_(False)
         for p in self.visual.parameters():

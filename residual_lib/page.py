@@ -63,3 +63,10 @@ def glue_atlas(model: str, /, **units: str | None) -> None:
         # Raw html, not a markdown link: Sphinx would take the static page for a download and copy it.
         glue(f"{name}_atlas", Markdown(f'<a href="{page_href(model, unit)}">{unit or "head atlas"}</a>'),
              display=False)
+
+
+def show_present(tables: dict[str, pd.DataFrame], captions: dict[str, str], decimals: int | None = 3) -> None:
+    """`show` each table of `captions` that the result has (tables a build computes only in some settings)."""
+    for key, caption in captions.items():
+        if key in tables:
+            show(tables[key], caption=caption, decimals=decimals)

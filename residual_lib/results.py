@@ -300,3 +300,8 @@ def plot_agreement(comparisons: dict[str, pd.DataFrame]):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def save_present(tables: dict[str, pd.DataFrame], names: dict[str, str], run: str | None = None) -> list[Path]:
+    """Save each of `tables` that is present under its result name (`names`: table key -> result name)."""
+    return [save(tables[key], name, run) for key, name in names.items() if key in tables]

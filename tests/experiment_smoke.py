@@ -7,29 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from residual_lib.experiments import experiment
-from residual_lib.paths import artifacts_dir
 from residual_lib import book
-from residual_lib.paths import REPO_ROOT
+from residual_lib.experiments import experiment
+from residual_lib.paths import REPO_ROOT, artifacts_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
 def notebook_parameters(notebook: str, profile: str, overrides: dict | None = None) -> dict:
-    """A page's parameters merged as the book runner merges them (the experiment's names only)."""
-    _, _, values = book.notebook_parameters(book.Layout(REPO_ROOT), notebook, profile, dict(overrides or {}))
-    names = experiment(notebook).Params.names()
-    return {k: v for k, v in values.items() if k in names}
+    """A page's parameters as the book runner merges them for a profile (only the keys the files set)."""
+    return book.notebook_parameters(book.Layout(REPO_ROOT), notebook, profile, dict(overrides or {}))[2]
 
 
-def declared_defaults(path: Path) -> dict:
-    """The literal values of a Jupytext notebook's parameters cell."""
+def declared_defaults(source: Path) -> dict:
+    """The literal values of a Jupytext page's parameters cell."""
     import ast
 
     import jupytext
 
-    nb = jupytext.read(path)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    nb = jupytext.read(source)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []))
     return {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
             if isinstance(node, ast.Assign) for t in node.targets}
 
@@ -45,13 +42,13 @@ def cell_defaults(notebook: str) -> dict:
 
 
 def planner_jobs_agree(notebook: str, profile: str, overrides: dict | None = None) -> bool:
-    """Whether every cache the experiment reads under a profile's merged parameters is in the planner's plan."""
+    """Whether the experiment's `caches` under a profile's merged parameters are all among the planner's jobs."""
     from residual_lib.reproduce import plan
 
     values = notebook_parameters(notebook, profile, overrides)
     module = experiment(notebook)
-    ours = set(module.caches(module.Params.from_dict(values)))
-    return bool(ours) and ours <= set(plan(profile, overrides))
+    ours = module.caches(module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()}))
+    return bool(ours) and set(ours) <= set(plan(profile, overrides))
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ PAGES: dict[str, str] = {
     "reproduction_report": "reproduction_report",
     "index": "front",
     "atlas": "atlas",
+    "protocol": "protocol",
 }
 
 

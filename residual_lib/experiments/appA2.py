@@ -17,9 +17,13 @@ from ..models import load_model
 from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from .base import Params as BaseParams
-from .base import Result, positive
+from .base import Result, positive, readings_text
 
 RAW, PROJECTED = "raw dictionary", "projected on each head's span"
+
+
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"textspan_center": False}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Params(BaseParams):
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 10  # atoms per head
     tolerance: float = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
+    # the span the projected dictionary is projected on: centred (True) or the uncentred samples' (the authors')
+    textspan_center: bool = True
 
     def check(self) -> None:
         positive(self, "n", "batch_size", "k", "tolerance")
@@ -54,7 +60,7 @@ def run(p: Params) -> Result:
     signals = signals_from_units(units, units.heads, device=p.device)
     by_dictionary = {
         RAW: compare_textspan_somp(signals, atoms, p.k, device=p.device),
-        PROJECTED: compare_textspan_somp(signals, project_dictionary(atoms, signals), p.k, device=p.device),
+        PROJECTED: compare_textspan_somp(signals, project_dictionary(atoms, signals, center=p.textspan_center), p.k, device=p.device),
     }
     heads = pd.concat([t.assign(dictionary=name) for name, t in by_dictionary.items()], ignore_index=True)
     return Result(p, tables={"summary": _summary(by_dictionary, p.k),
@@ -90,6 +96,7 @@ def _findings(by_dictionary: dict[str, pd.DataFrame], p: Params) -> dict:
         "l1_first_median": float(departed.median()) if len(departed) else float("nan"),
         "l1_overlap": float(both.l1_overlap.mean()),
         "l1_first_same": float((both.l1_first_departure != 1).mean()),
+        "readings": readings_text(p, AUTHORS),
     }
 
 

@@ -125,6 +125,17 @@ def nonempty(params: Params, *names: str) -> None:
             raise ParamsError(f"parameter {name} must name at least one entry")
 
 
+def readings_text(params: Params, authors: Mapping[str, Any]) -> str:
+    """One sentence for the page: each reading parameter's value and whether it is the authors' code's.
+
+    authors: parameter name -> the value that reads the choice as the authors' code does (residual_lib.protocol).
+    """
+    parts = [f"{name}={getattr(params, name)!r} ("
+             + ("the authors' code" if getattr(params, name) == value else f"the authors' code: {value!r}") + ")"
+             for name, value in authors.items()]
+    return "; ".join(parts)
+
+
 @dataclass
 class Result:
     """What `run` returns: tidy tables, the numbers a page quotes by name, and objects its plots draw."""

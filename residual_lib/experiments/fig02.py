@@ -7,6 +7,7 @@ averaged over each layer's heads; the paper's panel beside ours.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 
@@ -17,7 +18,11 @@ from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import model_display, plot_intrinsic_dimension, side_table
 from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ParamsError, Result, nonempty, positive, readings_text
+
+
+# The reading parameters and the authors' code's value of each (residual_lib.protocol).
+AUTHORS = {"ratio": "of_means"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class Params(BaseParams):
     device: str = "auto"
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
+    # the saved `ratio` column: mean over heads of linear / TwoNN, or the layer's mean linear / mean TwoNN (the
+    # authors' notebook); the page shows both and checks which one the paper's table printed
+    ratio: Literal["mean_of_heads", "of_means"] = "mean_of_heads"
 
     def check(self) -> None:
         nonempty(self, "models")
@@ -63,9 +71,10 @@ def run(p: Params) -> Result:
     paper = reference("fig2")
     check = paper_ratio_check(paper)
     return Result(p, tables={"layers": layers, "heads": heads, "paper": paper, "paper_ratio_check": check,
-                             "fig2": layers.rename(columns={"ratio_mean_of_heads": "ratio"})[
+                             "fig2": layers.rename(columns={f"ratio_{p.ratio}": "ratio"})[
                                  ["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]]},
-                  findings=_findings(summaries, paper, check), artifacts={"summaries": summaries, "d_head": d_head})
+                  findings=_findings(summaries, paper, check) | {"readings": readings_text(p, AUTHORS)},
+                  artifacts={"summaries": summaries, "d_head": d_head})
 
 
 def _findings(summaries: dict[str, pd.DataFrame], paper: pd.DataFrame, check: pd.DataFrame) -> dict:

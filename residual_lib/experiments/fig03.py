@@ -7,7 +7,7 @@ For every head of the last `last_layers` layers: `k` descriptions by TextSpan on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
@@ -17,11 +17,17 @@ from ..agreement import textspan_omp_agreement
 from ..cache import CacheKey
 from ..models import load_model
 from ..paper import reference
+from ..plots_spectral import model_display
 from ..pursuit import signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from ..units import parse_unit
 from .base import Params as BaseParams
-from .base import ParamsError, Result, positive
+from .base import ParamsError, Result, positive, readings_text
+
+
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"textspan_center": False, "omp_normalize": False}
+PAPER_MODEL = "OpenCLIP-L"  # the model whose heads Figures 3, 4b and 8 name
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,19 @@ class Params(BaseParams):
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 5  # descriptions per head and method
     pc: int = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
+    extra_pcs: list[int] = field(default_factory=list)  # also computed and saved, not drawn ([2]: Figure 8)
     last_layers: int = 4  # heads of the last this-many layers (the paper: 4 of OpenCLIP-L's 24)
     project: bool = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
     probe_attributes: bool = True  # the images have known attributes (toy world): check against linear probes
     probe_test_fraction: float = 0.3
+    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    textspan_center: bool = True  # project on the centred span (True) or the uncentred samples' (the authors')
+    omp_normalize: bool = True  # OMP on unit-norm projected atoms (True) or on the atoms as projected (the authors')
 
     def check(self) -> None:
         positive(self, "n", "batch_size", "k", "pc", "last_layers")
+        if any(pc < 1 or pc == self.pc for pc in self.extra_pcs):
+            raise ParamsError(f"parameter extra_pcs={self.extra_pcs!r} must hold PCs >= 1 other than pc={self.pc}")
         if not 0 < self.probe_test_fraction < 1:
             raise ParamsError(f"parameter probe_test_fraction={self.probe_test_fraction!r} must be in (0, 1)")
 
@@ -59,7 +71,8 @@ def figure_number(pc: int) -> str:
 
 
 def run(p: Params) -> Result:
-    """Agreement of TextSpan and OMP per head, the descriptions of the extreme heads, and the probe check."""
+    """Agreement of TextSpan and OMP per head (for `pc` and each of `extra_pcs`), the descriptions of the extreme
+    heads (and of the heads the paper names, on its model), and the probe check."""
     key, = caches(p)
     model = load_model(key.model, device=p.device)
     if not 1 <= p.last_layers <= model.n_layers:
@@ -70,27 +83,20 @@ def run(p: Params) -> Result:
     first_layer = model.n_layers - p.last_layers
     heads = [u for u in units.heads if parse_unit(u)[1] >= first_layer]
     signals = signals_from_units(units, heads, device=p.device)
-    table = textspan_omp_agreement(signals, text_atoms(model, texts), k=p.k, pc=p.pc, project=p.project,
-                                   seed=p.seed, device=p.device)
+    atoms = text_atoms(model, texts)
+    runs = {pc: _agreement(signals, atoms, texts, p, pc) for pc in [p.pc, *p.extra_pcs]}
+    table, figure, chosen, _ = runs[p.pc]
     omp = f"OMP{p.pc}"
-    table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
-    table[omp] = [[texts[j] for j in row] for row in table.omp]
-    figure = figure_number(p.pc)
-    absz = table.z.abs()
-    by_layer = table.assign(absz=absz).groupby("layer").absz
-    chosen = sorted(set(by_layer.idxmax()) | set(by_layer.idxmin()))
     paper = reference("fig3_agreement")
     tables = {
         "agreement": table,
-        "fig3_agreement": table.assign(figure=figure, pc=p.pc, z=absz)[["figure", "pc", "layer", "head", "z"]],
+        "fig3_agreement": pd.concat([_figure_rows(t, f, pc) for pc, (t, f, _, _) in runs.items()], ignore_index=True),
         "descriptions": pd.concat([
             pd.DataFrame({"head": row.unit, "|Z|": abs(row.z), "z_set": row.z_set, "rank": range(1, p.k + 1),
                           "TextSpan": row.TextSpan, omp: row[omp]}) for _, row in table.loc[chosen].iterrows()],
             ignore_index=True),
-        "fig3_descriptions": pd.concat([
-            pd.DataFrame({"figure": figure, "layer": row.layer, "head": row["head"], "role": "", "method": method,
-                          "rank": range(1, p.k + 1), "text": row[method]})
-            for _, row in table.loc[chosen].iterrows() for method in ("TextSpan", omp)]),
+        "fig3_descriptions": pd.concat([_description_rows(*run, pc, p.k) for pc, run in runs.items()],
+                                       ignore_index=True),
         "paper_descriptions": _paper_descriptions(figure),
     }
     findings = _findings(table, paper[paper.pc == p.pc].z, p.pc)
@@ -102,7 +108,43 @@ def run(p: Params) -> Result:
     else:
         text = ("This dataset's images have no known attributes (parameter `probe_attributes` is off), "
                 "so there is no probe check on this build.")
-    return Result(p, tables=tables, findings=findings | {"probe_text": text}, artifacts=artifacts)
+    return Result(p, tables=tables, findings=findings | {"probe_text": text, "readings": readings_text(p, AUTHORS)},
+                  artifacts=artifacts)
+
+
+def _agreement(signals, atoms, texts: list[str], p: Params, pc: int):
+    """(per-head agreement with the descriptions as text, figure, rows described, {row: role}) for OMP on PC pc.
+
+    Described: each layer's heads of highest and lowest |Z|, and, on the paper's model, the heads its figure names.
+    """
+    table = textspan_omp_agreement(signals, atoms, k=p.k, pc=pc, project=p.project, seed=p.seed, device=p.device,
+                                   center=p.textspan_center, normalize=p.omp_normalize)
+    table["TextSpan"] = [[texts[j] for j in row] for row in table.textspan]
+    table[f"OMP{pc}"] = [[texts[j] for j in row] for row in table.omp]
+    figure = figure_number(pc)
+    by_layer = table.assign(absz=table.z.abs()).groupby("layer").absz
+    roles = paper_heads(figure) if model_display(p.model_name) == PAPER_MODEL else {}
+    named = {i: roles[(row.layer, row["head"])] for i, row in table.iterrows() if (row.layer, row["head"]) in roles}
+    return table, figure, sorted(set(by_layer.idxmax()) | set(by_layer.idxmin()) | set(named)), named
+
+
+def paper_heads(figure: str) -> dict[tuple[int, int], str]:
+    """(layer, head) -> role of the heads the paper's figure describes (OpenCLIP-L)."""
+    paper = reference("fig3_descriptions")
+    paper = paper[paper.figure == figure]
+    return {(int(r.layer), int(r["head"])): r.role for _, r in paper.drop_duplicates(["layer", "head"]).iterrows()}
+
+
+def _figure_rows(table: pd.DataFrame, figure: str, pc: int) -> pd.DataFrame:
+    return table.assign(figure=figure, pc=pc, z=table.z.abs())[["figure", "pc", "layer", "head", "z"]]
+
+
+def _description_rows(table: pd.DataFrame, figure: str, chosen: list, named: dict, pc: int, k: int) -> pd.DataFrame:
+    """The described heads in the paper's long format (figure, layer, head, role, method, rank, text)."""
+    return pd.concat([
+        pd.DataFrame({"figure": figure, "layer": row.layer, "head": row["head"], "role": named.get(i, ""),
+                      "method": method, "rank": range(1, k + 1), "text": row[method]})
+        for i, row in table.loc[chosen].iterrows() for method in ("TextSpan", f"OMP{pc}")], ignore_index=True)
 
 
 def _findings(table: pd.DataFrame, paper_z: pd.Series, pc: int) -> dict:

@@ -24,9 +24,13 @@ from ..plots_spectral import dataset_display, model_display, order_agreement, or
 from ..pursuit import signals_from_units, somp
 from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..text_dictionary import text_dictionary
+from ..units import head_name, parse_unit
 from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ParamsError, Result, nonempty, positive, readings_text
+from .fig03 import PAPER_MODEL, paper_heads
 
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"similarity_matching": "weighted", "somp_aggregate": "l1"}
 TOY_DATASETS = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
                 "toy-sketch", "toy-textured", "toy-digits", "toy-noise"]
 
@@ -49,6 +53,8 @@ class Params(BaseParams):
     somp_k: int = 5  # descriptions per head
     somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
     attribute_probe: bool = True  # toy world only: check the descriptions against linear probes
+    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    similarity_matching: Literal["cosine", "weighted", "index"] = "cosine"  # Eq. 3's greedy matching (spectral)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
@@ -90,9 +96,10 @@ def run(p: Params) -> Result:
         ref_key, keys = _model_caches(p, name)
         ref = _extract(model, ref_key, p)
         others = {dataset_display(k.dataset): _extract(model, k, p) for k in keys}
-        tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device)
+        tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device,
+                                           matching=p.similarity_matching)
                       .assign(model=model_display(name)))
-        first = first or (model, ref)
+        first = first or (name, model, ref)
     similarities = pd.concat(tables, ignore_index=True)
     matrices = {m: similarity_matrix(t) for m, t in similarities.groupby("model", sort=False)}
     order, fig4_order, agreements = _orders(similarities)
@@ -100,18 +107,29 @@ def run(p: Params) -> Result:
     first_table = similarities[similarities["model"] == first_label]
     by_layer = first_table.groupby("layer")["similarity"].mean()
     standout, probe_tables, probe_text = _standout(first_table, *first, p)
-    corr = cross_model_correlation(similarities) if len(matrices) > 1 else None
     paper_corr = reference("fig9")
+    corr = _correlation(similarities, set(paper_corr["model_a"]))
     out = {"similarities": similarities, "order": order, "fig4_order": fig4_order,
            "by_layer": by_layer.rename("mean similarity over heads and datasets").reset_index(),
            "standout": standout, **probe_tables, "paper_4b": _paper_4b()}
     if corr is not None:
         out["fig9"] = corr.rename_axis(index="model_a", columns="model_b").stack().rename("pearson").reset_index()
     findings = _findings(first_table, by_layer, agreements[first_label], p) | {
-        "probe_text": probe_text, "corr_text": _corr_text(corr),
+        "probe_text": probe_text, "corr_text": _corr_text(corr), "readings": readings_text(p, AUTHORS),
         "paper_corr_mean": float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean())}
     return Result(p, tables=out, findings=findings,
                   artifacts={"matrices": matrices, "correlation": corr, "paper_correlation": paper_corr})
+
+
+def _correlation(similarities: pd.DataFrame, paper_models: set[str]) -> pd.DataFrame | None:
+    """Fig 9 over the paper's Fig 9 models when the build has two of them (its B models have Figs 12-13 only),
+    else over every model; None with one model."""
+    models = list(dict.fromkeys(similarities["model"]))
+    shared = [m for m in models if m in paper_models]
+    chosen = shared if len(shared) > 1 else models
+    if len(chosen) < 2:
+        return None
+    return cross_model_correlation(similarities[similarities["model"].isin(chosen)])
 
 
 def _orders(similarities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
@@ -147,8 +165,9 @@ def _findings(first_table: pd.DataFrame, by_layer: pd.Series, rho: float, p: Par
     }
 
 
-def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.DataFrame, dict, str]:
-    """The standout heads of the first model, their SOMP descriptions on the reference dataset, the probe check."""
+def _standout(first_table: pd.DataFrame, name: str, model, ref, p: Params) -> tuple[pd.DataFrame, dict, str]:
+    """The standout heads of the first model, their SOMP descriptions on the reference dataset (and, on the paper's
+    model, those of the heads Fig 4b names, as `fig4b_descriptions`), the probe check."""
     standout = standout_heads(first_table, n=p.n_standout)
     no_probe = "No attribute probe in this build (the datasets have no known attributes)."
     if not model.has_text:
@@ -158,11 +177,15 @@ def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.Data
     with torch.no_grad():
         atoms = model.encode_text(texts).float()
     atoms = (atoms / atoms.norm(dim=1, keepdim=True)).cpu().numpy()
-    signals = signals_from_units(ref, standout["unit"].tolist(), device=p.device)
+    named = paper_heads("4b") if model_display(name) == PAPER_MODEL else {}
+    named_units = {head_name(*lh): role for lh, role in named.items() if head_name(*lh) in set(ref.heads)}
+    units = list(dict.fromkeys([*standout["unit"], *named_units]))
+    signals = signals_from_units(ref, units, device=p.device)
     described = somp(signals, atoms, k=p.somp_k, aggregate=p.somp_aggregate, device=p.device).texts(texts)
     standout["SOMP descriptions"] = [" | ".join(described[u]) for u in standout["unit"]]
+    extra = {"fig4b_descriptions": _named_rows(described, named_units)} if named_units else {}
     if not p.attribute_probe:
-        return standout, {}, no_probe
+        return standout, extra, no_probe
     from ..probe import cache_attributes, probe_accuracy, skill, text_vs_probe
     from ..toy.world import ATTRIBUTES
 
@@ -170,7 +193,17 @@ def _standout(first_table: pd.DataFrame, model, ref, p: Params) -> tuple[pd.Data
     check = text_vs_probe(described, skills, ATTRIBUTES)
     text = (f"For {int(check['agree'].sum())} of the {len(check)} standout heads the attribute named most "
             "by the SOMP descriptions is the one a linear probe decodes best.")
-    return standout, {"standout_skill": skills, "standout_check": check}, text
+    return standout, extra | {"standout_skill": skills, "standout_check": check}, text
+
+
+def _named_rows(described: dict[str, list[str]], roles: dict[str, str]) -> pd.DataFrame:
+    """SOMP's descriptions of the heads Fig 4b names, in the paper's long format (figure, layer, ..., text)."""
+    rows = []
+    for unit, role in roles.items():
+        _, layer, head = parse_unit(unit)
+        rows += [{"figure": "4b", "layer": layer, "head": head, "role": role, "method": "SOMP", "rank": rank,
+                  "text": text} for rank, text in enumerate(described[unit], start=1)]
+    return pd.DataFrame(rows)
 
 
 def _corr_text(corr: pd.DataFrame | None) -> str:

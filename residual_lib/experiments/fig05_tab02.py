@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 
 from .. import style
 from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
-                         residual_alignment, task_caches, top_components)
+                         resolve_logit_scale, residual_alignment, task_caches, top_components)
 from ..cache import CacheKey, extract
 from ..models import load_model
 from ..paper import reference
@@ -27,9 +27,9 @@ from ..probe import probe_accuracy
 from ..residual import Architecture, make_method
 from ..stored import stored
 from ..text_dictionary import text_dictionary
-from ..training import TrainConfig
+from ..training import protocol_config
 from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ParamsError, Result, nonempty, positive, readings_text
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
 FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right
@@ -38,6 +38,8 @@ PAPER_ARCHITECTURES = [("CLIP-L", "ViT-L-14"), ("OpenCLIP-L", "ViT-L-14"), ("CLI
                        ("OpenCLIP-B", "ViT-B-32")]
 
 Method = Literal["Lin", "RD", "RD*", "RDY"]
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
 
 
 @dataclass(frozen=True)
@@ -58,16 +60,23 @@ class Params(BaseParams):
     train_batch_size: int = 64  # the authors: 64
     finetune: bool = True  # Full finetuning of the vision tower
     finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
-    finetune_lr: float | None = None  # None: the LR range test picks it
+    finetune_lr: float | None = None  # None: the protocol's (paper_text: the LR range test; authors_code: 1e-5)
     dictionary: str = "toy"  # text dictionary for the OMP descriptions of amplified components
     probe_dataset: str = "toy-colour"  # the task whose per-PC scales are drawn head by head
     n_components_described: int = 6
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    # Readings where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile
+    # sets the authors'):
+    protocol: Literal["paper_text", "authors_code"] = "paper_text"  # learning rates, init (training.protocol_config)
+    logit_scale: float | Literal["model"] = 100.0  # the loss's temperature; "model": the model's own
+    prompts: Literal["manifest", "authors"] = "manifest"  # class names and templates (templates.prompts)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets", "methods")
+        if self.logit_scale != "model":
+            positive(self, "logit_scale")
         positive(self, "n_reference", "n_train", "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
                  "finetune_max_epochs", "finetune_lr", "n_components_described", "batch_size")
         if "RD" not in self.methods:
@@ -107,18 +116,22 @@ def train_key(p: Params, model_name: str, dataset: str) -> dict:
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
     model = model if model is not None else load_model(model_name, device=p.device)
-    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=p.device,
-                         seed=p.seed)
+    shared = {"patience": p.patience, "device": p.device, "seed": p.seed}
     reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
                                         device=p.device, batch_size=p.batch_size, dtype=p.cache_dtype))
     task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
-                     batch_size=p.batch_size, dtype=p.cache_dtype)
-    out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods, config,
-                             p.rd_star_variance)
+                     batch_size=p.batch_size, dtype=p.cache_dtype, logit_scale=resolve_logit_scale(model, p.logit_scale),
+                     prompts=p.prompts)
+    out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods,
+                             variance=p.rd_star_variance, protocol=p.protocol,
+                             overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size})
     if p.finetune:
-        ft_config = TrainConfig(max_epochs=p.finetune_max_epochs, patience=p.patience, batch_size=p.train_batch_size,
-                                device=p.device, seed=p.seed, lr=p.finetune_lr, max_lr=1e-1)
-        out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed, ft_config)
+        # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
+        ft = {**shared, "max_epochs": p.finetune_max_epochs}
+        ft |= {"batch_size": p.train_batch_size} if p.protocol == "paper_text" else {}
+        ft |= {"lr": p.finetune_lr} if p.finetune_lr is not None else {}
+        out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed,
+                                                 protocol_config("finetune", p.protocol, **ft))
     return out
 
 
@@ -265,6 +278,7 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
             ("avg_ft", "Full finetuning")]},
         "first_label": label0, "rd_params": int(counts.get((label0, "RD"), 0)),
         "rdstar_params": int(counts.get((label0, "RD*"), 0)), "lin_params": int(counts.get((label0, "Lin"), 0)),
+        "readings": readings_text(p, AUTHORS),
     }
 
 

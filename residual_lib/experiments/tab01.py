@@ -15,18 +15,21 @@ import numpy as np
 import pandas as pd
 
 from .. import style
-from ..alignment import coarse_unit_alignment, load_task, task_caches
+from ..alignment import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches
 from ..cache import CacheKey
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
 from ..residual import Architecture
 from ..stored import stored
-from ..training import TrainConfig
+from ..training import protocol_config
 from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ParamsError, Result, nonempty, positive, readings_text
 
 METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
+# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+AUTHORS = {"head_score": "per_direction", "head_count": "authors", "random_rule": "randn_topk",
+           "protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,21 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64  # images per forward pass when extracting caches
     device: str = "auto"
+    # Readings where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile
+    # sets the authors'):
+    head_score: Literal["per_sample", "per_direction"] = "per_sample"  # U and U|T (selection.head_scores)
+    head_count: Literal["round", "authors"] = "round"  # heads a fraction keeps (selection.n_kept)
+    random_rule: Literal["choice", "randn_topk"] = "choice"  # how R draws its heads (selection.random_heads)
+    protocol: Literal["paper_text", "authors_code"] = "paper_text"  # O's training (training.protocol_config)
+    logit_scale: float | Literal["model"] = 100.0  # O's loss temperature; "model": the model's own
+    prompts: Literal["manifest", "authors"] = "manifest"  # class names and templates (templates.prompts)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
         positive(self, "n_train", "n_val", "n_test", "n_random", "max_epochs", "patience", "train_batch_size",
                  "batch_size")
+        if self.logit_scale != "model":
+            positive(self, "logit_scale")
         if not 0 < self.fraction <= 1:
             raise ParamsError(f"parameter fraction={self.fraction!r} must be in (0, 1]")
         bad = [f for f in self.fractions if not 0 <= f <= 1]
@@ -87,12 +100,14 @@ def train_key(p: Params, model_name: str, dataset: str) -> dict:
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
     model = model if model is not None else load_model(model_name, device=p.device)
-    config = TrainConfig(max_epochs=p.max_epochs, patience=p.patience, batch_size=p.train_batch_size, device=p.device,
-                         seed=p.seed)
+    config = protocol_config("O", p.protocol, max_epochs=p.max_epochs, patience=p.patience,
+                             batch_size=p.train_batch_size, device=p.device, seed=p.seed)
     task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
-                     batch_size=p.batch_size, dtype=p.cache_dtype)
+                     batch_size=p.batch_size, dtype=p.cache_dtype, logit_scale=resolve_logit_scale(model, p.logit_scale),
+                     prompts=p.prompts)
     row, sweep, _ = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random, p.fractions,
-                                          config)
+                                          config, head_score=p.head_score, head_count=p.head_count,
+                                          random_rule=p.random_rule)
     return row, sweep, task.classifier.n_classes
 
 
@@ -114,7 +129,8 @@ def run(p: Params) -> Result:
                           "kept": [int(ours.loc[ours["model"] == m, "k"].iloc[0]) for m in n_heads]})
     return Result(p, tables={"table1": table1, "ours": ours, "sweep": pd.concat(sweeps, ignore_index=True),
                              "heads": heads, "paper": paper, "ours_minus_paper": differences},
-                  findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"]))))
+                  findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"])))
+                  | {"readings": readings_text(p, AUTHORS)})
 
 
 def ours_minus_paper(table1: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:

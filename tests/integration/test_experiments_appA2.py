@@ -48,7 +48,8 @@ def test_run_on_the_smoke_model(smoke_artifacts):
                                    "l1_same_atoms", "l1_first_departure", "l1_overlap"]
     assert list(result.tables["summary"].columns) == ["measure", appA2.RAW, appA2.PROJECTED]
     assert set(result.findings) == {"n_heads", "k", "equal_text", "max_diff", "within_tol", "tolerance",
-                                    "l1_same_raw", "l1_same_proj", "l1_first_median", "l1_overlap", "l1_first_same"}
+                                    "l1_same_raw", "l1_same_proj", "l1_first_median", "l1_overlap", "l1_first_same",
+                                    "readings"}
     f = result.findings
     # the theorem: TextSpan and L2 SOMP agree on every head of the smoke model, with both dictionaries
     assert f["equal_text"] == "every head, with both dictionaries" and f["within_tol"] == "within"

@@ -69,7 +69,8 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     assert "fig9" not in t and result.artifacts["correlation"] is None  # one model
     assert set(result.findings) == {"first_model", "reference_name", "sim_first_layer", "sim_last_layer",
                                     "top_dataset", "top_sim", "bottom_dataset", "bottom_sim", "median_k",
-                                    "role_text", "order_rho", "probe_text", "corr_text", "paper_corr_mean"}
+                                    "role_text", "order_rho", "probe_text", "corr_text", "paper_corr_mean",
+                                    "readings"}
     f = result.findings
     assert 0 <= f["bottom_sim"] <= f["top_sim"] <= 1 + 1e-9
     order = t["fig4_order"].dataset

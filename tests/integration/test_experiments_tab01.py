@@ -77,7 +77,8 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert list(table1.columns) == ["model", "dataset", "method", "accuracy"]
     assert len(table1) == 2 * len(tab01.METHODS) and table1["accuracy"].between(0, 1).all()
     assert set(result.findings) == {"shared_models", "avg_b", "avg_h", "avg_o", "avg_u", "avg_ut", "avg_s", "avg_r",
-                                    "n_o_beats_b", "n_rows", "h_share_of_b", "heads_text", "k_text"}
+                                    "n_o_beats_b", "n_rows", "h_share_of_b", "heads_text", "k_text",
+                                    "readings"}
     assert result.findings["n_rows"] == 2 and result.findings["shared_models"] == "none"
     assert result.findings["avg_b"] == pytest.approx(table1.loc[table1["method"] == "B", "accuracy"].mean())
     (caption, table), = tab01.model_tables(result).items()
