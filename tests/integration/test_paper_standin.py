@@ -57,7 +57,7 @@ def test_paper_profile_runs_end_to_end_on_the_standin(tmp_artifacts, tmp_path):
     extracted = _python("-m", "residual_lib.reproduce", "--standin", "--no-training", "--device", "cpu",
                         "--batch-size", "32")
     assert extracted.returncode == 0, extracted.stderr[-3000:]
-    listed = _python("-m", "residual_lib.reproduce", "--standin", "--list")
+    listed = _python("-m", "residual_lib.reproduce", "--standin", "--list", "--no-training")
     assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr[-3000:]
     assert all(line.startswith("done") for line in listed.stdout.splitlines()), listed.stdout
 
