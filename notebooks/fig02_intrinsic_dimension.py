@@ -109,7 +109,7 @@ page.show(check.loc[~check["matches_ratio_of_means"], ["model", "layer", "linear
 # trends is comparable, not their values; the paper profile (`notebooks/params/paper/`) runs the
 # paper's seven models on ImageNet.
 #
-# Choices, tested in `tests/test_intrinsic_dim.py`: linear ID counts components until the cumulative
+# Choices, tested in `tests/unit/test_intrinsic_dim.py`: linear ID counts components until the cumulative
 # ratio is strictly greater than 0.99 (as the authors' code is reported to do); TwoNN fits the line
 # through the origin on the smallest 90% of the ratios with exact neighbours, collapses exact
 # duplicate points and drops points whose two nearest distances tie, and agrees with

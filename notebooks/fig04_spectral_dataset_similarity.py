@@ -138,10 +138,11 @@ fig = fig04.plot_correlation(result)
 # to every dataset, with its descriptions and the images at the ends of its components, is on its card in
 # the {glue:md}`model_atlas`.
 #
-# **Choices** (Eq. 3-4 leave them open; tested in `tests/test_spectral.py`): the weights are the PCA
+# **Choices** (Eq. 3-4 leave them open; tested in `tests/unit/test_spectral.py`): the weights are the PCA
 # eigenvalues (the measure does not change when a weight set is rescaled, so explained-variance
 # ratios would give the same number); each basis keeps the leading components that explain more
-# than 90% of the head's variance (median kept here: {glue:text}`median_k:.0f`); the greedy
-# matching maximises the cosine alone and the weights only scale the matched pair; the
+# than 90% of the head's variance (median kept here: {glue:text}`median_k:.0f`); under the `cosine`
+# reading the greedy matching maximises the cosine alone and the weights only scale the matched pair
+# (under the authors' `weighted` reading it maximises the weighted cosine; see Readings above); the
 # normaliser pairs the n-th largest weights of the two sets, which bounds the measure by 1. Each
 # dataset's PCA is computed on its own subset, so the measure needs no sample alignment.
