@@ -83,3 +83,50 @@ def test_a_killed_local_job_resumes_to_the_caches_and_results_of_a_single_proces
     again = tab01.train_task(p, "standin-clip", "standin-mnist")[0]
     assert pd.Series(again).equals(pd.Series(expected[1])), "read back, not retrained"
     assert UnitCache(victim.key.folders()[0]).n == 64
+
+
+@pytest.mark.slow
+def test_the_slurm_path_submits_an_array_and_chains_training_on_extraction(tmp_path, monkeypatch):
+    """`submit_slurm` through submitit's own local executor standing in for Slurm: both waves run, the second
+    asks to start after the first array succeeded, and the submissions are recorded for `--status`."""
+    import submitit
+
+    from residual_lib.experiments import tab01
+
+    requested: list[dict] = []
+    submitted: list = []
+
+    class LocalSlurm(submitit.LocalExecutor):
+        """Slurm's parameters recorded (a local machine has no scheduler to pass them to)."""
+
+        def __init__(self, folder):
+            super().__init__(folder=folder)
+            super().update_parameters(timeout_min=60)  # submitit's local default is 2 minutes
+
+        def update_parameters(self, **kwargs):
+            requested.append(kwargs)
+            super().update_parameters(**{k: v for k, v in kwargs.items() if not k.startswith("slurm_")})
+
+        def map_array(self, fn, *iterables):
+            submitted.extend(super().map_array(fn, *iterables))
+            return submitted[-len(iterables[0]):]
+
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(jobs, "executor", lambda kind, args=None: LocalSlurm(folder=jobs.jobs_folder() / "%j"))
+    p = tab01.Params(models=["standin-clip"], datasets=["standin-mnist"], n_train=16, n_val=None, n_test=16,
+                     n_random=1, max_epochs=1, patience=1, fractions=[0.05], batch_size=8, device="cpu")
+    extraction = [ExtractJob(k, device="cpu", batch_size=8) for k in tab01.caches(p)]
+    training = [TrainJob.of("tab01", p, "standin-clip", "standin-mnist")]
+
+    first = jobs.submit_slurm(extraction, {"slurm_partition": "gpu"})
+    [job.result() for job in submitted]
+    second = jobs.submit_slurm(training, {"slurm_partition": "gpu"}, after=first)
+    [job.result() for job in submitted]
+
+    assert len(first) == len(extraction) and len(second) == 1
+    assert requested == [{"slurm_additional_parameters": {"dependency": "afterok:" + ":".join(
+        sorted({j.split("_")[0] for j in first}))}}]
+    record = json.loads((jobs.jobs_folder() / "submitted.json").read_text())
+    assert {record[j.name]["executor"] for j in extraction + training} == {"slurm"}
+    assert all(j.done() for j in extraction + training)
+    assert jobs.submit_slurm(extraction + training) == [], "a finished job is never submitted again"
