@@ -55,7 +55,7 @@ def run(p: Params) -> Result:
         "n_pages_ran": len(recorded), "n_pages": len(claims.PAGES),
         "models_text": ", ".join(sorted({m for m in ledger["model"] if m})) or "none",
         "not_run_text": ", ".join(claims.PAGE_TITLES[pg] for pg in claims.PAGES if pg not in recorded) or "none",
-        "n_tested": len(tested),
+        "n_tested": len(tested), "results_run": p.results_run,
     }
     return Result(p, tables={"ledger": ledger, "ran": ran}, findings=findings,
                   artifacts={"thumbnails": thumbnails(Path(p.executed), p.max_thumbnails)})
