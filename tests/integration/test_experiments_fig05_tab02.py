@@ -87,7 +87,7 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert set(result.findings) == {
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
-        "rdstar_params", "lin_params", "readings"}
+        "rdstar_params", "lin_params", "readings", "described_tasks", "ft_text"}
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
     params = result.tables["table2_params"].set_index("method")["params"]
