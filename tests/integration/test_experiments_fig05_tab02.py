@@ -4,6 +4,8 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from residual_lib.plots_spectral import dataset_display
+
 from residual_lib.experiments import ParamsError, fig05_tab02, page_params
 from residual_lib.paths import REPO_ROOT
 from residual_lib.plots_spectral import model_display
@@ -102,5 +104,8 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert list(fig05_tab02.table2_panels(result))[1:] == ["Tables 2 and 6 (paper)"]
     assert len(result.tables["count_check"]) == 4 * 3
     for plot in (fig05_tab02.plot_bars, fig05_tab02.plot_lr_range, fig05_tab02.plot_head_scales,
-                 fig05_tab02.plot_pc_scales, fig05_tab02.plot_probe):
+                 fig05_tab02.plot_probe):
         assert plot(result) is not None
+    probe_rd = result.artifacts["trained"][(label, dataset_display(result.params.probe_dataset))]["RD"]
+    # The per-PC map is drawn only when RD moved from its start on the probe task (else the page says why).
+    assert (fig05_tab02.plot_pc_scales(result) is None) == (probe_rd.result.best_epoch == 0)
