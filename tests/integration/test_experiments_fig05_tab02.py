@@ -4,11 +4,9 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from residual_lib.plots_spectral import dataset_display
-
 from residual_lib.experiments import ParamsError, fig05_tab02, page_params
 from residual_lib.paths import REPO_ROOT
-from residual_lib.plots_spectral import model_display
+from residual_lib.plots_spectral import dataset_display, model_display
 from experiment_smoke import declared_defaults, notebook_parameters
 
 NOTEBOOK = "fig05_tab02_residual_alignment"
