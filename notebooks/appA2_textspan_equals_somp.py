@@ -13,19 +13,8 @@
 # %% [markdown]
 # # Appendix A.2: TextSpan is SOMP, checked on every head
 #
-# Appendix A.2 of the paper proves that TextSpan (Gandelsman et al. 2024, Algorithm 1) and
-# Simultaneous Orthogonal Matching Pursuit (SOMP, Tropp et al. 2006, Algorithm 2) pick the same
-# atoms in the same order and leave the same residual, **if** they get the same dictionary and the
-# same selection criterion. The criterion that makes them equal is TextSpan's: the variance over
-# samples of each atom's projection, which for centred samples is the squared L2 norm of the atom's
-# correlations with the residual (`somp(..., aggregate="l2")`). SOMP keeps the dictionary fixed and
-# refits all chosen atoms by least squares; TextSpan instead removes each chosen atom from the
-# dictionary and the residual (Gram-Schmidt, without renormalising the atoms). The authors' published
-# SOMP sums *absolute* correlations (L1), a different criterion: the page shows where it departs.
-#
-# This page runs the three algorithms on every head of a model's unit cache, in float64, with two
-# dictionaries: the text embeddings as they are, and projected on each head's span (TextSpan's own
-# preprocessing). The paper reports no numbers for this appendix; its claim is the equality itself.
+# Appendix A.2 of the paper proves that TextSpan and SOMP are one algorithm under one selection criterion;
+# this page checks the equality on every head of a model.
 
 # %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
@@ -48,7 +37,6 @@ from residual_lib.experiments import appA2
 style.apply()
 result = appA2.run(page.params(appA2.Params, globals()))
 page.glue_findings(result.findings)
-page.show(result.tables["summary"], caption="TextSpan against SOMP on every head, by dictionary")
 
 # %% [markdown]
 # ## What this build shows
@@ -62,6 +50,26 @@ page.claims(appA2, result)
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# The theorem: TextSpan (Gandelsman et al. 2024, Algorithm 1) and
+# Simultaneous Orthogonal Matching Pursuit (SOMP, Tropp et al. 2006, Algorithm 2) pick the same
+# atoms in the same order and leave the same residual, **if** they get the same dictionary and the
+# same selection criterion. The criterion that makes them equal is TextSpan's: the variance over
+# samples of each atom's projection, which for centred samples is the squared L2 norm of the atom's
+# correlations with the residual (`somp(..., aggregate="l2")`). SOMP keeps the dictionary fixed and
+# refits all chosen atoms by least squares; TextSpan instead removes each chosen atom from the
+# dictionary and the residual (Gram-Schmidt, without renormalising the atoms). The authors' published
+# SOMP sums *absolute* correlations (L1), a different criterion: the page shows where it departs.
+#
+# This page runs the three algorithms on every head of a model's unit cache, in float64, with two
+# dictionaries: the text embeddings as they are, and projected on each head's span (TextSpan's own
+# preprocessing). The paper reports no numbers for this appendix; its claim is the equality itself.
+
+# %% tags=["hide-input"]
+page.show(result.tables["summary"], caption="TextSpan against SOMP on every head, by dictionary")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Per head, for the raw and the projected dictionary: the largest difference between TextSpan's and SOMP's residuals (log10), and the first pick where L1 SOMP departs from TextSpan."}, "image": {"alt": "Per head, for the raw and the projected dictionary: the largest difference between TextSpan's and SOMP's residuals (log10), and the first pick where L1 SOMP departs from TextSpan."}}
 fig = appA2.plot(result)

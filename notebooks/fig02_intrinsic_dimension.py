@@ -13,13 +13,8 @@
 # %% [markdown]
 # # Figure 2 (and 7): intrinsic dimension of attention heads across depth
 #
-# Section 3.1 of the paper: each head's representation of the reference dataset is a cloud of n
-# points in the output space. Its **linear ID** (L) is the number of principal components that
-# explain 99% of its variance; its **TwoNN ID** (N, Facco et al. 2017) is a nonlinear estimate
-# from the ratio of each point's two nearest-neighbour distances. Their ratio L / N grows when the
-# head's manifold is curved, and the explained-variance ratio of the first component (EVR1) says how
-# much a single direction dominates. Everything is averaged over the heads of each layer. With the
-# ViT-Large models this is Figure 2; with the ViT-Base models, Figure 7 (same notebook, other `models`).
+# Section 3.1 of the paper asks how many dimensions each attention head's representation occupies, how far
+# from linear it is, and how both change with depth.
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures
@@ -56,6 +51,17 @@ page.claims(fig02, result)
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# Each head's representation of the reference dataset is a cloud of n
+# points in the output space. Its **linear ID** (L) is the number of principal components that
+# explain 99% of its variance; its **TwoNN ID** (N, Facco et al. 2017) is a nonlinear estimate
+# from the ratio of each point's two nearest-neighbour distances. Their ratio L / N grows when the
+# head's manifold is curved, and the explained-variance ratio of the first component (EVR1) says how
+# much a single direction dominates. Everything is averaged over the heads of each layer. With the
+# ViT-Large models this is Figure 2; with the ViT-Base models, Figure 7 (same notebook, other `models`).
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Intrinsic dimension per layer, averaged over each layer's heads: linear ID (PCA, 99% of the variance), TwoNN ID, their ratio and the EVR of PC1. Top: this build; bottom: the paper's Figures 2 and 7."}, "image": {"alt": "Intrinsic dimension per layer, averaged over each layer's heads: linear ID (PCA, 99% of the variance), TwoNN ID, their ratio and the EVR of PC1. Top: this build; bottom: the paper's Figures 2 and 7."}}
 fig = fig02.plot(result)

@@ -13,27 +13,8 @@
 # %% [markdown]
 # # Figure 3 (and 8): TextSpan against OMP on a principal component
 #
-# Section 3.2 of the paper asks whether TextSpan, which explains a head's whole representation with
-# a few text descriptions, is mostly describing the head's first principal component. For every head
-# of the last layers it picks `k` descriptions with **TextSpan** (Gandelsman et al. 2024) on the
-# head's samples and `k` with **OMP** on one principal component of the head (PC1: Figure 3; PC2:
-# Figure 8), and scores how close the two sets are with a Z-score.
-#
-# **The score, as this page computes it** (`residual_lib.agreement`). The paper compares "the cosine
-# similarity between" the two sets with "the average cosine similarity mu between the descriptions
-# selected by TextSpan and the entire dictionary", Z = |sim - mu| / sigma. Here each set is its centroid
-# (the mean of its unit-normalised text embeddings, c_A for TextSpan, c_B for OMP); sim = cos(c_A, c_B),
-# and mu, sigma are the mean and standard deviation of cos(c_A, e_j) over every dictionary entry j. Two
-# identical sets then get sim = 1, the most any entry can reach, so their Z is positive (averaging
-# pairwise cosines instead can put two identical but diverse sets below mu). A negative Z means the OMP
-# set is farther from TextSpan's than a typical entry; the paper's |Z| counts that as agreement too, so
-# the heatmap shows |Z| as the paper does and the tables keep the sign. A centroid of k entries varies
-# less than one entry, so the paper's sigma understates significance; the table also gives `z_set`,
-# with mu and sigma taken over random sets of k distinct entries (seeded), under which Z is a
-# standard score.
-#
-# Both algorithms get the same dictionary: the text embeddings projected on each head's span (the
-# preprocessing in Gandelsman et al.'s code; parameter `project`).
+# Section 3.2 of the paper asks whether TextSpan's text descriptions of a head mostly describe the head's
+# first principal component.
 
 # %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
@@ -78,6 +59,30 @@ page.claims(fig03, result)
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# TextSpan explains a head's whole representation with a few text descriptions. For every head
+# of the last layers this page picks `k` descriptions with **TextSpan** (Gandelsman et al. 2024) on the
+# head's samples and `k` with **OMP** on one principal component of the head (PC1: Figure 3; PC2:
+# Figure 8), and scores how close the two sets are with a Z-score.
+#
+# **The score, as this page computes it** (`residual_lib.agreement`). The paper compares "the cosine
+# similarity between" the two sets with "the average cosine similarity mu between the descriptions
+# selected by TextSpan and the entire dictionary", Z = |sim - mu| / sigma. Here each set is its centroid
+# (the mean of its unit-normalised text embeddings, c_A for TextSpan, c_B for OMP); sim = cos(c_A, c_B),
+# and mu, sigma are the mean and standard deviation of cos(c_A, e_j) over every dictionary entry j. Two
+# identical sets then get sim = 1, the most any entry can reach, so their Z is positive (averaging
+# pairwise cosines instead can put two identical but diverse sets below mu). A negative Z means the OMP
+# set is farther from TextSpan's than a typical entry; the paper's |Z| counts that as agreement too, so
+# the heatmap shows |Z| as the paper does and the tables keep the sign. A centroid of k entries varies
+# less than one entry, so the paper's sigma understates significance; the table also gives `z_set`,
+# with mu and sigma taken over random sets of k distinct entries (seeded), under which Z is a
+# standard score.
+#
+# Both algorithms get the same dictionary: the text embeddings projected on each head's span (the
+# preprocessing in Gandelsman et al.'s code; parameter `project`).
 
 # %% [markdown]
 # ## Agreement per head

@@ -13,14 +13,8 @@
 # %% [markdown]
 # # Figure 4 (and 9-15): spectral similarity of heads across datasets
 #
-# Section 3.3 of the paper: does a head do the same thing on every input distribution? For each
-# head, its principal components on the reference dataset are compared with its principal
-# components on another dataset by the **normalised spectral cosine similarity** (Eq. 2-4): absolute
-# cosines between the two sets of components, greedily matched largest first, each matched pair
-# weighted by the two components' eigenvalues, normalised to [0, 1]. A value near 1 means the head
-# spans the same directions with the same weights on both datasets. The heatmap has one row per
-# dataset (ordered by mean similarity, most similar first, as in the paper) and one column per
-# head, layer by layer. With several models, the correlation of their dataset profiles is Figure 9.
+# Section 3.3 of the paper asks whether a head does the same thing on every input distribution, by comparing
+# its principal components across datasets.
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names or open_clip architectures; several -> Fig 9
@@ -54,10 +48,6 @@ _ = results.save_present(result.tables, {"fig4_order": "fig4_order", "fig9": "fi
                                          "fig4b_descriptions": "fig3_descriptions"})  # the heads Fig 4b names
 
 # %% [markdown]
-# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
-# page lists each choice), this build used: {glue:text}`readings`.
-
-# %% [markdown]
 # ## What this build shows
 #
 # The paper's claims that this page tests, each with the criterion stated before the build ran and the numbers
@@ -65,6 +55,21 @@ _ = results.save_present(result.tables, {"fig4_order": "fig4_order", "fig9": "fi
 
 # %% tags=["remove-input"]
 page.claims(fig04, result)
+
+# %% [markdown]
+# **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
+# page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# For each head, its principal components on the reference dataset are compared with its principal
+# components on another dataset by the **normalised spectral cosine similarity** (Eq. 2-4): absolute
+# cosines between the two sets of components, greedily matched largest first, each matched pair
+# weighted by the two components' eigenvalues, normalised to [0, 1]. A value near 1 means the head
+# spans the same directions with the same weights on both datasets. The heatmap has one row per
+# dataset (ordered by mean similarity, most similar first, as in the paper) and one column per
+# head, layer by layer. With several models, the correlation of their dataset profiles is Figure 9.
 
 # %% [markdown]
 # ## Head-by-head similarity with the reference dataset (Fig 4a, 10-15)

