@@ -4,7 +4,7 @@ One row per choice: what the paper says, what the authors' code (Flegyas/ResiDua
 where, the option of this library that switches between the readings (``module.function(keyword)``), its
 values, the library default (today's reading, kept so nothing changes under existing callers), and the value
 each profile is meant to use: the paper profile the reading that produced the paper's numbers, the toy
-profile the cleaner one. Rows without an option are departures this library does not offer yet.
+profile the cleaner one. Rows without an option are fixed to one reading; their notes say which.
 The Protocol page of the book renders `protocol_table()`.
 """
 
@@ -71,16 +71,20 @@ CHOICES: tuple[Choice, ...] = (
            "src/residual/data/data_registry.py",
            "alignment.load_task(prompts)", ("manifest", "authors"), "manifest", "authors", "manifest",
            "Read from clip-benchmark's package data and the authors' registry file (pinned download, sha256)."),
-    Choice("Data splits",
+    Choice("Data sources and splits",
            "original splits if available, otherwise stratified random sampling",
-           "datasets' train_test_split(seed=42, stratified): validation 10% of train (MNIST, CIFAR, GTSRB), 20% "
-           "(SVHN, DTD, Cars, ImageNet); 80/10/10 of everything (EuroSAT, SUN397, PACS, Sketch, Random); "
-           "RESISC45 as given",
+           "Hugging Face repositories read with `datasets`, cut by train_test_split(seed=42, stratified): "
+           "validation 10% of train (MNIST, CIFAR, GTSRB), 20% (SVHN, DTD, Cars, ImageNet); 80/10/10 of everything "
+           "(EuroSAT, SUN397, PACS, Sketch, Random); RESISC45 as given",
            "src/residual/data/dataset.py",
-           "splits.authors_split_indices(dataset)", (), None, "authors", "manifest",
-           "Index-identical only on the same source rows in the same order (the authors' HF repositories); "
-           "the manifests still read torchvision / parquet sources with their own carve fractions. A manifest "
-           "carve step with `by: datasets` makes the authors' call (sources.split_indices)."),
+           "",
+           notes="Not a switch: the paper datasets' manifests (data_manifests/datasets, source kind hf-datasets, "
+                 "carve steps by: datasets) are the authors' reading. The twelve paper datasets besides ImageNet read the authors' repositories at pinned revisions "
+                 "(residual_lib.hf_datasets) and carve with the authors' call (residual_lib.splits), so their rows "
+                 "equal the authors'. EuroSAT and ImageNet-Sketch have loading scripts only: they read the Hub's "
+                 "parquet conversion (no fixed commit); GTSRB and EuroSAT list file paths, their pixels come from "
+                 "the user's copy. ImageNet stays the user's copy (torchvision's order, not the authors'), so its "
+                 "rows cannot equal theirs. The toy profile's datasets are generated and keep their own splits."),
     Choice("Random dataset",
            "10,000 samples with RGB values in [-1, 1]",
            "10 Gaussian class blobs in tensor space, cast to bytes by ToPILImage, split 80/10/10",

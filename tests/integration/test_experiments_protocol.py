@@ -105,7 +105,7 @@ def test_choices_table_has_every_choice_with_profiles_and_effects():
     assert row.loc["Lambda initialisation", "paper profile"] == "authors_code"
     assert row.loc["TextSpan projection", "toy profile"] == "True"
     assert row.loc["TextSpan projection", "paper profile"] == "False"
-    assert row.loc["Number of kept heads", "measured here"] == "differs" and row.loc["Data splits", "measured here"] == ""
+    assert row.loc["Number of kept heads", "measured here"] == "differs" and row.loc["Data sources and splits", "measured here"] == ""
 
 
 @pytest.mark.slow
