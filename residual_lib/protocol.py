@@ -60,10 +60,11 @@ CHOICES: tuple[Choice, ...] = (
            "paper_text", "paper_text starts at exactly 1; TrainConfig.lambda_init_noise carries it."),
     Choice("Logit scale of the training loss",
            "silent",
-           "the model's own exp(logit_scale)",
-           "src/residual/nn/classifier.py (build_centroid_classifier)",
+           "the model's own exp(logit_scale); BLIP, which has none, unscaled cosines (1)",
+           "src/residual/nn/classifier.py (build_centroid_classifier); src/residual/data/encode/text_encode.py",
            "alignment.load_task(logit_scale)", (100.0, "model"), 100.0, "model", 100.0,
-           "BLIP's retrieval checkpoint has no logit_scale: 'model' raises there; pass a number."),
+           "'model' resolves to alignment.UNSCALED_LOGIT_SCALE = 1 for BLIP, whose retrieval checkpoint has no "
+           "logit_scale: the authors' scaling line cannot run for it and their BLIP classifier predates it."),
     Choice("Prompt templates and class names",
            "templates (unspecified)",
            "OpenAI per-dataset sets; RESISC45 18 templates; ImageNet-Sketch 5; PACS the 80 ImageNet templates; "

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from residual_lib.alignment import resolve_logit_scale
+from residual_lib.alignment import UNSCALED_LOGIT_SCALE, resolve_logit_scale
 from residual_lib.experiments import ParamsError, appA2, fig02, fig03, fig04, fig05_tab02, page_params, tab01
 from residual_lib.experiments.base import readings_text
 from residual_lib.finetune import vision_tower
@@ -71,7 +71,8 @@ def test_resolve_logit_scale():
     without = SimpleNamespace(module=SimpleNamespace(), name="blip")
     assert resolve_logit_scale(with_scale, 30) == 30.0
     assert resolve_logit_scale(with_scale, "model") == pytest.approx(50.0)
-    assert resolve_logit_scale(without, "model") == DEFAULT_LOGIT_SCALE
+    assert resolve_logit_scale(without, "model") == UNSCALED_LOGIT_SCALE == 1.0  # the authors' BLIP: plain cosines
+    assert resolve_logit_scale(without, 100) == DEFAULT_LOGIT_SCALE
 
 
 def test_vision_tower_of_a_blip_like_module_leaves_the_text_encoder_out():
