@@ -127,9 +127,12 @@ CHOICES: tuple[Choice, ...] = (
            "", notes="This library computes the mean of per-head ratios."),
     Choice("Figure 2 sample",
            "80k stratified ImageNet train",
-           "50,000 random rows, seed 42",
-           "experiments/experiment1.py (sample_limit)",
-           ""),
+           "50,000 random rows (torch.randperm, seed 42) of their ImageNet train split, the 80% kept by their "
+           "stratified 80/20 cut",
+           "experiments/experiment1.py (sample_limit); src/residual/data/dataset.py (build_imagenet)",
+           "", notes="fig02.Params(sample): 'paper_text' or 'authors_code' (50,000 uniform rows, seed 42, of the "
+           "split; the paper profile reads imagenet's authors_train split). Drawn with numpy's generator, not "
+           "torch's, from torchvision's row order: the same draw, not the same rows."),
 )
 
 

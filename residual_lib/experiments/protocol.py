@@ -50,6 +50,7 @@ SWITCHES: dict[str, str] = {
     "random_rule": "Table 1 control R: how random heads are drawn",
     "head_count": "Number of kept heads",
     "ratio": "Figure 2 ratio column",
+    "sample": "Figure 2 sample",
 }
 # protocol also sets these two (training.protocol_config)
 ALSO_BY_PROTOCOL = ("Lambda initialisation", "Lin initialisation")
