@@ -150,14 +150,14 @@ def run(p: Params) -> Result:
 
 
 def training_effect(p: Params, model) -> pd.DataFrame:
-    """Per protocol and method on the first task: test accuracy, the learning rate used and the epochs run
-    (Table 2's `train_task`, stored once and reused)."""
+    """Per protocol and method on the first task: test accuracy, the learning rate used (as text: rates span
+    1e-5 to 0.8) and the epochs run (Table 2's `train_task`, stored once and reused)."""
     rows = []
     for protocol in PROTOCOLS if p.training_methods else ():
         trained = fig05_tab02.train_task(p._training_params(protocol), p.model_name, p.datasets[0], model)
         for method, t in trained.items():
             rows.append({"protocol": protocol, "method": method, "test accuracy": t.test_accuracy,
-                         "learning rate": t.result.lr if t.result else None,
+                         "learning rate": f"{t.result.lr:.2g}" if t.result else "",
                          "epochs": t.result.epochs_run if t.result else 0})
     return pd.DataFrame(rows, columns=["protocol", "method", "test accuracy", "learning rate", "epochs"])
 
@@ -171,7 +171,7 @@ def training_texts(training: pd.DataFrame, p: Params) -> dict[str, str]:
     for method, rows in trained.groupby("method", sort=False):
         by = rows.set_index("protocol")
         parts.append(f"{method}: " + " -> ".join(
-            f"{by.loc[r, 'test accuracy']:.3f} (lr {by.loc[r, 'learning rate']:.2g}, {int(by.loc[r, 'epochs'])} epochs)"
+            f"{by.loc[r, 'test accuracy']:.3f} (lr {by.loc[r, 'learning rate']}, {int(by.loc[r, 'epochs'])} epochs)"
             for r in PROTOCOLS))
     text = "; ".join(parts) + f" ({p.datasets[0]} test accuracy; paper_text -> authors_code)"
     together = "with the learning rate (one protocol switch): " + text

@@ -52,7 +52,7 @@ def test_training_reads_only_the_pages_caches(profile):
 def test_training_texts_from_a_constructed_table():
     training = pd.DataFrame({"protocol": ["paper_text"] * 3 + ["authors_code"] * 3,
                              "method": ["Base", "Lin", "RD"] * 2, "test accuracy": [0.9, 0.8, 0.7, 0.9, 0.85, 0.95],
-                             "learning rate": [None, 1e-5, 2e-3, None, 1e-3, 0.8], "epochs": [0, 30, 5, 0, 7, 11]})
+                             "learning rate": ["", "1e-05", "0.002", "", "0.001", "0.8"], "epochs": [0, 30, 5, 0, 7, 11]})
     texts = protocol.training_texts(training, protocol.Params())
     lr = texts["Learning rate (Sec. 4.2)"]
     assert lr == ("Lin: 0.800 (lr 1e-05, 30 epochs) -> 0.850 (lr 0.001, 7 epochs); RD: 0.700 (lr 0.002, 5 epochs) -> "
@@ -144,7 +144,7 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     assert result.findings["n_measured"] == 8  # 6 without training, plus the learning rate and lambda rows
     training = t["training"].set_index(["protocol", "method"])
     assert set(training.index) == {(r, m) for r in ("paper_text", "authors_code") for m in ("Base", "RD")}
-    assert training.loc[("authors_code", "RD"), "learning rate"] == 0.8  # the authors' fixed rate for ResiDual
+    assert training.loc[("authors_code", "RD"), "learning rate"] == "0.8"  # the authors' fixed rate for ResiDual
     assert training["test accuracy"].between(0, 1).all()
     assert len(t["spectral"]) == 2 * 4 and t["spectral"][["cosine", "weighted", "index"]].stack().between(0, 1 + 1e-9).all()
     assert t["selections"]["test accuracy"].between(0, 1).all() and len(t["selections"]) == 4
