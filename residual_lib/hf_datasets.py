@@ -15,6 +15,11 @@ A manifest source of ``kind: hf-datasets`` has
   images are the user's copy under ``<data root>/<folder>``, found by file name.
 
 Rows keep the repository's order; a split carved only by ``by: datasets`` steps keeps the order `datasets` returns.
+Where a parquet conversion can move an index against the authors' run of the script: the conversion holds the rows
+in the order the script yielded them on the Hub's machine, which equals the authors' order only if the script's order
+does not depend on the machine (a script that lists a folder yields the file system's order); the Hub converts at
+most a few GB, so a large dataset may be cut short (the row count check stops that); and the conversion branch is
+rebuilt whenever the repository changes, so it names no fixed commit.
 """
 
 from __future__ import annotations
