@@ -28,6 +28,7 @@ device = "auto"
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
 ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the authors' notebook)
+sample = "paper_text"  # rows: n of the split, or "authors_code": 50,000 uniform rows, seed 42 (their experiment1.py)
 
 # %% tags=["hide-input"]
 from residual_lib import page, results, style

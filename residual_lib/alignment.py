@@ -66,15 +66,23 @@ def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None
     return Task(dataset, classifier, train, val, test)
 
 
+# The authors' classifier for a model without a learned temperature (BLIP's retrieval checkpoint): their code scales
+# the class embeddings by the text encoder's exp(logit_scale) (src/residual/nn/classifier.py, added in 3b5288a),
+# which BLIP's text encoder does not have, and the same commit drops BLIP from the classifiers it builds; BLIP's
+# classifier is the one their earlier code built, without any scale, so its logits are plain cosines.
+UNSCALED_LOGIT_SCALE = 1.0
+
+
 def resolve_logit_scale(model, requested: float | str) -> float:
-    """A number as given; "model": the model's own exp(logit_scale), or DEFAULT_LOGIT_SCALE for a model that
-    carries none (BLIP's retrieval checkpoint), so one profile can name the authors' choice for every model."""
+    """A number as given; "model": the model's own exp(logit_scale), or, for a model that carries none (BLIP's
+    retrieval checkpoint), UNSCALED_LOGIT_SCALE as the authors' BLIP classifier, so one profile names the authors'
+    choice for every model."""
     if requested != "model":
         return float(requested)
     try:
         return model_logit_scale(model)
     except ValueError:
-        return DEFAULT_LOGIT_SCALE
+        return UNSCALED_LOGIT_SCALE
 
 
 def task_caches(model: str, dataset: str, n_train: int | None = None, n_val: int | None = None,

@@ -23,7 +23,7 @@ from .paths import MANIFESTS, artifacts_dir
 SOURCE_LOADERS = {
     "toy": "residual_lib.toy.data:load_split",
     "torchvision": "residual_lib.sources:load_torchvision",
-    "huggingface": "residual_lib.sources:load_huggingface",
+    "hf-datasets": "residual_lib.hf_datasets:load_split",
     "imagefolder": "residual_lib.sources:load_imagefolder",
     "generated": "residual_lib.sources:load_generated",
     "class-blobs": "residual_lib.random_blobs:load_split",

@@ -4,7 +4,7 @@ One row per choice: what the paper says, what the authors' code (Flegyas/ResiDua
 where, the option of this library that switches between the readings (``module.function(keyword)``), its
 values, the library default (today's reading, kept so nothing changes under existing callers), and the value
 each profile is meant to use: the paper profile the reading that produced the paper's numbers, the toy
-profile the cleaner one. Rows without an option are departures this library does not offer yet.
+profile the cleaner one. Rows without an option are fixed to one reading; their notes say which.
 The Protocol page of the book renders `protocol_table()`.
 """
 
@@ -60,10 +60,11 @@ CHOICES: tuple[Choice, ...] = (
            "paper_text", "paper_text starts at exactly 1; TrainConfig.lambda_init_noise carries it."),
     Choice("Logit scale of the training loss",
            "silent",
-           "the model's own exp(logit_scale)",
-           "src/residual/nn/classifier.py (build_centroid_classifier)",
+           "the model's own exp(logit_scale); BLIP, which has none, unscaled cosines (1)",
+           "src/residual/nn/classifier.py (build_centroid_classifier); src/residual/data/encode/text_encode.py",
            "alignment.load_task(logit_scale)", (100.0, "model"), 100.0, "model", 100.0,
-           "BLIP's retrieval checkpoint has no logit_scale: 'model' raises there; pass a number."),
+           "'model' resolves to alignment.UNSCALED_LOGIT_SCALE = 1 for BLIP, whose retrieval checkpoint has no "
+           "logit_scale: the authors' scaling line cannot run for it and their BLIP classifier predates it."),
     Choice("Prompt templates and class names",
            "templates (unspecified)",
            "OpenAI per-dataset sets; RESISC45 18 templates; ImageNet-Sketch 5; PACS the 80 ImageNet templates; "
@@ -71,16 +72,20 @@ CHOICES: tuple[Choice, ...] = (
            "src/residual/data/data_registry.py",
            "alignment.load_task(prompts)", ("manifest", "authors"), "manifest", "authors", "manifest",
            "Read from clip-benchmark's package data and the authors' registry file (pinned download, sha256)."),
-    Choice("Data splits",
+    Choice("Data sources and splits",
            "original splits if available, otherwise stratified random sampling",
-           "datasets' train_test_split(seed=42, stratified): validation 10% of train (MNIST, CIFAR, GTSRB), 20% "
-           "(SVHN, DTD, Cars, ImageNet); 80/10/10 of everything (EuroSAT, SUN397, PACS, Sketch, Random); "
-           "RESISC45 as given",
+           "Hugging Face repositories read with `datasets`, cut by train_test_split(seed=42, stratified): "
+           "validation 10% of train (MNIST, CIFAR, GTSRB), 20% (SVHN, DTD, Cars, ImageNet); 80/10/10 of everything "
+           "(EuroSAT, SUN397, PACS, Sketch, Random); RESISC45 as given",
            "src/residual/data/dataset.py",
-           "splits.authors_split_indices(dataset)", (), None, "authors", "manifest",
-           "Index-identical only on the same source rows in the same order (the authors' HF repositories); "
-           "the manifests still read torchvision / parquet sources with their own carve fractions. A manifest "
-           "carve step with `by: datasets` makes the authors' call (sources.split_indices)."),
+           "",
+           notes="Not a switch: the paper datasets' manifests (data_manifests/datasets, source kind hf-datasets, "
+                 "carve steps by: datasets) are the authors' reading. The twelve paper datasets besides ImageNet read the authors' repositories at pinned revisions "
+                 "(residual_lib.hf_datasets) and carve with the authors' call (residual_lib.splits), so their rows "
+                 "equal the authors'. EuroSAT and ImageNet-Sketch have loading scripts only: they read the Hub's "
+                 "parquet conversion (no fixed commit); GTSRB and EuroSAT list file paths, their pixels come from "
+                 "the user's copy. ImageNet stays the user's copy (torchvision's order, not the authors'), so its "
+                 "rows cannot equal theirs. The toy profile's datasets are generated and keep their own splits."),
     Choice("Random dataset",
            "10,000 samples with RGB values in [-1, 1]",
            "10 Gaussian class blobs in tensor space, cast to bytes by ToPILImage, split 80/10/10",
@@ -122,9 +127,12 @@ CHOICES: tuple[Choice, ...] = (
            "", notes="This library computes the mean of per-head ratios."),
     Choice("Figure 2 sample",
            "80k stratified ImageNet train",
-           "50,000 random rows, seed 42",
-           "experiments/experiment1.py (sample_limit)",
-           ""),
+           "50,000 random rows (torch.randperm, seed 42) of their ImageNet train split, the 80% kept by their "
+           "stratified 80/20 cut",
+           "experiments/experiment1.py (sample_limit); src/residual/data/dataset.py (build_imagenet)",
+           "", notes="fig02.Params(sample): 'paper_text' or 'authors_code' (50,000 uniform rows, seed 42, of the "
+           "split; the paper profile reads imagenet's authors_train split). Drawn with numpy's generator, not "
+           "torch's, from torchvision's row order: the same draw, not the same rows."),
 )
 
 

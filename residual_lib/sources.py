@@ -5,8 +5,8 @@ array, and is picked by `source.kind` (see `SOURCE_LOADERS` in `residual_lib.dat
 
 - ``torchvision``: a `torchvision.datasets` class (`source.dataset`), constructor arguments per source
   split in `source.split_args`, downloaded into ``<root>/<source.path>`` when allowed.
-- ``huggingface``: a Hugging Face dataset repository (`source.repo` at `source.revision`) read from its
-  files directly (`huggingface_hub` + parquet via pyarrow, or webdataset tar shards), no loading script.
+- ``hf-datasets``: a Hugging Face dataset repository at a pinned revision, read with the `datasets` library
+  (`residual_lib.hf_datasets`).
 - ``imagefolder``: ``<root>/<source.path>/<source split>/<class folder>/<image>``, classes in sorted order.
 - ``generated``: images made on the fly from (seed, split, index); no files at all.
 - ``idx``: idx files (MNIST's format, gzip or plain) from the first of `source.dirs` that has them (e.g.
@@ -18,22 +18,19 @@ array, and is picked by `source.kind` (see `SOURCE_LOADERS` in `residual_lib.dat
 A manifest split names its source split (`from`, default the split's own name) and optionally carves it:
 `carve` is a list of stratified cuts (`fraction`, `keep: part | rest`, seed = the manifest's seed; `by:
 sklearn` (default) or `by: datasets`, Hugging Face's `train_test_split` as the authors cut, see
-`residual_lib.splits`) and `subset: n` keeps a stratified n-sample (ImageNet's 80k). Without data and without network, loading raises
+`residual_lib.splits`) and `subset: n` keeps a stratified n-sample (ImageNet's 80k). A split cut only by `datasets`
+steps keeps the row order `datasets` returns (the authors number samples in it); other splits are sorted. Without
+data and without network, loading raises
 `MissingDataError` naming the dataset, the source and what to do. Downloads are off when
 ``RESIDUAL_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import io
-import json
 import os
 import struct
-import tarfile
-import warnings
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,8 +58,10 @@ def describe_source(spec: DatasetSpec) -> str:
     kind = src["kind"]
     if kind == "torchvision":
         return f"torchvision.datasets.{src['dataset']}"
-    if kind == "huggingface":
-        return f"Hugging Face dataset {src['repo']} (revision {src.get('revision', 'main')}, {src.get('format', 'parquet')})"
+    if kind == "hf-datasets":
+        from .hf_datasets import describe
+
+        return describe(spec)
     if kind == "imagefolder":
         return f"image folders under <data root>/{src['path']}"
     if kind == "class-blobs":
@@ -97,7 +96,8 @@ def _source_split(spec: DatasetSpec, split: str) -> str:
 
 
 def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarray:
-    """Indices (sorted) into the source split that make up the manifest split `split` (stratified cuts, seed)."""
+    """Indices into the source split that make up the manifest split `split` (stratified cuts, seed): in the order
+    `datasets` returns when every cut is `by: datasets` (the authors' order), sorted otherwise."""
     from sklearn.model_selection import train_test_split
 
     entry = spec.splits[split]
@@ -118,7 +118,9 @@ def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarr
         idx = part if step["keep"] == "part" else rest
     if "subset" in entry and entry["subset"] < len(idx):
         idx, _ = train_test_split(idx, train_size=entry["subset"], stratify=labels[idx], random_state=spec.seed)
-    return np.sort(idx)
+    carve = entry.get("carve", [])
+    authors_order = bool(carve) and all(step.get("by") == "datasets" for step in carve) and "subset" not in entry
+    return idx if authors_order else np.sort(idx)
 
 
 class SplitView(Dataset):
@@ -336,155 +338,4 @@ def load_skimage(spec: DatasetSpec, split: str, root: Path) -> SplitView:
                          f"per class ({spec.n_classes})")
     pixels = images if images.dtype == np.uint8 else to_uint8(images, 1.0)
     base = ArrayImages(pixels, np.repeat(np.arange(len(runs)), runs))
-    return _view(spec, split, base, base.targets)
-
-
-# ---------------------------------------------------------------------------------------------- Hugging Face
-
-
-def _hf_files(spec: DatasetSpec, split: str, root: Path) -> list[Path]:
-    """Local paths of the repository files of one source split, fetched with huggingface_hub when allowed."""
-    src = spec.source
-    pattern = src["split_files"][_source_split(spec, split)]
-    local = Path(root) / "huggingface" / src["repo"].replace("/", "__")
-    found = sorted(p for p in local.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(local).as_posix(), pattern))
-    if found:
-        return found
-    if not downloads_allowed():
-        raise _missing(spec, local, _offline_todo(spec))
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = snapshot_download(repo_id=src["repo"], repo_type="dataset", revision=src.get("revision", "main"),
-                                 allow_patterns=[pattern], local_dir=str(local))
-    except Exception as failed:  # huggingface_hub raises its own hierarchy plus requests/OSError ones
-        raise _missing(spec, local, f"The download failed ({type(failed).__name__}: {failed}). Check the network "
-                       f"and that the repository still exists at https://huggingface.co/datasets/{src['repo']}.") from failed
-    _record_revision(local, src, path)
-    found = sorted(p for p in local.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(local).as_posix(), pattern))
-    if not found:
-        raise _missing(spec, local, f"The repository has no files matching {pattern!r}; the manifest needs updating.")
-    return found
-
-
-def _record_revision(local: Path, src: dict, path: str) -> None:
-    """Keep which commit a moving revision (e.g. 'main') resolved to, for the reproduction record."""
-    from huggingface_hub import HfApi
-
-    try:
-        sha = HfApi().dataset_info(src["repo"], revision=src.get("revision", "main")).sha
-    except Exception:  # the record is informative; a failed lookup must not fail the load
-        sha = None
-    (local / "residual_source.json").write_text(json.dumps({"repo": src["repo"], "revision": src.get("revision"),
-                                                            "resolved_sha": sha, "path": str(path)}, indent=1))
-
-
-class ParquetImages(Dataset):
-    """Rows of parquet files with an image column ({bytes, path} struct) and an int label column.
-
-    Reads one row group at a time and keeps the last one, so in-order access decodes each group once.
-    """
-
-    def __init__(self, files: Sequence[Path], image_column: str, label_column: str):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as missing:
-            raise ImportError("reading Hugging Face parquet datasets needs pyarrow: pip install pyarrow") from missing
-        self.image_column, self.label_column = image_column, label_column
-        self.files = [pq.ParquetFile(str(f)) for f in files]
-        self.rows: list[tuple[int, int, int]] = []
-        targets = []
-        for fi, pf in enumerate(self.files):
-            for g in range(pf.num_row_groups):
-                labels = pf.read_row_group(g, columns=[label_column]).column(0).to_pylist()
-                self.rows.extend((fi, g, r) for r in range(len(labels)))
-                targets.extend(labels)
-        self.targets = np.asarray(targets, dtype=np.int64)
-        self._group: tuple[int, int] | None = None
-        self._images: list = []
-
-    def source_class_names(self) -> list[str] | None:
-        """The label names the files declare (Hugging Face ClassLabel metadata), if any."""
-        meta = self.files[0].schema_arrow.metadata or {}
-        info = json.loads(meta.get(b"huggingface", b"{}"))
-        feature = info.get("info", {}).get("features", {}).get(self.label_column, {})
-        return feature.get("names")
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> tuple[bytes, int]:
-        fi, g, r = self.rows[i]
-        if self._group != (fi, g):
-            self._images = self.files[fi].read_row_group(g, columns=[self.image_column]).column(0).to_pylist()
-            self._group = (fi, g)
-        cell = self._images[r]
-        return (cell["bytes"] if isinstance(cell, dict) else cell), int(self.targets[i])
-
-
-class WebDatasetImages(Dataset):
-    """Samples of webdataset tar shards: members `<key>.<image ext>` and `<key>.<label ext>` (an int as text)."""
-
-    def __init__(self, files: Sequence[Path], image_keys: Sequence[str], label_key: str):
-        self.files = [str(f) for f in files]
-        self.items: list[tuple[int, tarfile.TarInfo]] = []
-        targets = []
-        for fi, path in enumerate(self.files):
-            with tarfile.open(path, "r:") as tar:
-                images, labels = {}, {}
-                for member in tar.getmembers():
-                    key, _, ext = member.name.partition(".")
-                    if ext in image_keys:
-                        images[key] = member
-                    elif ext == label_key:
-                        labels[key] = int(tar.extractfile(member).read().decode().strip())
-                for key in sorted(images.keys() & labels.keys()):
-                    self.items.append((fi, images[key]))
-                    targets.append(labels[key])
-        self.targets = np.asarray(targets, dtype=np.int64)
-        self._open: dict[int, tarfile.TarFile] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[bytes, int]:
-        fi, member = self.items[i]
-        if fi not in self._open:
-            self._open[fi] = tarfile.open(self.files[fi], "r:")
-        return self._open[fi].extractfile(member).read(), int(self.targets[i])
-
-    def __getstate__(self) -> dict:
-        # Open tar handles do not pickle (DataLoader workers); each worker reopens its own.
-        return {**self.__dict__, "_open": {}}
-
-
-def _check_names(spec: DatasetSpec, theirs: Sequence[str] | None) -> None:
-    """Error if the source declares another number of classes; warning if its names differ from ours in order."""
-    if theirs is None:
-        return
-    if len(theirs) != spec.n_classes:
-        raise ValueError(f"dataset {spec.name!r}: {spec.source['repo']} declares {len(theirs)} labels, the manifest lists "
-                         f"{spec.n_classes} class names; fix the manifest")
-
-    def norm(s: str) -> str:
-        return "".join(ch for ch in s.lower() if ch.isalnum())
-    differ = [(i, a, b) for i, (a, b) in enumerate(zip(spec.class_names, theirs)) if norm(a) != norm(b)]
-    if differ:
-        # Wording often differs (e.g. 'AnnualCrop' vs 'annual crop land'); the order is what must agree.
-        warnings.warn(f"dataset {spec.name!r}: {len(differ)} of the source's label names differ from the manifest's, "
-                      f"first {differ[:3]} (index, ours, theirs); check that the label order agrees", stacklevel=2)
-
-
-def load_huggingface(spec: DatasetSpec, split: str, root: Path) -> SplitView:
-    """A Hugging Face dataset repository read from its parquet files or webdataset shards, cut to the split."""
-    src = spec.source
-    files = _hf_files(spec, split, root)
-    fmt = src.get("format", "parquet")
-    if fmt == "parquet":
-        base = ParquetImages(files, src.get("image_column", "image"), src.get("label_column", "label"))
-        _check_names(spec, base.source_class_names())
-    elif fmt == "webdataset":
-        base = WebDatasetImages(files, src.get("image_keys", ["jpg", "png", "webp"]), src.get("label_key", "cls"))
-    else:
-        raise ValueError(f"dataset {spec.name!r}: unknown Hugging Face format {fmt!r}; valid: 'parquet', 'webdataset'")
     return _view(spec, split, base, base.targets)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import cache
 from ..cache import CacheKey
+from ..datasets import dataset_spec
 from ..intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
 from ..models import load_model
 from ..paper import reference
@@ -22,7 +23,9 @@ from .base import ParamsError, Result, nonempty, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol).
-AUTHORS = {"ratio": "of_means"}
+AUTHORS = {"ratio": "of_means", "sample": "authors_code"}
+# The authors' sample (experiments/experiment1.py, sample_limit): this many rows of the split, uniform, seed 42.
+AUTHORS_SAMPLE, AUTHORS_SEED = 50_000, 42
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Params(BaseParams):
     # the saved `ratio` column: mean over heads of linear / TwoNN, or the layer's mean linear / mean TwoNN (the
     # authors' notebook); the page shows both and checks which one the paper's table printed
     ratio: Literal["mean_of_heads", "of_means"] = "mean_of_heads"
+    # which rows: n of the split (seed), the paper's text (80k stratified ImageNet train in the paper profile), or
+    # the authors' code: AUTHORS_SAMPLE rows of the split drawn uniformly without replacement, seed 42 (all of them
+    # when fewer); n and seed then do not apply
+    sample: Literal["paper_text", "authors_code"] = "paper_text"
 
     def check(self) -> None:
         nonempty(self, "models")
@@ -50,9 +57,17 @@ class Params(BaseParams):
             raise ParamsError(f"parameter discard_fraction={self.discard_fraction!r} must be in [0, 1)")
 
 
+def rows(p: Params) -> tuple[int | None, int]:
+    """(n, seed) of the cache's subsample under the chosen sample reading."""
+    if p.sample == "paper_text":
+        return p.n, p.seed
+    return min(AUTHORS_SAMPLE, int(dataset_spec(p.dataset).splits[p.split]["size"])), AUTHORS_SEED
+
+
 def caches(p: Params) -> list[CacheKey]:
     """One cache of the reference dataset per model."""
-    return [CacheKey(m, p.dataset, p.split, p.n, p.seed, p.cache_dtype) for m in p.models]
+    n, seed = rows(p)
+    return [CacheKey(m, p.dataset, p.split, n, seed, p.cache_dtype) for m in p.models]
 
 
 def run(p: Params) -> Result:
@@ -114,7 +129,7 @@ def plot(result: Result):
     """Linear ID, TwoNN ID, ratio and EVR1 per layer, ours above the paper's panel."""
     p = result.params
     return plot_intrinsic_dimension(result.artifacts["summaries"], result.tables["paper"],
-                                    title=f"Intrinsic dimension of heads on {p.dataset} ({p.split}, n={p.n})")
+                                    title=f"Intrinsic dimension of heads on {p.dataset} ({p.split}, n={rows(p)[0]})")
 
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:

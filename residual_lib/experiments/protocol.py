@@ -9,7 +9,9 @@ readings on this build's model:
 - U and U|T (Table 1): the heads each score keeps under the per-sample and the per-direction reading;
 - kept-head count: heads kept at each fraction under both rules;
 - TextSpan / OMP (Fig 3): descriptions and agreement Z under the centred and the authors' pursuits;
-- logit scale: the model's own temperature beside the fixed 100.
+- logit scale: the model's own temperature beside the fixed 100;
+- training protocol (Table 2): the first task's methods trained by Table 2's page function
+  (`fig05_tab02.train_task`) under the LR finder of the text and under the authors' fixed rates and initialisation.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from ..pursuit import signals_from_units, text_atoms
 from ..selection import HEAD_SCORES, SCORES, head_scores, kept_accuracy, n_kept, top_heads
 from ..spectral import MATCHINGS, dataset_similarities
 from ..text_dictionary import text_dictionary
+from ..training import PROTOCOLS
 from ..units import parse_unit
 from ..zeroshot import DEFAULT_LOGIT_SCALE
+from . import fig05_tab02
 from .base import Params as BaseParams
 from .base import ParamsError, Result, nonempty, positive
 from .fig04 import _n_for
@@ -50,6 +54,7 @@ SWITCHES: dict[str, str] = {
     "random_rule": "Table 1 control R: how random heads are drawn",
     "head_count": "Number of kept heads",
     "ratio": "Figure 2 ratio column",
+    "sample": "Figure 2 sample",
 }
 # protocol also sets these two (training.protocol_config)
 ALSO_BY_PROTOCOL = ("Lambda initialisation", "Lin initialisation")
@@ -76,12 +81,28 @@ class Params(BaseParams):
     dictionary: Literal["toy", "gandelsman-general"] = "toy"
     k: int = 5  # descriptions per head
     last_layers: int = 2  # heads of the last this-many layers in the pursuit comparison
+    # Table 2's methods trained on the first task under both protocols (must include RD); [] skips the training
+    training_methods: list[str] = field(default_factory=lambda: ["RD"])
 
     def check(self) -> None:
         nonempty(self, "datasets")
         positive(self, "n", "n_reference", "n_train", "n_val", "n_test", "batch_size", "k", "last_layers")
         if not 0 < self.fraction <= 1:
             raise ParamsError(f"parameter fraction={self.fraction!r} must be in (0, 1]")
+        if self.training_methods:
+            try:
+                self._training_params("paper_text")
+            except ParamsError as err:
+                raise ParamsError(f"parameter training_methods={self.training_methods!r}: {err}") from None
+
+    def _training_params(self, protocol: str) -> "fig05_tab02.Params":
+        """Table 2's parameters for the first task under `protocol`, on this page's caches, without finetuning."""
+        return fig05_tab02.Params(
+            models=[self.model_name], datasets=[self.datasets[0]], reference_dataset=self.reference_dataset,
+            n_reference=_n_for(self.reference_dataset, self.split, self.n_reference), n_train=self.n_train,
+            n_val=self.n_val, n_test=self.n_test, seed=self.seed, methods=list(self.training_methods),
+            finetune=False, cache_dtype=self.cache_dtype, batch_size=self.batch_size, device=self.device,
+            protocol=protocol)
 
 
 def _reference_key(p: Params) -> CacheKey:
@@ -119,12 +140,43 @@ def run(p: Params) -> Result:
     pursuits = pursuit_effect(signals_from_units(ref, heads, device=p.device),
                               text_atoms(model, text_dictionary(p.dictionary)), p.k, p.seed, p.device)
     own_scale = resolve_logit_scale(model, "model")
-    effects = effect_texts(spectral, selections, counts, pursuits, own_scale, p)
+    training = training_effect(p, model)
+    effects = effect_texts(spectral, selections, counts, pursuits, own_scale, p) | training_texts(training, p)
     table = choices_table(profile_values(), effects)
     return Result(p, tables={"choices": table, "spectral": spectral, "selections": selections, "counts": counts,
-                             "pursuits": pursuits},
+                             "pursuits": pursuits, "training": training},
                   findings={"n_choices": len(table), "n_measured": int((table["measured here"] != "").sum()),
                             "model": p.model_name, "task": p.datasets[0]})
+
+
+def training_effect(p: Params, model) -> pd.DataFrame:
+    """Per protocol and method on the first task: test accuracy, the learning rate used (as text: rates span
+    1e-5 to 0.8) and the epochs run (Table 2's `train_task`, stored once and reused)."""
+    rows = []
+    for protocol in PROTOCOLS if p.training_methods else ():
+        trained = fig05_tab02.train_task(p._training_params(protocol), p.model_name, p.datasets[0], model)
+        for method, t in trained.items():
+            rows.append({"protocol": protocol, "method": method, "test accuracy": t.test_accuracy,
+                         "learning rate": f"{t.result.lr:.2g}" if t.result else "",
+                         "epochs": t.result.epochs_run if t.result else 0})
+    return pd.DataFrame(rows, columns=["protocol", "method", "test accuracy", "learning rate", "epochs"])
+
+
+def training_texts(training: pd.DataFrame, p: Params) -> dict[str, str]:
+    """topic -> the sentence on the training protocol's effect (the rates and the initialisations move together)."""
+    trained = training[training["method"] != "Base"]
+    if trained.empty:
+        return {}
+    parts = []
+    for method, rows in trained.groupby("method", sort=False):
+        by = rows.set_index("protocol")
+        parts.append(f"{method}: " + " -> ".join(
+            f"{by.loc[r, 'test accuracy']:.3f} (lr {by.loc[r, 'learning rate']}, {int(by.loc[r, 'epochs'])} epochs)"
+            for r in PROTOCOLS))
+    text = "; ".join(parts) + f" ({p.datasets[0]} test accuracy; paper_text -> authors_code)"
+    together = "with the learning rate (one protocol switch): " + text
+    return {SWITCHES["protocol"]: text, ALSO_BY_PROTOCOL[0]: together,
+            **({ALSO_BY_PROTOCOL[1]: together} if "Lin" in set(trained["method"]) else {})}
 
 
 def matching_effect(reference, others: dict, evr_threshold: float, device: str) -> pd.DataFrame:

@@ -2,9 +2,10 @@
 
 import pandas as pd
 import pytest
-from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_artifacts, smoke_params  # noqa: F401
+from experiment_smoke import (cell_defaults, notebook_parameters, planner_jobs_agree, smoke_artifacts,  # noqa: F401
+                              smoke_params)
 
-from residual_lib.experiments import ParamsError, protocol
+from residual_lib.experiments import ParamsError, fig05_tab02, protocol
 from residual_lib.protocol import CHOICES
 from residual_lib.reproduce import STANDIN
 
@@ -16,7 +17,9 @@ def test_params_defaults_are_the_notebooks_parameters_cell():
 
 
 @pytest.mark.parametrize("values, named", [({"fraction": 1.5}, "fraction=1.5"), ({"datasets": []}, "datasets"),
-                                           ({"k": 0}, "k=0"), ({"dictionary": "mine"}, "dictionary='mine'")])
+                                           ({"k": 0}, "k=0"), ({"dictionary": "mine"}, "dictionary='mine'"),
+                                           ({"training_methods": ["Lin"]}, "training_methods=['Lin']"),
+                                           ({"training_methods": ["RD", "SVD"]}, "training_methods=")])
 def test_bad_parameters_are_errors_that_name_them(values, named):
     with pytest.raises(ParamsError, match="protocol") as err:
         protocol.Params(**values)
@@ -34,6 +37,30 @@ def test_caches_for_the_smoke_profile():
 @pytest.mark.parametrize("profile, overrides", [("smoke", None), ("toy", None), ("paper", None), ("paper", STANDIN)])
 def test_caches_are_among_the_planners_jobs(profile, overrides):
     assert planner_jobs_agree(PAGE, profile, overrides)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "toy", "paper"])
+def test_training_reads_only_the_pages_caches(profile):
+    """Table 2's training on the first task adds no extraction: its caches are the page's."""
+    p = protocol.Params.from_dict(notebook_parameters(PAGE, profile))
+    for reading in ("paper_text", "authors_code"):
+        fp = p._training_params(reading)
+        assert fp.protocol == reading and fp.finetune is False and fp.datasets == [p.datasets[0]]
+        assert set(fig05_tab02.caches(fp)) <= set(protocol.caches(p))
+
+
+def test_training_texts_from_a_constructed_table():
+    training = pd.DataFrame({"protocol": ["paper_text"] * 3 + ["authors_code"] * 3,
+                             "method": ["Base", "Lin", "RD"] * 2, "test accuracy": [0.9, 0.8, 0.7, 0.9, 0.85, 0.95],
+                             "learning rate": ["", "1e-05", "0.002", "", "0.001", "0.8"], "epochs": [0, 30, 5, 0, 7, 11]})
+    texts = protocol.training_texts(training, protocol.Params())
+    lr = texts["Learning rate (Sec. 4.2)"]
+    assert lr == ("Lin: 0.800 (lr 1e-05, 30 epochs) -> 0.850 (lr 0.001, 7 epochs); RD: 0.700 (lr 0.002, 5 epochs) -> "
+                  "0.950 (lr 0.8, 11 epochs) (toy-shape test accuracy; paper_text -> authors_code)")
+    assert texts["Lambda initialisation"].endswith(lr) and texts["Lin initialisation"].endswith(lr)
+    without_lin = protocol.training_texts(training[training["method"] != "Lin"], protocol.Params())
+    assert "Lin initialisation" not in without_lin and set(without_lin) <= {c.topic for c in CHOICES}
+    assert protocol.training_texts(training.iloc[:0], protocol.Params()) == {}
 
 
 def test_head_count_effect_by_hand():
@@ -105,7 +132,7 @@ def test_choices_table_has_every_choice_with_profiles_and_effects():
     assert row.loc["Lambda initialisation", "paper profile"] == "authors_code"
     assert row.loc["TextSpan projection", "toy profile"] == "True"
     assert row.loc["TextSpan projection", "paper profile"] == "False"
-    assert row.loc["Number of kept heads", "measured here"] == "differs" and row.loc["Data splits", "measured here"] == ""
+    assert row.loc["Number of kept heads", "measured here"] == "differs" and row.loc["Data sources and splits", "measured here"] == ""
 
 
 @pytest.mark.slow
@@ -114,7 +141,11 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     result = protocol.run(p)
     t = result.tables
     assert result.findings["n_choices"] == len(CHOICES) == len(t["choices"])
-    assert result.findings["n_measured"] == 6
+    assert result.findings["n_measured"] == 8  # 6 without training, plus the learning rate and lambda rows
+    training = t["training"].set_index(["protocol", "method"])
+    assert set(training.index) == {(r, m) for r in ("paper_text", "authors_code") for m in ("Base", "RD")}
+    assert training.loc[("authors_code", "RD"), "learning rate"] == "0.8"  # the authors' fixed rate for ResiDual
+    assert training["test accuracy"].between(0, 1).all()
     assert len(t["spectral"]) == 2 * 4 and t["spectral"][["cosine", "weighted", "index"]].stack().between(0, 1 + 1e-9).all()
     assert t["selections"]["test accuracy"].between(0, 1).all() and len(t["selections"]) == 4
     assert t["pursuits"][["TextSpan atoms shared", "OMP atoms shared"]].stack().between(0, p.k).all()

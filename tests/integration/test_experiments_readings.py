@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from residual_lib.alignment import resolve_logit_scale
+from residual_lib.alignment import UNSCALED_LOGIT_SCALE, resolve_logit_scale
 from residual_lib.experiments import ParamsError, appA2, fig02, fig03, fig04, fig05_tab02, page_params, tab01
 from residual_lib.experiments.base import readings_text
 from residual_lib.finetune import vision_tower
@@ -66,12 +66,24 @@ def test_readings_text_names_each_value_and_the_authors():
                     "protocol='paper_text' (the authors' code: 'authors_code')")
 
 
+def test_fig02_sample_readings_pick_the_rows_of_each():
+    """paper_text: n rows with the page's seed; authors_code: 50,000 uniform rows, seed 42, all of a smaller split."""
+    assert fig02.caches(fig02.Params())[0].n == 2000 and fig02.caches(fig02.Params())[0].seed == 0
+    toy = fig02.caches(fig02.Params(sample="authors_code", n=100, seed=3))[0]
+    assert (toy.n, toy.seed) == (9000, 42)  # toy-mixed's train split has 9,000 images: all of them
+    paper = fig02.caches(page_params("fig02_intrinsic_dimension",
+                                     notebook_parameters("fig02_intrinsic_dimension", "paper")))
+    assert {(k.dataset, k.split, k.n, k.seed) for k in paper} == {("imagenet", "authors_train", 50_000, 42)}
+    assert len(paper) == 7
+
+
 def test_resolve_logit_scale():
     with_scale = SimpleNamespace(module=SimpleNamespace(logit_scale=torch.tensor(math.log(50.0))), name="m")
     without = SimpleNamespace(module=SimpleNamespace(), name="blip")
     assert resolve_logit_scale(with_scale, 30) == 30.0
     assert resolve_logit_scale(with_scale, "model") == pytest.approx(50.0)
-    assert resolve_logit_scale(without, "model") == DEFAULT_LOGIT_SCALE
+    assert resolve_logit_scale(without, "model") == UNSCALED_LOGIT_SCALE == 1.0  # the authors' BLIP: plain cosines
+    assert resolve_logit_scale(without, 100) == DEFAULT_LOGIT_SCALE
 
 
 def test_vision_tower_of_a_blip_like_module_leaves_the_text_encoder_out():

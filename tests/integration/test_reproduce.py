@@ -33,8 +33,11 @@ def test_paper_plan_covers_every_model_dataset_pair_the_notebooks_need(paper_pla
     assert {(m, d) for m in TEXT_MODELS for d in TABLE_DATASETS} <= pairs, "Tables 1, 2, 6: text models x 10"
     splits = {(j.model, j.dataset, j.split) for j in paper_plan}
     assert {("clip-l", d, s) for d in TABLE_DATASETS for s in ("train", "val", "test")} <= splits
-    assert not any(j.model in {"dinov2-l", "vit-l"} and j.split != "train" for j in paper_plan), \
+    # Section 3 reads training images only: the text's train split, and Figure 2's authors' sample of authors_train
+    assert not any(j.model in {"dinov2-l", "vit-l"} and j.split not in {"train", "authors_train"} for j in paper_plan), \
         "models without a text tower appear in Section 3 only"
+    assert {(m, "imagenet", "authors_train", 50_000) for m in VIT_L} <= {(j.model, j.dataset, j.split, j.n)
+                                                                          for j in paper_plan}
 
 
 def test_plan_is_sorted_unique_and_filterable(paper_plan):

@@ -1,9 +1,6 @@
 """The paper's dataset manifests and their loaders, offline: no download is ever attempted here."""
 
 import inspect
-import io
-import json
-import tarfile
 from collections import Counter
 
 import numpy as np
@@ -103,8 +100,8 @@ def test_missing_data_error_names_dataset_source_and_remedy(name, offline):
     message = str(err.value)
     assert repr(name) in message and describe_source(spec) in message
     assert "download" in message.lower() or "put" in message.lower()
-    if spec.source["kind"] == "huggingface":
-        assert spec.source["repo"] in message
+    if spec.source["kind"] == "hf-datasets":
+        assert spec.source["repo"] in message and spec.source["revision"] in message
 
 
 def test_imagenet_error_says_where_to_put_the_official_files(offline):
@@ -138,48 +135,15 @@ def test_class_tinted_generated_images_carry_their_label():
     assert min(np.linalg.norm(centres[a] - centres[b]) for a in range(4) for b in range(a)) > 5 * spread
 
 
-def _jpeg(colour) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (20, 12), colour).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def test_webdataset_shards_load_offline(offline):
-    """ImageNet-Sketch's reader on a tar shard in its expected local place: images decode, labels are read."""
-    shard_dir = offline / "data" / "huggingface" / "clip-benchmark__wds_imagenet_sketch" / "test"
-    shard_dir.mkdir(parents=True)
-    with tarfile.open(shard_dir / "0.tar", "w") as tar:
-        for i, label in enumerate([5, 999, 0]):
-            for ext, payload in (("jpg", _jpeg((i * 80, 0, 0))), ("cls", str(label).encode())):
-                info = tarfile.TarInfo(f"s{i:04d}.{ext}")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-    ds = load_dataset("imagenet-sketch", "train", root=offline / "data")
-    assert len(ds) == 3 and list(ds.targets) == [5, 999, 0]
-    image, label = ds[1]
-    assert image.mode == "RGB" and image.size == (20, 12) and label == 999
-
-
-def test_parquet_files_load_offline(offline):
-    """PACS's reader on a parquet file with the Hugging Face image struct and ClassLabel metadata."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
-    folder = offline / "data" / "huggingface" / "flwrlabs__pacs" / "data"
-    folder.mkdir(parents=True)
-    labels = [0, 1, 2, 3, 4, 5, 6] * 3
-    names = list(dataset_spec("pacs").class_names)
-    table = pa.table({"image": [{"bytes": _jpeg((10 * l, 0, 0)), "path": None} for l in labels], "label": labels})
-    meta = {"info": {"features": {"label": {"names": names, "_type": "ClassLabel"}}}}
-    table = table.replace_schema_metadata({b"huggingface": json.dumps(meta).encode()})
-    pq.write_table(table, folder / "train-00000-of-00001.parquet", row_group_size=5)
-    ds = load_dataset("pacs", "train", root=offline / "data")
-    assert len(ds) == 21 and sorted(Counter(ds.targets).values()) == [3] * 7
-    image, label = ds[20]
-    assert image.mode == "RGB" and label == labels[ds.indices[20]]
-
-
 def test_torchvision_path_reads_local_files_without_download(offline):
     """EuroSAT through torchvision on a tiny local copy in torchvision's layout; its stratified cuts partition it."""
+    carve = lambda *steps: [{"fraction": f, "keep": k} for f, k in steps]  # noqa: E731
+    spec = DatasetSpec(name="eurosat-tv", title="EuroSAT via torchvision", role="task",
+                       source={"kind": "torchvision", "dataset": "EuroSAT", "path": "eurosat", "split_args": {"all": {}}},
+                       splits={"train": {"from": "all", "carve": carve((0.2, "rest"), (0.1, "rest"))},
+                               "val": {"from": "all", "carve": carve((0.2, "rest"), (0.1, "part"))},
+                               "test": {"from": "all", "carve": carve((0.2, "part"))}},
+                       class_names=dataset_spec("eurosat").class_names, templates=("{}",), seed=42)
     classes = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
                "Residential", "River", "SeaLake"]
     base = offline / "data" / "eurosat" / "eurosat" / "2750"
@@ -187,7 +151,7 @@ def test_torchvision_path_reads_local_files_without_download(offline):
         (base / c).mkdir(parents=True)
         for i in range(20):
             Image.new("RGB", (8, 8), (i, 0, 0)).save(base / c / f"{c}_{i}.jpg")
-    parts = {s: load_dataset("eurosat", s, root=offline / "data") for s in ("train", "val", "test")}
+    parts = {s: sources.load_torchvision(spec, s, offline / "data") for s in ("train", "val", "test")}
     assert {s: len(d) for s, d in parts.items()} == {"train": 144, "val": 16, "test": 40}
     assert not set(parts["train"].indices) & set(parts["test"].indices)
     assert Counter(parts["test"].targets) == {c: 4 for c in range(10)}

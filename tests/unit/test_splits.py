@@ -21,6 +21,21 @@ def test_indices_equal_the_same_call_on_a_dataset_with_other_columns():
     assert [f"image {i}" for i in second] == theirs["test"]["x"]
 
 
+@pytest.mark.parametrize("n,classes,test_size", [(97, 3, 0.1), (250, 7, 0.2), (60, 4, 0.5), (1003, 11, 0.25)])
+def test_indices_equal_the_library_call_across_sizes_and_fractions(n, classes, test_size):
+    """Oracle: `Dataset.train_test_split` itself, on uneven class counts and sizes that round."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    labels = np.random.default_rng(n).integers(0, classes, size=n)
+    labels[:2 * classes] = np.repeat(np.arange(classes), 2)  # every class at least twice, as the call requires
+    table = Dataset.from_dict({"y": labels.tolist(), "row": list(range(n))},
+                              features=Features({"y": ClassLabel(num_classes=classes), "row": Value("int64")}))
+    theirs = table.train_test_split(test_size=test_size, seed=42, stratify_by_column="y")
+    first, second = train_test_indices(labels, test_size)
+    np.testing.assert_array_equal(first, theirs["train"].select_columns(["row"]).to_dict()["row"])
+    np.testing.assert_array_equal(second, theirs["test"].select_columns(["row"]).to_dict()["row"])
+
+
 def test_unstratified_split_is_numpys_seeded_permutation():
     """Oracle: without stratification, datasets takes test = the first ceil(0.2 n) of default_rng(42).permutation(n)."""
     perm = np.random.default_rng(42).permutation(50)
@@ -80,7 +95,7 @@ def test_manifest_carve_by_datasets_reproduces_the_authors_cuts():
     labels = np.random.default_rng(1).permutation(np.repeat(np.arange(5), 30))
     expected = three_way_indices(labels)
     for split in ("train", "val", "test"):
-        np.testing.assert_array_equal(split_indices(labels, spec, split), np.sort(expected[split]))
+        np.testing.assert_array_equal(split_indices(labels, spec, split), expected[split])  # datasets' row order
     bad = DatasetSpec(name="fake", title="fake", role="task", source={}, class_names=tuple("abcde"), templates=("{}",),
                       splits={"train": {"carve": [{"fraction": 0.2, "keep": "rest", "by": "torch"}]}})
     with pytest.raises(ValueError, match="not 'sklearn' or 'datasets'"):
