@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .. import cache, claims, plots_spectral, style
 from ..cache import CacheKey
@@ -151,10 +150,9 @@ def run(p: Params) -> Result:
     order = order_table(ours_order, paper_order)
     standout = standout_heads(similarity, n=p.n_standout)
 
-    with threadpool_limits(1):  # 72 small fits: OpenMP threads cost more than they save (0.6 -> 0.17 CPU-s a fit)
-        probes = probe_accuracy(ref, {"class": ref.labels}, names=ref.heads, test_fraction=p.probe_test_fraction,
-                                seed=p.seed)
-        output = _output_probe(ref, p)
+    probes = probe_accuracy(ref, {"class": ref.labels}, names=ref.heads, test_fraction=p.probe_test_fraction,
+                            seed=p.seed)
+    output = _output_probe(ref, p)
     probes = probes.assign(layer=[parse_unit(u)[1] for u in probes["unit"]],
                            head=[parse_unit(u)[2] for u in probes["unit"]])
     shown = _shown_heads(probes, standout)
