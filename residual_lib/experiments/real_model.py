@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import cache, claims, plots_spectral, style
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..datasets import dataset_spec, load_dataset
 from ..intrinsic_dim import layer_summary, unit_intrinsic_dimensions
 from ..models import load_model
@@ -57,6 +58,7 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit
     evr_threshold: float = 0.9  # spectral similarity: each head's basis keeps this much variance
@@ -66,7 +68,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "datasets")
-        positive(self, "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
+        positive(self, "threads", "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
         for name in ("threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
@@ -129,6 +131,11 @@ def depth_fraction(layers: pd.Series) -> pd.Series:
 
 def run(p: Params) -> Result:
     """IDs per layer, similarities per head and dataset, class probes per head, PC-end images, claim verdicts."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     model = load_model(p.model_name, device=p.device)
     name = model_display(p.model_name)
     ref_key, *keys = caches(p)
