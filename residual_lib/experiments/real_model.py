@@ -17,6 +17,7 @@ A compared dataset is named ``dataset`` (its `split`) or ``dataset/split`` (e.g.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -124,6 +125,17 @@ def _extract(model, key: CacheKey, p: Params):
     return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
 
 
+def _compared_beside(keys: list[CacheKey], p: Params):
+    """On the CPU, the compared datasets' caches are extracted by a helper process while this one extracts the
+    reference's (two cores, each on its own forward passes); on a GPU, one after the other here."""
+    from ..device import resolve_device
+    from ..jobs import ExtractJob, beside
+
+    if resolve_device(p.device).type != "cpu":
+        return nullcontext()
+    return beside([ExtractJob(k, device="cpu", batch_size=p.batch_size) for k in keys], threads=p.threads)
+
+
 def depth_fraction(layers: pd.Series) -> pd.Series:
     """Layer index as a fraction of depth: 0 for the first layer, 1 for the last."""
     return layers.astype(float) / max(1, int(layers.max()))
@@ -136,10 +148,11 @@ def run(p: Params) -> Result:
 
 
 def _run(p: Params) -> Result:
-    model = load_model(p.model_name, device=p.device)
+    model = load_model(p.model_name, device=p.device)  # converts the weights (once) before any helper starts
     name = model_display(p.model_name)
     ref_key, *keys = caches(p)
-    ref = _extract(model, ref_key, p)
+    with _compared_beside(keys, p):
+        ref = _extract(model, ref_key, p)
     others = {label(d, p.split): _extract(model, k, p) for d, k in zip(p.datasets, keys)}
     pca = UnitPCA(units=ref.heads, device=p.device, progress=False).fit(ref)
 
