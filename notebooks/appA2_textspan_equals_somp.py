@@ -25,6 +25,7 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (the paper's)
 k = 10  # atoms per head
 tolerance = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry

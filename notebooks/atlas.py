@@ -39,6 +39,7 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 dictionary = "toy"  # text dictionary: "toy" or "gandelsman-general" (the paper's)
 k = 3  # descriptions per head and method, and per component
 n_pcs = 3  # principal components on each card

@@ -25,6 +25,7 @@ seed = 0  # which subset of the split
 cache_dtype = "float32"  # storage of the unit cache
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
 ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the authors' notebook)

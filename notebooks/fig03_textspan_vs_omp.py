@@ -25,6 +25,7 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 dictionary = "toy"  # text dictionary by name: "toy" or "gandelsman-general" (the paper's)
 k = 5  # descriptions per head and method
 pc = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)

@@ -28,6 +28,7 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 evr_threshold = 0.9  # each head's basis keeps the components that explain this much variance
 n_standout = 3  # heads described with SOMP (Fig 4b)
 dictionary = "toy"  # text dictionary for SOMP: "toy", or "gandelsman-general" (the paper's)

@@ -32,6 +32,7 @@ seed = 0  # which subset of each split
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit
 evr_threshold = 0.9  # spectral similarity: each head's basis keeps this much variance

@@ -30,6 +30,7 @@ split = "test"
 n_eval = 2000  # images per dataset for the zero-shot accuracies (the first n of the split)
 n_samples = 16  # images in the sample grid
 seed = 0
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 
 # %% tags=["hide-input"]
 from residual_lib import page, style

@@ -224,13 +224,44 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
         raise ValueError(f"batch_size ({batch_size}) and shard_size ({shard_size}) must be positive")
     dev = resolve_device(device)
     model = load_model(model, device=str(dev)) if isinstance(model, str) else model.to(dev)
+    wh = weights_hash(model)
+    settings = dict(split=split, n=n, seed=seed, convention=convention, dtype=dtype, amp=amp, shard_size=shard_size,
+                    batch_size=batch_size)
+    declared = _declared_size(dataset, split)
+    if declared is not None:
+        # A finished cache opens without loading its dataset (rendering or decoding every image of the split
+        # costs more than reading the cache); the manifest's declared split size fixes the rows' indices.
+        path, params = _cache_params(model, wh, dataset, declared, root, **settings)
+        if _finished(path, params):
+            return UnitCache(path, verify=verify)
     data = _resolve_dataset(dataset, split)
-    name = data.spec.name
+    path, params = _cache_params(model, wh, data.spec.name, len(data), root, **settings)
     indices = subsample(len(data), n, seed)
     model.preprocess(data[int(indices[0])][0])  # a wrong image size or type fails here, before any file is written
-    wh = weights_hash(model)
-    path = cache_dir(model, name, split, n, seed, convention, dtype, wh, amp, root)
+    if _reusable(path, params):  # before any write: a finished cache on a read-only mount still opens
+        return UnitCache(path, verify=verify)
+    with _exclusive(path):
+        if _reusable(path, params):
+            print(f"unit cache at {path}: finished by the other process; reusing it", file=sys.stderr, flush=True)
+            return UnitCache(path, verify=verify)
+        return _extract_locked(model, data, indices, path, params, dev, batch_size, num_workers)
 
+
+def _declared_size(dataset, split: str) -> int | None:
+    """The size a registered dataset's manifest declares for `split`; None for a Dataset object or no such split."""
+    if not isinstance(dataset, str):
+        return None
+    from .datasets import dataset_spec
+
+    size = dataset_spec(dataset).splits.get(split, {}).get("size")
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _cache_params(model: ResidualModel, wh: str, name: str, size: int, root: str | Path | None, *, split: str,
+                  n: int | None, seed: int, convention: str, dtype: str, amp: str | None, shard_size: int,
+                  batch_size: int) -> tuple[Path, dict]:
+    """(folder, recorded parameters) of the cache of `n` rows of a split of `size` images."""
+    indices = subsample(size, n, seed)
     L, H, r, E = model.n_layers, model.n_heads, model.d_head + 2, model.embed_dim
     n_rows = len(indices)
     params = {
@@ -241,13 +272,14 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
         "n_layers": L, "n_heads": H, "r": r, "embed_dim": E, "units": unit_names(L, H),
         "indices_sha256": hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest(),
     }
-    if _reusable(path, params):  # before any write: a finished cache on a read-only mount still opens
-        return UnitCache(path, verify=verify)
-    with _exclusive(path):
-        if _reusable(path, params):
-            print(f"unit cache at {path}: finished by the other process; reusing it", file=sys.stderr, flush=True)
-            return UnitCache(path, verify=verify)
-        return _extract_locked(model, data, indices, path, params, dev, batch_size, num_workers)
+    return cache_dir(model, name, split, n, seed, convention, dtype, wh, amp, root), params
+
+
+def _finished(path: Path, params: dict) -> bool:
+    """Whether `path` holds a finished cache of exactly this content with every file present (never raises)."""
+    old = _read_manifest(path)
+    return (old is not None and bool(old.get("complete")) and _content_key(old["params"]) == _content_key(params)
+            and all((path / f).is_file() for f in old.get("files", {})))
 
 
 def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path, params: dict, dev: torch.device,
@@ -287,7 +319,7 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
             subset = torch.utils.data.Subset(loader_data, list(rows))
             loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
             parts = {f: [] for f in SHARD_FILES}
-            for images, labels in loader:
+            for images, labels in _one_thread_batches(loader):
                 with torch.no_grad(), amp_ctx():
                     dec = model.decompose_batch(images.to(dev), convention)
                 parts["emb"].append(dec.emb.float().cpu())
@@ -310,6 +342,25 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
                            "embedding": [n_rows, E], "labels": [n_rows]}}
     _atomic_json(path / "manifest.json", manifest)
     return UnitCache(path, verify=False)
+
+
+def _one_thread_batches(loader: DataLoader):
+    """The loader's batches, each fetched with one torch thread (the forward pass between keeps the default).
+
+    Preprocessing runs a handful of elementwise ops per image; at 112 px and more an image passes torch's
+    parallel grain size, and waking a second thread for each op costs several times the op itself (DINOv2-S at
+    112 px: 1 ms an image on one thread, 11 CPU-ms on two under load).
+    """
+    threads, batches = torch.get_num_threads(), iter(loader)
+    while True:
+        torch.set_num_threads(1)
+        try:
+            batch = next(batches, None)
+        finally:
+            torch.set_num_threads(threads)
+        if batch is None:
+            return
+        yield batch
 
 
 def _content_key(params: dict) -> dict:

@@ -15,9 +15,10 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .cache import CacheKey
 from .files import write_text
@@ -126,6 +127,34 @@ def longest_first(jobs: Iterable[Job]) -> list[Job]:
     """Jobs by decreasing cost, ties in plan order."""
     jobs = list(jobs)
     return sorted(jobs, key=lambda j: -j.cost())
+
+
+def _run_in_order(jobs: list[Job], threads: int | None) -> list[dict[str, Any]]:
+    from .device import cpu_threads
+
+    with cpu_threads(threads):
+        return [job() for job in jobs]
+
+
+@contextmanager
+def beside(jobs: list[Job], threads: int | None = None) -> Iterator[None]:
+    """Run the jobs, in order, in one local job process while the block runs; on leaving, wait for them.
+
+    For a machine's second core: the block does other work (e.g. extracts another cache) meanwhile. The process
+    is the local executor's (a fresh interpreter, its log under `jobs_folder()`) with `threads` CPU threads; a
+    failed job raises here, after the block.
+    """
+    todo = [j for j in jobs if not j.done()]
+    if not todo:
+        yield
+        return
+    job = executor("local").submit(_run_in_order, todo, threads)
+    try:
+        yield
+    except BaseException:
+        job.cancel()
+        raise
+    job.result()
 
 
 def jobs_folder() -> Path:

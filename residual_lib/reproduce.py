@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from .cache import CacheKey
 from .paths import REPO_ROOT
@@ -107,38 +106,6 @@ def plan_training(profile: str, overrides: dict[str, Any] | None = None, models:
         work += [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p)
                  if (not keep_models or m in keep_models) and (not keep_datasets or d in keep_datasets)]
     return work
-
-
-# ------------------------------------------------------------------------------------------------ running
-
-
-def run_jobs(jobs: list[CacheKey], device: str = "auto", batch_size: int = 64, load: Callable | None = None,
-             extract: Callable | None = None) -> list[dict]:
-    """Run jobs in order, loading each model once; returns one record per job (throughput, cache size)."""
-    import time
-
-    import torch
-
-    from .cache import extract as cache_extract
-    from .device import resolve_device
-    from .models import load_model
-
-    load, extract = load or load_model, extract or cache_extract
-    dev = resolve_device(device)
-    records, current, model = [], None, None
-    for job in jobs:
-        if job.model != current:
-            model, current = None, job.model
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            model = load(job.model, device=str(dev))
-        start = time.perf_counter()
-        units = extract(model, job.dataset, device=str(dev), batch_size=batch_size, **job.extract_kwargs())
-        seconds = time.perf_counter() - start
-        size = sum(f.stat().st_size for f in Path(units.path).rglob("*") if f.is_file()) if hasattr(units, "path") else None
-        records.append({**asdict(job), "images": units.n, "seconds": round(seconds, 2), "cache_bytes": size})
-        print(f"done  {describe(job)}  {units.n} images in {seconds:.1f} s", file=sys.stderr, flush=True)
-    return records
 
 
 def _yaml_word(value: Any) -> str:

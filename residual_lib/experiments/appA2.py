@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import cache, plots_pursuit
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..models import load_model
 from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
@@ -36,6 +37,7 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 10  # atoms per head
     tolerance: float = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
@@ -43,7 +45,7 @@ class Params(BaseParams):
     textspan_center: bool = True
 
     def check(self) -> None:
-        positive(self, "n", "batch_size", "k", "tolerance")
+        positive(self, "threads", "n", "batch_size", "k", "tolerance")
 
 
 def caches(p: Params) -> list[CacheKey]:
@@ -53,6 +55,11 @@ def caches(p: Params) -> list[CacheKey]:
 
 def run(p: Params) -> Result:
     """TextSpan against SOMP (L2 and L1) on every head, with the raw and the projected dictionary."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     key, = caches(p)
     model = load_model(key.model, device=p.device)
     units = cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())

@@ -14,6 +14,7 @@ import pandas as pd
 from .. import cache
 from ..atlas import head_atlas, top_overlap, use_scores, write_page
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..datasets import dataset_spec
 from ..models import load_model
 from ..plots_spectral import model_display
@@ -35,6 +36,7 @@ class Params(BaseParams):
     cache_dtype: str = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: str = "toy"  # text dictionary of the descriptions (models with a text tower)
     k: int = 3  # descriptions per head and method, and per component
     n_pcs: int = 3  # principal components on each card
@@ -51,7 +53,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models")
-        positive(self, "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
+        positive(self, "threads", "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
         for name in ("threshold", "evr_threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
@@ -101,6 +103,11 @@ def _atlas(p: Params, name: str) -> dict:
 
 def run(p: Params) -> Result:
     """One atlas document and page per model; tables of the heads and of the description-vs-probe check."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     docs, pages, heads, checks = {}, {}, [], []
     for name in p.models:
         doc = docs[name] = _atlas(p, name)

@@ -14,6 +14,7 @@ import pandas as pd
 from .. import cache
 from ..cache import CacheKey
 from ..datasets import dataset_spec
+from ..device import cpu_threads
 from ..intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
 from ..models import load_model
 from ..paper import reference
@@ -38,6 +39,7 @@ class Params(BaseParams):
     cache_dtype: str = "float32"  # storage of the unit cache
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
     # the saved `ratio` column: mean over heads of linear / TwoNN, or the layer's mean linear / mean TwoNN (the
@@ -50,7 +52,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models")
-        positive(self, "n", "batch_size")
+        positive(self, "threads", "n", "batch_size")
         if not 0 < self.threshold < 1:
             raise ParamsError(f"parameter threshold={self.threshold!r} must be in (0, 1)")
         if not 0 <= self.discard_fraction < 1:
@@ -72,6 +74,11 @@ def caches(p: Params) -> list[CacheKey]:
 
 def run(p: Params) -> Result:
     """Per-head and per-layer intrinsic dimensions for every model; findings for the page's prose."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     per_head, summaries, d_head = {}, {}, {}
     for key in caches(p):
         model = load_model(key.model, device=p.device)

@@ -15,6 +15,7 @@ import pandas as pd
 from .. import cache, plots_pursuit, style
 from ..agreement import textspan_omp_agreement
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import model_display
@@ -40,6 +41,7 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 5  # descriptions per head and method
     pc: int = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
@@ -53,7 +55,7 @@ class Params(BaseParams):
     omp_normalize: bool = True  # OMP on unit-norm projected atoms (True) or on the atoms as projected (the authors')
 
     def check(self) -> None:
-        positive(self, "n", "batch_size", "k", "pc", "last_layers")
+        positive(self, "threads", "n", "batch_size", "k", "pc", "last_layers")
         if any(pc < 1 or pc == self.pc for pc in self.extra_pcs):
             raise ParamsError(f"parameter extra_pcs={self.extra_pcs!r} must hold PCs >= 1 other than pc={self.pc}")
         if not 0 < self.probe_test_fraction < 1:
@@ -73,6 +75,11 @@ def figure_number(pc: int) -> str:
 def run(p: Params) -> Result:
     """Agreement of TextSpan and OMP per head (for `pc` and each of `extra_pcs`), the descriptions of the extreme
     heads (and of the heads the paper names, on its model), and the probe check."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     key, = caches(p)
     model = load_model(key.model, device=p.device)
     if not 1 <= p.last_layers <= model.n_layers:

@@ -17,6 +17,7 @@ import torch
 
 from .. import cache, plots_spectral, style
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..datasets import dataset_spec
 from ..models import load_model
 from ..paper import reference
@@ -47,6 +48,7 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
     n_standout: int = 3  # heads described with SOMP (Fig 4b)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # for SOMP; "gandelsman-general" is the paper's
@@ -58,7 +60,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
-        positive(self, "n", "n_reference", "batch_size", "n_standout", "somp_k")
+        positive(self, "threads", "n", "n_reference", "batch_size", "n_standout", "somp_k")
         if not 0 < self.evr_threshold <= 1:
             raise ParamsError(f"parameter evr_threshold={self.evr_threshold!r} must be in (0, 1]")
 
@@ -90,6 +92,11 @@ def _extract(model, key: CacheKey, p: Params):
 
 def run(p: Params) -> Result:
     """Similarities per model, dataset and head; dataset orders; standout heads; the cross-model correlation."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     tables, first = [], None
     for name in p.models:
         model = load_model(name, device=p.device)

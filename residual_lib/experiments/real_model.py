@@ -17,15 +17,16 @@ A compared dataset is named ``dataset`` (its `split`) or ``dataset/split`` (e.g.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .. import cache, claims, plots_spectral, style
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..datasets import dataset_spec, load_dataset
 from ..intrinsic_dim import layer_summary, unit_intrinsic_dimensions
 from ..models import load_model
@@ -58,6 +59,7 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit
     evr_threshold: float = 0.9  # spectral similarity: each head's basis keeps this much variance
@@ -67,7 +69,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "datasets")
-        positive(self, "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
+        positive(self, "threads", "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
         for name in ("threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
@@ -123,6 +125,17 @@ def _extract(model, key: CacheKey, p: Params):
     return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
 
 
+def _compared_beside(keys: list[CacheKey], p: Params):
+    """On the CPU, the compared datasets' caches are extracted by a helper process while this one extracts the
+    reference's (two cores, each on its own forward passes); on a GPU, one after the other here."""
+    from ..device import resolve_device
+    from ..jobs import ExtractJob, beside
+
+    if resolve_device(p.device).type != "cpu":
+        return nullcontext()
+    return beside([ExtractJob(k, device="cpu", batch_size=p.batch_size) for k in keys], threads=p.threads)
+
+
 def depth_fraction(layers: pd.Series) -> pd.Series:
     """Layer index as a fraction of depth: 0 for the first layer, 1 for the last."""
     return layers.astype(float) / max(1, int(layers.max()))
@@ -130,10 +143,16 @@ def depth_fraction(layers: pd.Series) -> pd.Series:
 
 def run(p: Params) -> Result:
     """IDs per layer, similarities per head and dataset, class probes per head, PC-end images, claim verdicts."""
-    model = load_model(p.model_name, device=p.device)
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
+    model = load_model(p.model_name, device=p.device)  # converts the weights (once) before any helper starts
     name = model_display(p.model_name)
     ref_key, *keys = caches(p)
-    ref = _extract(model, ref_key, p)
+    with _compared_beside(keys, p):
+        ref = _extract(model, ref_key, p)
     others = {label(d, p.split): _extract(model, k, p) for d, k in zip(p.datasets, keys)}
     pca = UnitPCA(units=ref.heads, device=p.device, progress=False).fit(ref)
 
@@ -151,10 +170,9 @@ def run(p: Params) -> Result:
     order = order_table(ours_order, paper_order)
     standout = standout_heads(similarity, n=p.n_standout)
 
-    with threadpool_limits(1):  # 72 small fits: OpenMP threads cost more than they save (0.6 -> 0.17 CPU-s a fit)
-        probes = probe_accuracy(ref, {"class": ref.labels}, names=ref.heads, test_fraction=p.probe_test_fraction,
-                                seed=p.seed)
-        output = _output_probe(ref, p)
+    probes = probe_accuracy(ref, {"class": ref.labels}, names=ref.heads, test_fraction=p.probe_test_fraction,
+                            seed=p.seed)
+    output = _output_probe(ref, p)
     probes = probes.assign(layer=[parse_unit(u)[1] for u in probes["unit"]],
                            head=[parse_unit(u)[2] for u in probes["unit"]])
     shown = _shown_heads(probes, standout)

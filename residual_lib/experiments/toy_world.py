@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..cache import CacheKey
+from ..device import cpu_threads
 from .base import Params as BaseParams
 from .base import Result, nonempty, positive
 
@@ -20,10 +21,11 @@ class Params(BaseParams):
     n_eval: int = 2000  # images per dataset for the zero-shot accuracies (the first n of the split)
     n_samples: int = 16  # images in the sample grid
     seed: int = 0
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
 
     def check(self) -> None:
         nonempty(self, "tasks")
-        positive(self, "n_eval", "n_samples")
+        positive(self, "n_eval", "n_samples", "threads")
 
 
 def caches(p: Params) -> list[CacheKey]:
@@ -33,6 +35,11 @@ def caches(p: Params) -> list[CacheKey]:
 
 def run(p: Params) -> Result:
     """Sample grid, out-of-distribution rows, the training record and the zero-shot table."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     from ..datasets import dataset_spec, load_dataset
     from ..models import load_model
     from ..toy.data import captioned_samples

@@ -132,3 +132,32 @@ def test_the_slurm_path_submits_an_array_and_chains_training_on_extraction(tmp_p
     assert {record[j.name]["executor"] for j in extraction + training} == {"slurm"}
     assert all(j.done() for j in extraction + training)
     assert jobs.submit_slurm(extraction + training) == [], "a finished job is never submitted again"
+
+
+@pytest.mark.slow
+def test_jobs_beside_a_block_make_the_caches_of_an_in_process_run_and_a_failure_raises_after_it(tmp_path,
+                                                                                            monkeypatch):
+    """`beside` runs extraction jobs in a local process while the caller works; on one thread their caches are
+    bit for bit those of the same extraction in this process, and a failed job is an error once the block ends."""
+    from residual_lib.cache import extract
+    from residual_lib.device import cpu_threads
+
+    keys = [CacheKey("standin-clip", "standin-imagenet", "train", 24, s) for s in (0, 1)]
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "beside"))
+    ran = []
+    with jobs.beside([ExtractJob(k, device="cpu", batch_size=8) for k in keys], threads=1):
+        ran.append("block")
+    assert ran == ["block"] and all(k.status() == "done" for k in keys)
+    beside = _content_hashes(keys)
+
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "here"))
+    with cpu_threads(1):
+        for k in keys:
+            extract(k.model, k.dataset, device="cpu", batch_size=8, **k.extract_kwargs())
+    assert _content_hashes(keys) == beside
+
+    bad = CacheKey("standin-clip", "standin-imagenet", "nosuchsplit", 4, 0)
+    with pytest.raises(Exception, match="nosuchsplit"):
+        with jobs.beside([ExtractJob(bad, device="cpu")]):
+            ran.append("second block")
+    assert ran == ["block", "second block"]

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from residual_lib import cache as cache_module
 from residual_lib import reproduce
 from residual_lib.experiments import fig02
 from residual_lib.datasets import dataset_spec
-from residual_lib.paths import MANIFESTS
 from residual_lib.cache import CacheKey
-from residual_lib.reproduce import plan, run_jobs, sort_key
+from residual_lib.jobs import ExtractJob
+from residual_lib.reproduce import plan, sort_key
 
 TABLE_DATASETS = {"cifar10", "cifar100", "cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
 FIGURE4_DATASETS = TABLE_DATASETS | {"imagenet-sketch", "pacs", "random-blobs"}  # the authors' Random set
@@ -98,18 +98,6 @@ def test_book_args_carry_the_selection():
     assert all(" " not in word for word in standin), "each override must survive shell word splitting"
 
 
-def _load_standin(name: str, device: str = "cpu"):
-    """Stand-in models through their adapters (the timm family by its adapter module directly)."""
-    from residual_lib.adapters import timm_vit
-    from residual_lib.models import load_model
-
-    entry = yaml.safe_load((MANIFESTS / "models" / f"{name}.yaml").read_text())
-    torch.manual_seed(0)
-    if entry["family"] == "timm":
-        return timm_vit.load(entry, None).to(device)
-    return load_model(name, device=device)
-
-
 @pytest.mark.slow
 def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path, monkeypatch):
     """The paper profile's plan with the stand-in overrides, run for real: open_clip (QuickGELU) and timm
@@ -119,11 +107,15 @@ def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path,
     jobs = plan("paper", reproduce.STANDIN, datasets=["standin-imagenet", "standin-mnist"])
     jobs = [j for j in jobs if j.n is not None or j.split != "train"]  # one train cache per dataset keeps it short
     jobs += [CacheKey("standin-dino", "standin-imagenet", "train", 64, 0, "float32")]
-    records = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
+    records = [ExtractJob(j, device="cpu", batch_size=32)() for j in jobs]  # what run_local's processes call
     assert [r["images"] for r in records] == [j.n or dataset_spec(j.dataset).splits[j.split]["size"] for j in jobs]
     assert all(j.status() == "done" for j in jobs)
-    again = run_jobs(jobs, device="cpu", batch_size=32, load=_load_standin)
-    assert all(b["seconds"] < a["seconds"] + 5 for a, b in zip(records, again))
+    manifests = {m: m.stat().st_mtime_ns for m in tmp_path.glob("cache/*/*/*/manifest.json")}
+    assert len(manifests) == len(jobs)
+    monkeypatch.setattr(cache_module, "_extract_locked", lambda *a, **k: pytest.fail("a finished cache was redone"))
+    again = [ExtractJob(j, device="cpu", batch_size=32)() for j in jobs]
+    assert [r["images"] for r in again] == [r["images"] for r in records]
+    assert {m: m.stat().st_mtime_ns for m in manifests} == manifests, "a finished cache's manifest was rewritten"
 
     from residual_lib.cache import UnitCache
 

@@ -80,6 +80,36 @@ def test_complete_cache_is_reused_without_running_the_model(model, tmp_path, mon
     assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
 
 
+def _registered(monkeypatch, data, declared: int) -> list[str]:
+    """Serve `data` as the registered dataset 'tinyimages' whose manifest declares `declared` train images;
+    returns the list that records each load."""
+    import dataclasses
+
+    from residual_lib import datasets
+
+    spec = dataclasses.replace(data.spec, splits={"train": {"size": declared}})
+    loads = []
+    monkeypatch.setattr(datasets, "dataset_spec", lambda name: spec)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: loads.append(name) or data)
+    return loads
+
+
+def test_a_finished_cache_of_a_registered_dataset_opens_without_loading_the_dataset(model, tmp_path, monkeypatch):
+    """Pages reuse caches by dataset name: loading (rendering, decoding) the split again would cost more than the
+    cache; a manifest size that disagrees with the data falls back to loading it, never to another cache."""
+    data = RandomImages(12)
+    loads = _registered(monkeypatch, data, declared=12)
+    first = _extract(model, "tinyimages", tmp_path, n=8)
+    assert loads == ["tinyimages"]
+    monkeypatch.setattr(model, "decompose_batch", lambda *a, **k: pytest.fail("model ran on a complete cache"))
+    again = _extract(model, "tinyimages", tmp_path, n=8)
+    assert loads == ["tinyimages"] and again.path == first.path
+    assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
+    loads = _registered(monkeypatch, data, declared=13)  # the subset drawn from 13 rows is another one
+    again = _extract(model, "tinyimages", tmp_path, n=8)
+    assert loads == ["tinyimages"] and again.manifest["content_sha256"] == first.manifest["content_sha256"]
+
+
 def test_centred_convention_and_float16_storage(model, tmp_path):
     data = RandomImages(10)
     full = _extract(model, data, tmp_path, convention="centred")
