@@ -50,6 +50,7 @@ train_batch_size = 64  # the authors: 64
 finetune = True  # Full finetuning of the vision tower (expensive beyond the toy model: GPU)
 finetune_max_epochs = 8  # finetuning budget (the paper: 30; the toy build keeps it short)
 finetune_lr = None  # None: the LR range test picks it
+finetune_range_steps = 100  # batches of finetuning's LR range test; each is a full tower step
 dictionary = "toy"  # text dictionary for the OMP descriptions of amplified components
 probe_dataset = "toy-colour"  # the task whose per-PC scales are drawn head by head
 n_components_described = 6

@@ -26,6 +26,7 @@ from ..plots_spectral import dataset_display, model_display
 from ..probe import probe_accuracy
 from ..residual import Architecture, make_method
 from ..stored import stored
+from ..toy.checkpoint import weights_id
 from ..text_dictionary import text_dictionary
 from ..training import protocol_config
 from .base import Params as BaseParams
@@ -61,6 +62,7 @@ class Params(BaseParams):
     finetune: bool = True  # Full finetuning of the vision tower
     finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
     finetune_lr: float | None = None  # None: the protocol's (paper_text: the LR range test; authors_code: 1e-5)
+    finetune_range_steps: int = 100  # batches of finetuning's LR range test (paper_text); each is a full tower step
     dictionary: str = "toy"  # text dictionary for the OMP descriptions of amplified components
     probe_dataset: str = "toy-colour"  # the task whose per-PC scales are drawn head by head
     n_components_described: int = 6
@@ -78,7 +80,8 @@ class Params(BaseParams):
         if self.logit_scale != "model":
             positive(self, "logit_scale")
         positive(self, "n_reference", "n_train", "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
-                 "finetune_max_epochs", "finetune_lr", "n_components_described", "batch_size")
+                 "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "n_components_described",
+                 "batch_size")
         if "RD" not in self.methods:
             raise ParamsError(f"parameter methods={self.methods!r} must include 'RD': the page's scale maps, "
                               "component descriptions and probe comparison read RD's scales")
@@ -110,8 +113,9 @@ def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str
 
 
 def train_key(p: Params, model_name: str, dataset: str) -> dict:
-    """What decides one (model, task)'s stored result: the pair and every parameter but the page-only ones."""
-    return {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+    """What decides one (model, task)'s stored result: the pair, the toy weights and every parameter but the page-only ones."""
+    return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
+            **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
@@ -127,7 +131,7 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
                              overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size})
     if p.finetune:
         # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
-        ft = {**shared, "max_epochs": p.finetune_max_epochs}
+        ft = {**shared, "max_epochs": p.finetune_max_epochs, "range_steps": p.finetune_range_steps}
         ft |= {"batch_size": p.train_batch_size} if p.protocol == "paper_text" else {}
         ft |= {"lr": p.finetune_lr} if p.finetune_lr is not None else {}
         out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed,
