@@ -95,6 +95,17 @@ page.claims(fig05, result)
 fig = fig05.plot_bars(result)
 
 # %% [markdown]
+# **Where each method lands between Base and Full finetuning.** On the tasks where Full finetuning beats
+# the model itself by 20 points or more ({glue:text}`n_gap_tasks` here: {glue:text}`gap_tasks`), the share of
+# that gap each method closes, (method - Base) / (Full - Base): 0 is the model itself, 1 is Full
+# finetuning. On average RD closes {glue:text}`gap_rd:.2f` of it, Lin {glue:text}`gap_lin:.2f`, RD\*
+# {glue:text}`gap_rdstar:.2f` and RDY {glue:text}`gap_rdy:.2f`; RD closes at least half of the gap on
+# {glue:text}`n_rd_half` of these tasks and beats Lin on {glue:text}`n_rd_beats_lin`.
+
+# %% tags=["hide-input"]
+page.show(result.tables["gap"], caption="Share of the Base-to-Full-finetuning gap each method closes", decimals=2)
+
+# %% [markdown]
 # ## Table 2: Lin, RD, RD*, RDY and their parameter counts
 #
 # Test accuracy per task with the mean over tasks and the number of trained parameters (RD* keeps PCs up

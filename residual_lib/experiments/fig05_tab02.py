@@ -166,7 +166,7 @@ def run(p: Params) -> Result:
         "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method
                                                     for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
-        "probe": probe,
+        "probe": probe, "gap": gap_table(accuracy, list(p.methods)),
     }
     return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
                                                        improved(trained, label0, moved)),
@@ -186,6 +186,21 @@ def params_table(trained: dict[tuple[str, str], dict[str, Trained]], methods: li
     models = list(dict.fromkeys(m for m, _ in trained))
     return pd.DataFrame([{"model": m, "method": k, "params": int(np.median(
         [out[k].method.n_params for (mm, _), out in trained.items() if mm == m]))} for m in models for k in methods])
+
+
+GAP = 0.20  # a task leaves room for alignment when Full finetuning beats Base by this much
+
+
+def gap_table(accuracy: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Per model and task where Full finetuning beats Base by `GAP` or more: the gap, and the share of it each
+    method closes, (method - Base) / (Full - Base) (0: Base, 1: Full finetuning, below 0: worse than Base)."""
+    wide = accuracy.pivot_table(index=["model", "dataset"], columns="method", values="accuracy", sort=False)
+    if "Full finetuning" not in wide:
+        return pd.DataFrame(columns=["model", "dataset", "gap", *methods])
+    gap = wide["Full finetuning"] - wide["Base"]
+    room = wide[gap >= GAP - 1e-9]
+    closed = room[methods].sub(room["Base"], axis=0).div(gap[room.index], axis=0)
+    return closed.assign(gap=gap[room.index])[["gap", *methods]].reset_index().rename_axis(columns=None)
 
 
 def ours_minus_paper(accuracy: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +281,13 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
         probe_moved = "kept its untrained scales (early stopping found no epoch better than the model itself)"
     means = accuracy.groupby("method")["accuracy"].mean()
     counts = params.set_index(["model", "method"])["params"]
+    gap = tables["gap"]
+    closed = {m: float(gap[m].mean()) if m in gap and len(gap) else float("nan") for m in TABLE2_METHODS}
     return {
+        "n_gap_tasks": len(gap), "gap_tasks": ", ".join(dict.fromkeys(gap["dataset"])) or "none",
+        "gap_rd": closed["RD"], "gap_lin": closed["Lin"], "gap_rdstar": closed["RD*"], "gap_rdy": closed["RDY"],
+        "n_rd_beats_lin": int((gap["RD"] > gap["Lin"]).sum()) if "Lin" in gap else 0,
+        "n_rd_half": int((gap["RD"] >= 0.5).sum()),
         "shared_models": ", ".join(shared) if shared else "none",
         "untrained_tasks": ", ".join(d for d in tasks if d not in moved) or "none",
         "described_tasks": ", ".join(described) or "none",
