@@ -75,6 +75,24 @@ def screen(model, datasets: list[str], n_train: int, n_test: int) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def pages_table() -> pd.DataFrame:
+    """Per task of the toy Section 4 pages: Base, the coarse selections (U|T, S, R, H, O), Lin, RD, RD*, RDY and
+    Full finetuning, from the pages' `run` with their toy parameters (stored results are read, not retrained)."""
+    from residual_lib.experiments import tab01
+
+    params = {}
+    for name, module in (("tab01_coarse_unit_alignment", tab01), ("fig05_tab02_residual_alignment", fig05_tab02)):
+        raw = yaml.safe_load((PARAMS.parent / f"{name}.yaml").read_text())
+        params[name] = module.Params.from_dict({k: v for k, v in raw.items() if k in module.Params.names()})
+    coarse = tab01.run(params["tab01_coarse_unit_alignment"]).tables["ours"]
+    fig05 = fig05_tab02.run(params["fig05_tab02_residual_alignment"]).tables["accuracy"]
+    wide = fig05.pivot_table(index="dataset", columns="method", values="accuracy", sort=False)
+    table = coarse.set_index("dataset")[["B", "U|T", "S", "R", "H", "O"]].join(wide, how="outer")
+    table["Full-Base"] = table["Full finetuning"] - table["Base"]
+    order = ["Base", "B", "Lin", "RD", "RD*", "RDY", "U|T", "S", "R", "H", "O", "Full finetuning", "Full-Base"]
+    return table[[c for c in order if c in table]].reset_index()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     page = {**asdict(fig05_tab02.Params()), **yaml.safe_load(PARAMS.read_text())}  # the toy Figure 5 page's values
@@ -89,8 +107,13 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=int, default=page["finetune_max_epochs"], help="0: no Full finetuning")
     p.add_argument("--finetune-range-steps", type=int, default=page["finetune_range_steps"])
     p.add_argument("--screen", action="store_true", help="Base and a linear probe on the embedding only")
+    p.add_argument("--pages", action="store_true",
+                   help="the toy Table 1 and Figure 5 pages' own results, one row per task (trained if not stored)")
     args = p.parse_args()
     datasets = args.datasets
+    if args.pages:
+        print(pages_table().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
 
     model = _model(args.checkpoint)
     if args.screen:

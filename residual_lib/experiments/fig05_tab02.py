@@ -113,7 +113,8 @@ def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str
 
 
 def train_key(p: Params, model_name: str, dataset: str) -> dict:
-    """What decides one (model, task)'s stored result: the pair, the toy weights and every parameter but the page-only ones."""
+    """What decides one (model, task)'s stored result: the pair, the toy weights (`weights_id`) and every
+    parameter but the page-only ones."""
     return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
             **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
 
