@@ -9,13 +9,16 @@ Each stage is a subprocess, as `make book` runs it: `python -m residual_lib.toy.
 (later pages reuse the caches earlier ones wrote, as in a real build). With the default fresh folder, the
 times are those of a first build after the packages are installed; with --artifacts pointing at a used
 folder, training is a no-op and caches are reused. The budget (issue 13, quiet 2-core machine): training
-<= 240 s, each page <= 90 s. The load average before and after is printed, since a loaded machine is slower.
+<= 240 s, each page <= 90 s. Beside each wall time: the CPU seconds of the stage's processes (user + system,
+every thread) and the load average, since a loaded machine is slower (and its waiting threads inflate the CPU
+seconds too).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,14 +37,20 @@ def pages() -> list[str]:
     return toc_notebooks(Layout(ROOT))
 
 
-def stage(name: str, cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run one stage's command; its wall time in seconds and exit status."""
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished descendant process so far (the page kernels included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stage(name: str, cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Run one stage's command; its wall and CPU seconds and exit status."""
+    start, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if proc.returncode:
         print(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
-    return seconds, proc.returncode
+    return seconds, cpu, proc.returncode
 
 
 def main() -> int:
@@ -64,13 +73,13 @@ def main() -> int:
                 cmd = [sys.executable, "-m", "residual_lib.toy.train", "--profile", "toy"]
             else:
                 cmd = [sys.executable, "-m", "residual_lib.book", "run", "--profile", "toy", "--only", name, "--quiet"]
-            seconds, rc = stage(name, cmd, env)
+            seconds, cpu, rc = stage(name, cmd, env)
             budget = BUDGET_S.get(name, PAGE_BUDGET_S)
             verdict = "FAILED" if rc else ("ok" if seconds <= budget else "over budget")
             rows.append((name, seconds, budget, verdict))
             failed += bool(rc)
-            print(f"{name:40s} {seconds:8.1f} s  (budget {budget:.0f} s: {verdict}; load {os.getloadavg()[0]:.2f})",
-                  flush=True)
+            print(f"{name:40s} {seconds:8.1f} s  {cpu:8.1f} s CPU  (budget {budget:.0f} s: {verdict}; "
+                  f"load {os.getloadavg()[0]:.2f})", flush=True)
         total = sum(r[1] for r in rows)
         print(f"{'total':40s} {total:8.1f} s  (load average after {os.getloadavg()})")
     return 1 if failed else 0

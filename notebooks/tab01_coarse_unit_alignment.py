@@ -114,6 +114,27 @@ fig = tab01.plot_averages(result)
 fig = tab01.plot_sweep(result)
 
 # %% [markdown]
+# ## Which heads the selection keeps, and what they carry
+#
+# The toy world knows every image's class, so a linear probe per head (`residual_lib.probe`: held-out
+# accuracy of a logistic regression on the head's coordinates of the task's test images) says which heads
+# carry each task's label. Beside it, the head(s) U|T and S keep and where the probe ranks them (1: the
+# head the probe reads best).
+
+# %% tags=["hide-input"]
+page.show(result.tables["kept"], caption="The probe's best head per task beside the heads U|T and S keep",
+          decimals=2)
+
+# %% [markdown]
+# U|T keeps one of the probe's three best heads on {glue:text}`ut_top3` of {glue:text}`n_tasks` tasks, S on
+# {glue:text}`s_top3` (the probe's best head itself on {glue:text}`s_top1`). S beats random heads (R) on
+# {glue:text}`n_s_beats_r` of {glue:text}`n_tasks` tasks, U|T on {glue:text}`n_ut_beats_r`. The probe's best
+# head reads the label at {glue:text}`mean_best_probe:.2f` on average over tasks. A probe measures what a
+# head *carries*, read by a classifier trained for it; the kept head's zero-shot accuracy measures whether
+# the task's text classifier reads it without training, so a head can rank first by probe and still fail
+# zero-shot.
+
+# %% [markdown]
 # ## This build's numbers in detail
 #
 # Averaged over this build's tasks, the model itself (B) reaches {glue:text}`avg_b:.3f`; all heads

@@ -26,6 +26,7 @@ from ..plots_spectral import dataset_display, model_display
 from ..probe import probe_accuracy
 from ..residual import Architecture, make_method
 from ..stored import stored
+from ..toy.checkpoint import weights_id
 from ..text_dictionary import text_dictionary
 from ..training import protocol_config
 from .base import Params as BaseParams
@@ -61,6 +62,7 @@ class Params(BaseParams):
     finetune: bool = True  # Full finetuning of the vision tower
     finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
     finetune_lr: float | None = None  # None: the protocol's (paper_text: the LR range test; authors_code: 1e-5)
+    finetune_range_steps: int = 100  # batches of finetuning's LR range test (paper_text); each is a full tower step
     dictionary: str = "toy"  # text dictionary for the OMP descriptions of amplified components
     probe_dataset: str = "toy-colour"  # the task whose per-PC scales are drawn head by head
     n_components_described: int = 6
@@ -78,7 +80,8 @@ class Params(BaseParams):
         if self.logit_scale != "model":
             positive(self, "logit_scale")
         positive(self, "n_reference", "n_train", "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
-                 "finetune_max_epochs", "finetune_lr", "n_components_described", "batch_size")
+                 "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "n_components_described",
+                 "batch_size")
         if "RD" not in self.methods:
             raise ParamsError(f"parameter methods={self.methods!r} must include 'RD': the page's scale maps, "
                               "component descriptions and probe comparison read RD's scales")
@@ -110,8 +113,10 @@ def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str
 
 
 def train_key(p: Params, model_name: str, dataset: str) -> dict:
-    """What decides one (model, task)'s stored result: the pair and every parameter but the page-only ones."""
-    return {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+    """What decides one (model, task)'s stored result: the pair, the toy weights (`weights_id`) and every
+    parameter but the page-only ones."""
+    return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
+            **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
@@ -127,7 +132,7 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
                              overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size})
     if p.finetune:
         # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
-        ft = {**shared, "max_epochs": p.finetune_max_epochs}
+        ft = {**shared, "max_epochs": p.finetune_max_epochs, "range_steps": p.finetune_range_steps}
         ft |= {"batch_size": p.train_batch_size} if p.protocol == "paper_text" else {}
         ft |= {"lr": p.finetune_lr} if p.finetune_lr is not None else {}
         out["Full finetuning"] = full_finetuning(model, task, p.n_train, p.n_val, p.n_test, p.seed,
@@ -162,7 +167,7 @@ def run(p: Params) -> Result:
         "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method
                                                     for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
-        "probe": probe,
+        "probe": probe, "gap": gap_table(accuracy, list(p.methods)),
     }
     return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
                                                        improved(trained, label0, moved)),
@@ -182,6 +187,21 @@ def params_table(trained: dict[tuple[str, str], dict[str, Trained]], methods: li
     models = list(dict.fromkeys(m for m, _ in trained))
     return pd.DataFrame([{"model": m, "method": k, "params": int(np.median(
         [out[k].method.n_params for (mm, _), out in trained.items() if mm == m]))} for m in models for k in methods])
+
+
+GAP = 0.20  # a task leaves room for alignment when Full finetuning beats Base by this much
+
+
+def gap_table(accuracy: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Per model and task where Full finetuning beats Base by `GAP` or more: the gap, and the share of it each
+    method closes, (method - Base) / (Full - Base) (0: Base, 1: Full finetuning, below 0: worse than Base)."""
+    wide = accuracy.pivot_table(index=["model", "dataset"], columns="method", values="accuracy", sort=False)
+    if "Full finetuning" not in wide:
+        return pd.DataFrame(columns=["model", "dataset", "gap", *methods])
+    gap = wide["Full finetuning"] - wide["Base"]
+    room = wide[gap >= GAP - 1e-9]
+    closed = room[methods].sub(room["Base"], axis=0).div(gap[room.index], axis=0)
+    return closed.assign(gap=gap[room.index])[["gap", *methods]].reset_index().rename_axis(columns=None)
 
 
 def ours_minus_paper(accuracy: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -262,7 +282,13 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
         probe_moved = "kept its untrained scales (early stopping found no epoch better than the model itself)"
     means = accuracy.groupby("method")["accuracy"].mean()
     counts = params.set_index(["model", "method"])["params"]
+    gap = tables["gap"]
+    closed = {m: float(gap[m].mean()) if m in gap and len(gap) else float("nan") for m in TABLE2_METHODS}
     return {
+        "n_gap_tasks": len(gap), "gap_tasks": ", ".join(dict.fromkeys(gap["dataset"])) or "none",
+        "gap_rd": closed["RD"], "gap_lin": closed["Lin"], "gap_rdstar": closed["RD*"], "gap_rdy": closed["RDY"],
+        "n_rd_beats_lin": int((gap["RD"] > gap["Lin"]).sum()) if "Lin" in gap else 0,
+        "n_rd_half": int((gap["RD"] >= 0.5).sum()),
         "shared_models": ", ".join(shared) if shared else "none",
         "untrained_tasks": ", ".join(d for d in tasks if d not in moved) or "none",
         "described_tasks": ", ".join(described) or "none",

@@ -20,8 +20,11 @@ from ..cache import CacheKey
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
+from ..probe import probe_accuracy
 from ..residual import Architecture
+from ..selection import head_scores, top_heads
 from ..stored import stored
+from ..toy.checkpoint import weights_id
 from ..training import protocol_config
 from .base import Params as BaseParams
 from .base import ParamsError, Result, nonempty, positive, readings_text
@@ -88,17 +91,20 @@ def training_pairs(p: Params) -> list[tuple[str, str]]:
     return [(m, d) for m in p.models for d in p.datasets]
 
 
-def train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
-    """Table 1's row, the fraction sweep and the number of classes of one (model, task), stored once and reused."""
+def train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int, pd.DataFrame]:
+    """Table 1's row, the fraction sweep, the number of classes and the kept heads beside the probe (`kept_heads`)
+    of one (model, task), stored once and reused."""
     return stored("tab01", train_key(p, model_name, dataset), lambda: _train_task(p, model_name, dataset, model))
 
 
 def train_key(p: Params, model_name: str, dataset: str) -> dict:
-    """What decides one (model, task)'s stored result: the pair and every parameter but the page-only ones."""
-    return {"model": model_name, "dataset": dataset, **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+    """What decides one (model, task)'s stored result: the pair, the toy weights (`weights_id`) and every
+    parameter but the page-only ones."""
+    return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
+            **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
 
 
-def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int]:
+def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int, pd.DataFrame]:
     model = model if model is not None else load_model(model_name, device=p.device)
     config = protocol_config("O", p.protocol, max_epochs=p.max_epochs, patience=p.patience,
                              batch_size=p.train_batch_size, device=p.device, seed=p.seed)
@@ -108,29 +114,49 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[d
     row, sweep, _ = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random, p.fractions,
                                           config, head_score=p.head_score, head_count=p.head_count,
                                           random_rule=p.random_rule)
-    return row, sweep, task.classifier.n_classes
+    return row, sweep, task.classifier.n_classes, kept_heads(task, row["k"], p.head_score)
+
+
+def kept_heads(task, k: int, head_score: str = "per_sample") -> pd.DataFrame:
+    """The ground truth beside the coarse selection: per head, a linear probe's held-out accuracy for the task's
+    label on the test units (`residual_lib.probe`), its rank (1: the best), and which rules keep it among their k.
+
+    Columns: head, accuracy, chance, rank, kept_by (the rules, comma-separated; empty: none).
+    """
+    heads = task.test.heads
+    table = probe_accuracy(task.test, {"label": task.test.labels}, names=heads, progress=False)
+    table = table.rename(columns={"unit": "head"}).drop(columns="attribute")
+    table["rank"] = table["accuracy"].rank(ascending=False, method="min").astype(int)
+    kept = {rule: set(top_heads(head_scores(task.val, task.classifier, rule, head_score), k)) for rule in ("U|T", "S")}
+    table["kept_by"] = [", ".join(rule for rule, chosen in kept.items() if h in chosen) for h in table["head"]]
+    return table
 
 
 def run(p: Params) -> Result:
     """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
-    rows, sweeps, n_heads = [], [], {}
+    rows, sweeps, probes, n_heads = [], [], [], {}
     for name in p.models:
         model = load_model(name, device=p.device)
         n_heads[model_display(name)] = len(Architecture.from_model(model).heads)
         for ds in p.datasets:
-            row, sweep, n_classes = train_task(p, name, ds, model)
-            rows.append({"model": model_display(name), "dataset": dataset_display(ds), "chance": 1 / n_classes, **row})
-            sweeps.append(sweep.assign(model=model_display(name), dataset=dataset_display(ds)))
+            row, sweep, n_classes, probe = train_task(p, name, ds, model)
+            labels = {"model": model_display(name), "dataset": dataset_display(ds)}
+            rows.append({**labels, "chance": 1 / n_classes, **row})
+            sweeps.append(sweep.assign(**labels))
+            probes.append(probe.assign(**labels))
     ours = pd.DataFrame(rows)
+    probe = pd.concat(probes, ignore_index=True)
     paper = reference("table1")
     table1 = ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method", value_name="accuracy")
     differences = ours_minus_paper(table1, paper)
     heads = pd.DataFrame({"model": list(n_heads), "heads": list(n_heads.values()),
                           "kept": [int(ours.loc[ours["model"] == m, "k"].iloc[0]) for m in n_heads]})
+    kept = kept_summary(probe)
     return Result(p, tables={"table1": table1, "ours": ours, "sweep": pd.concat(sweeps, ignore_index=True),
-                             "heads": heads, "paper": paper, "ours_minus_paper": differences},
+                             "heads": heads, "paper": paper, "ours_minus_paper": differences, "probe": probe,
+                             "kept": kept},
                   findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"])))
-                  | {"readings": readings_text(p, AUTHORS)})
+                  | _kept_findings(kept, ours) | {"readings": readings_text(p, AUTHORS)})
 
 
 def ours_minus_paper(table1: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -152,6 +178,34 @@ def _findings(ours: pd.DataFrame, n_heads: dict[str, int], shared: list[str]) ->
         "heads_text": ", ".join(f"{m} {h} heads" for m, h in n_heads.items()),
         "k_text": ", ".join(f"{m}: {k}" for m, k in ours.groupby("model", sort=False)["k"].first().items()),
     }
+
+
+def kept_summary(probe: pd.DataFrame) -> pd.DataFrame:
+    """Per model and task: the head the probe reads the label from best, and for U|T and S the head(s) kept with
+    their probe accuracy and rank (1: the probe's best head), beside the probe's chance."""
+    rows = []
+    for (m, d), part in probe.groupby(["model", "dataset"], sort=False):
+        best = part.loc[part["accuracy"].idxmax()]
+        row = {"model": m, "dataset": d, "probe's best head": best["head"], "its probe accuracy": best["accuracy"],
+               "probe chance": float(part["chance"].iloc[0])}
+        for rule in ("U|T", "S"):
+            chosen = part[part["kept_by"].str.split(", ").apply(lambda rules, r=rule: r in rules)]
+            row[f"{rule} keeps"] = ", ".join(chosen["head"])
+            row[f"{rule}: probe accuracy"] = float(chosen["accuracy"].mean())
+            row[f"{rule}: probe rank"] = int(chosen["rank"].min())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _kept_findings(kept: pd.DataFrame, ours: pd.DataFrame) -> dict:
+    """How often each rule keeps one of the probe's top three heads, and whether that lifts the kept heads'
+    zero-shot accuracy above random heads."""
+    n = len(kept)
+    top3 = {rule: int((kept[f"{rule}: probe rank"] <= 3).sum()) for rule in ("U|T", "S")}
+    return {"n_tasks": n, "ut_top3": top3["U|T"], "s_top3": top3["S"],
+            "s_top1": int((kept["S: probe rank"] == 1).sum()),
+            "n_s_beats_r": int((ours["S"] > ours["R"]).sum()), "n_ut_beats_r": int((ours["U|T"] > ours["R"]).sum()),
+            "mean_best_probe": float(kept["its probe accuracy"].mean())}
 
 
 def with_average(table: pd.DataFrame, label: str = "dataset") -> pd.DataFrame:

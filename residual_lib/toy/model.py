@@ -51,10 +51,33 @@ def create(profile: str) -> nn.Module:
         root.setLevel(level)
 
 
+class SharedTokenizer:
+    """open_clip's tokenizer at a toy profile's context length, shared by every copy of a model.
+
+    It holds fixed vocabularies of about 50,000 entries. Full finetuning deep-copies the model it tunes (and
+    the LR range test copies that again), and stored results pickle it: copying and pickling the vocabularies
+    took seconds each time, so a deep copy returns the same tokenizer and a pickle records only the profile.
+    """
+
+    def __init__(self, profile: str):
+        arch = arch_of(profile)
+        self.profile = profile
+        self.context_length = open_clip.get_model_config(arch)["text_cfg"]["context_length"]
+        self._tokenize = open_clip.get_tokenizer(arch, context_length=self.context_length)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return self._tokenize(texts)
+
+    def __deepcopy__(self, memo: dict) -> "SharedTokenizer":
+        return self
+
+    def __reduce__(self):
+        return SharedTokenizer, (self.profile,)
+
+
 def tokenizer_of(profile: str) -> Callable[[list[str]], torch.Tensor]:
     """open_clip's tokenizer at the profile's context length: (N,) strings -> int64 (N, context_length)."""
-    arch = arch_of(profile)
-    return open_clip.get_tokenizer(arch, context_length=open_clip.get_model_config(arch)["text_cfg"]["context_length"])
+    return SharedTokenizer(profile)
 
 
 def preprocess_of(model: nn.Module) -> Callable:

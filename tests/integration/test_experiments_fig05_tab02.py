@@ -74,6 +74,16 @@ def test_params_table_takes_the_median_over_tasks():
                                         {"model": "o", "method": "RD*", "params": 7}]
 
 
+def test_gap_table_keeps_tasks_with_room_and_scales_each_method_between_base_and_full():
+    rows = [("a", "Base", 0.2), ("a", "Full finetuning", 0.8), ("a", "RD", 0.5), ("a", "Lin", 0.1),
+            ("b", "Base", 0.9), ("b", "Full finetuning", 1.0), ("b", "RD", 1.0), ("b", "Lin", 0.9)]
+    accuracy = pd.DataFrame([{"model": "m", "dataset": d, "method": k, "accuracy": a} for d, k, a in rows])
+    gap = fig05_tab02.gap_table(accuracy, ["Lin", "RD"])
+    assert list(gap["dataset"]) == ["a"]  # b's gap (10 points) leaves no room
+    assert gap.loc[0, "gap"] == pytest.approx(0.6) and gap.loc[0, "RD"] == pytest.approx(0.5)
+    assert gap.loc[0, "Lin"] == pytest.approx(-1 / 6)
+
+
 @pytest.mark.slow
 def test_run_on_the_smoke_profile(tmp_artifacts):
     matplotlib.use("Agg")
@@ -87,7 +97,9 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert set(result.findings) == {
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
-        "rdstar_params", "lin_params", "readings", "described_tasks", "ft_text"}
+        "rdstar_params", "lin_params", "readings", "described_tasks", "ft_text", "n_gap_tasks", "gap_tasks",
+        "gap_rd", "gap_lin", "gap_rdstar", "gap_rdy", "n_rd_beats_lin", "n_rd_half"}
+    assert result.findings["n_gap_tasks"] == len(result.tables["gap"])
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
     params = result.tables["table2_params"].set_index("method")["params"]

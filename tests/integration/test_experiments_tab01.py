@@ -68,6 +68,32 @@ def test_ours_minus_paper_only_for_the_papers_models():
                                        "paper": 0.5, "ours - paper": 0.25}]
 
 
+def test_kept_summary_ranks_each_rules_heads_by_the_probe():
+    probe = pd.DataFrame({"head": ["L0.H0", "L0.H1", "L1.H0", "L1.H1"], "accuracy": [0.9, 0.4, 0.7, 0.3],
+                          "chance": 0.25, "rank": [1, 3, 2, 4], "kept_by": ["", "U|T", "S", "U|T, S"],
+                          "model": "toy", "dataset": "d"})
+    out = tab01.kept_summary(probe).iloc[0]
+    assert out["probe's best head"] == "L0.H0" and out["its probe accuracy"] == 0.9
+    assert out["U|T keeps"] == "L0.H1, L1.H1" and out["U|T: probe rank"] == 3
+    assert out["U|T: probe accuracy"] == pytest.approx(0.35)
+    assert out["S keeps"] == "L1.H0, L1.H1" and out["S: probe rank"] == 2
+
+
+@pytest.mark.slow
+def test_stored_results_are_keyed_by_the_toy_weights(tmp_artifacts):
+    """A retrained toy CLIP must not be served the results of its previous weights."""
+    from residual_lib.toy.train import ensure_model
+
+    p = tab01.Params(models=["toy-clip-smoke"])
+    before = tab01.train_key(p, "toy-clip-smoke", "toy-colour")
+    assert before["weights"] is None  # not trained yet: nothing can be stored for it
+    ensure_model("smoke", progress=False)
+    after = tab01.train_key(p, "toy-clip-smoke", "toy-colour")
+    manifest = (tmp_artifacts / "toy" / "smoke" / "manifest.json").read_text()
+    assert after["weights"] and after["weights"] in manifest
+    assert tab01.train_key(p, "ViT-B-32", "toy-colour")["weights"] is None  # weights fixed by name and tag
+
+
 @pytest.mark.slow
 def test_run_on_the_smoke_profile(tmp_artifacts):
     matplotlib.use("Agg")
@@ -78,7 +104,8 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert len(table1) == 2 * len(tab01.METHODS) and table1["accuracy"].between(0, 1).all()
     assert set(result.findings) == {"shared_models", "avg_b", "avg_h", "avg_o", "avg_u", "avg_ut", "avg_s", "avg_r",
                                     "n_o_beats_b", "n_rows", "h_share_of_b", "heads_text", "k_text",
-                                    "readings"}
+                                    "readings", "n_tasks", "ut_top3", "s_top3", "s_top1", "n_s_beats_r",
+                                    "n_ut_beats_r", "mean_best_probe"}
     assert result.findings["n_rows"] == 2 and result.findings["shared_models"] == "none"
     assert result.findings["avg_b"] == pytest.approx(table1.loc[table1["method"] == "B", "accuracy"].mean())
     (caption, table), = tab01.model_tables(result).items()
@@ -87,5 +114,9 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
     assert set(result.tables["sweep"]["k"]) >= {1}
     assert list(tab01.paper_table(result).columns) == ["model", "dataset", *tab01.METHODS]
     assert tab01.difference_tables(result) == {}
+    probe, kept = result.tables["probe"], result.tables["kept"]
+    assert len(probe) == 2 * 4 and probe.groupby("dataset")["rank"].min().eq(1).all()  # smoke: 2 x 2 heads
+    assert (kept["S keeps"] != "").all() and (kept["S: probe rank"] >= 1).all()
+    assert result.findings["n_tasks"] == 2 and 0 <= result.findings["s_top1"] <= result.findings["s_top3"] <= 2
     assert len(tab01.plot_averages(result).axes) == 2
     assert len([ax for ax in tab01.plot_sweep(result).axes if ax.axison]) == 2

@@ -65,12 +65,25 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert (np.diff(factors[:10]) > 0).all() and (np.diff(factors[10:]) <= 0).all() and factors[-1] < 0.01
 
 
+def test_memoised_tokeniser_gives_the_tokenisers_rows():
+    from residual_lib.toy.model import tokenizer_of
+
+    tokenize = tokenizer_of("smoke")
+    cached = train._memoised(tokenize)
+    first = ["a red star.", "the circle.", "a red star."]
+    second = ["the circle.", "a photo of a small striped cross in the top left."]
+    assert torch.equal(cached(first), tokenize(first)) and torch.equal(cached(second), tokenize(second))
+
+
 @pytest.mark.slow
 def test_same_seed_gives_the_same_checkpoint_bytes(tmp_path):
     a = train.train(SHORT, tmp_path / "a", progress=False)
     b = train.train(SHORT, tmp_path / "b", progress=False)
     c = train.train(replace(SHORT, seed=1), tmp_path / "c", progress=False)
     assert sha256(a) == sha256(b) != sha256(c)
+    two = replace(SHORT, threads=2)  # the toy profile's thread count: still one checkpoint per seed
+    d, e = (train.train(two, tmp_path / name, progress=False) for name in "de")
+    assert sha256(d) == sha256(e)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["sha256"] == sha256(a) and manifest["config"]["steps"] == 3
     assert is_current(tmp_path / "a", SHORT) and not is_current(tmp_path / "a", replace(SHORT, lr=1.0))
