@@ -63,11 +63,13 @@ class TrainConfig:
     n_stated: tuple[float, ...] = (2, 1, 1, 1, 1, 1)  # relative odds of a caption stating 1..6 attributes
     value_copies: int = 1             # single-value captions of every attribute value added to each batch
     seed: int = 0
-    threads: int = 1                  # one thread: with other work on the cores, two ran 2-3x slower
+    threads: int = 1                  # the toy profile takes both cores; a loaded machine runs one thread faster
 
 
 CONFIGS = {
-    "toy": TrainConfig(profile="toy", steps=2200, batch_size=128, pool_size=30000, lr=2e-3, value_copies=4),
+    # Two threads: 0.26 s a step against 0.47 s on one on an idle 2-core machine (bench/bench_toy_train.py).
+    "toy": TrainConfig(profile="toy", steps=2200, batch_size=128, pool_size=30000, lr=2e-3, value_copies=4,
+                       threads=2),
     "smoke": TrainConfig(profile="smoke", steps=60, batch_size=64, pool_size=2000, lr=3e-3),
 }
 
