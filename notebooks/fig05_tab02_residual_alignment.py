@@ -13,25 +13,9 @@
 # %% [markdown]
 # # Figure 5 and Table 2 (and 6, 16): ResiDual alignment
 #
-# Section 4.2 of the paper. ResiDual rescales each residual unit along its principal components,
-# `RD(X) = Phi^-1 diag(lambda) Phi (X - mu)` (Eq. 6), and sums the rescaled units (Eq. 7); only the
-# scales lambda are trained, with the task's zero-shot classifier frozen. Phi and mu come from the
-# reference dataset (the paper: ImageNet; the toy world: its mixed distribution). Variants: **RD** (all
-# heads and MLPs), **RD\*** (heads only, PCs up to 90% explained variance), **RDY** (ResiDual on the
-# output embedding). Baselines: **Base** (the model), **Lin** (an affine map of the output embedding) and
-# **Full finetuning** of the vision tower. Every method trains with one loop: Schedule-Free AdamW, the
-# learning rate from an LR range test, at most 30 epochs, early stopping with patience 5 on validation
-# accuracy, best weights restored.
-#
-# Choices where the paper is silent (all in `residual_lib.residual`, tested): mu is not added back
-# (as in the authors' code); lambda starts at exactly 1 rather than 1 plus noise (each lambda has its
-# own gradient, so there is no symmetry to break, and the untrained method is the centred model); RD
-# keeps the top d_head PCs of each head (a head's points span d_head + 2 dimensions, the paper's
-# parameter count keeps d_head) and all PCs of each MLP, and passes the embedding unit through
-# centred and unscaled; Lin has a bias (the paper's BLIP-L count, 65.8k = 256^2 + 256, has one) and
-# sees the output centred on the reference mean, as RDY does, so it starts where RDY starts and can
-# represent every RDY (without centring its bias must first travel the length of the mean).
-# Epoch 0 of every run is the untrained method, so early stopping can keep it.
+# Section 4.2 of the paper asks whether rescaling each residual unit along its principal components
+# (ResiDual) aligns a frozen model to a task about as well as a linear aligner or full finetuning, with far
+# fewer parameters.
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names or open_clip architectures
@@ -83,6 +67,29 @@ page.claims(fig05, result)
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# ResiDual rescales each residual unit along its principal components,
+# `RD(X) = Phi^-1 diag(lambda) Phi (X - mu)` (Eq. 6), and sums the rescaled units (Eq. 7); only the
+# scales lambda are trained, with the task's zero-shot classifier frozen. Phi and mu come from the
+# reference dataset (the paper: ImageNet; the toy world: its mixed distribution). Variants: **RD** (all
+# heads and MLPs), **RD\*** (heads only, PCs up to 90% explained variance), **RDY** (ResiDual on the
+# output embedding). Baselines: **Base** (the model), **Lin** (an affine map of the output embedding) and
+# **Full finetuning** of the vision tower. Every method trains with one loop: Schedule-Free AdamW, the
+# learning rate from an LR range test, at most 30 epochs, early stopping with patience 5 on validation
+# accuracy, best weights restored.
+#
+# Choices where the paper is silent (all in `residual_lib.residual`, tested): mu is not added back
+# (as in the authors' code); lambda starts at exactly 1 rather than 1 plus noise (each lambda has its
+# own gradient, so there is no symmetry to break, and the untrained method is the centred model); RD
+# keeps the top d_head PCs of each head (a head's points span d_head + 2 dimensions, the paper's
+# parameter count keeps d_head) and all PCs of each MLP, and passes the embedding unit through
+# centred and unscaled; Lin has a bias (the paper's BLIP-L count, 65.8k = 256^2 + 256, has one) and
+# sees the output centred on the reference mean, as RDY does, so it starts where RDY starts and can
+# represent every RDY (without centring its bias must first travel the length of the mean).
+# Epoch 0 of every run is the untrained method, so early stopping can keep it.
 
 # %% [markdown]
 # ## Figure 5: Base, Lin, ResiDual and Full finetuning per task

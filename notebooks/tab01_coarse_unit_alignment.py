@@ -13,21 +13,8 @@
 # %% [markdown]
 # # Table 1 (and 3-5): coarse unit alignment by selecting heads
 #
-# Section 4.1 of the paper: are some attention heads already aligned with a task's text classifier?
-# Each head is scored, the top 5% are kept and **every other unit is zero-ablated** (the image
-# representation becomes the sum of the kept heads, Eq. 5), and the zero-shot accuracy of that sum
-# is measured on the test split. Scores: **U** (unsupervised: the mean over samples of the Pearson
-# correlation between the head's vector and the model's output vector), **U|T** (the same inside the
-# span of the task's class embeddings), **S** (supervised: the head's own zero-shot accuracy on
-# validation data). Controls: **R** (random heads, mean over seeds), **H** (all heads, no MLPs, no
-# embedding), **B** (the model itself). **O** trains one continuous weight per head (all other units
-# still ablated) with the same loop as ResiDual: Schedule-Free AdamW, learning rate from an LR range
-# test, at most 30 epochs, early stopping with patience 5 on validation accuracy.
-#
-# Choices where the paper is silent: U and U|T are computed on the validation split (they need no
-# labels, and the test split stays untouched); U|T projects both vectors with the orthogonal projector
-# onto the class embeddings' span, so it does not depend on a basis of that span; k = round(5% of the
-# heads), at least one.
+# Section 4.1 of the paper asks whether a few attention heads, kept alone, already carry a task: does the
+# zero-shot accuracy of their sum approach the whole model's?
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures
@@ -73,6 +60,24 @@ page.claims(tab01, result)
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
+
+# %% [markdown]
+# ## How it is measured
+#
+# Each head is scored, the top 5% are kept and **every other unit is zero-ablated** (the image
+# representation becomes the sum of the kept heads, Eq. 5), and the zero-shot accuracy of that sum
+# is measured on the test split. Scores: **U** (unsupervised: the mean over samples of the Pearson
+# correlation between the head's vector and the model's output vector), **U|T** (the same inside the
+# span of the task's class embeddings), **S** (supervised: the head's own zero-shot accuracy on
+# validation data). Controls: **R** (random heads, mean over seeds), **H** (all heads, no MLPs, no
+# embedding), **B** (the model itself). **O** trains one continuous weight per head (all other units
+# still ablated) with the same loop as ResiDual: Schedule-Free AdamW, learning rate from an LR range
+# test, at most 30 epochs, early stopping with patience 5 on validation accuracy.
+#
+# Choices where the paper is silent: U and U|T are computed on the validation split (they need no
+# labels, and the test split stays untouched); U|T projects both vectors with the orthogonal projector
+# onto the class embeddings' span, so it does not depend on a basis of that span; k = round(5% of the
+# heads), at least one.
 
 # %% [markdown]
 # ## This build's table

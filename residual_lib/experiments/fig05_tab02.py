@@ -388,8 +388,10 @@ def plot_bars(result: Result):
                    label="ResiDual (RD)" if b == "RD" else b)
         ax.set(xticks=x + 0.4 - width / 2, ylim=(0, 1.05), ylabel="test accuracy", title=label)
         ax.set_xticklabels(part.index, rotation=30, ha="right")
-    axes.flat[0].legend(fontsize=8, ncol=2, loc="lower left")
-    fig.tight_layout()
+    # Above the panels: inside, the legend hid the low bars of the tasks with room.
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=len(bars), loc="upper center", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
 
 
