@@ -15,6 +15,7 @@ from .. import cache, plots_pursuit
 from ..cache import CacheKey
 from ..device import cpu_threads
 from ..models import load_model
+from ..plots_spectral import model_display
 from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from .base import Params as BaseParams
@@ -122,5 +123,6 @@ def plot(result: Result):
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`): every head, both dictionaries."""
     heads = result.tables["heads"]
-    return {"equivalence": pd.DataFrame({"unit": heads["unit"], "identical_atoms": heads["same_atoms"].astype(bool),
+    return {"equivalence": pd.DataFrame({"model": model_display(result.params.model_name), "unit": heads["unit"],
+                                         "identical_atoms": heads["same_atoms"].astype(bool),
                                          "max_residual_difference": heads["max_residual_diff"]})}

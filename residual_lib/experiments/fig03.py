@@ -216,7 +216,10 @@ def plot_probe(result: Result):
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
-    tables = {"agreement": result.tables["agreement"].assign(pc=result.params.pc)[["unit", "pc", "z"]]}
+    model = model_display(result.params.model_name)  # the ledger's row for this page names the model it ran
+    tables = {"agreement": result.tables["agreement"].assign(model=model, pc=result.params.pc)[
+        ["model", "unit", "pc", "z"]]}
     if "probe_check" in result.tables:
-        tables["probe"] = result.tables["probe_check"][["unit", "agree", "named_skill", "unnamed_skill"]]
+        tables["probe"] = result.tables["probe_check"].assign(model=model)[
+            ["model", "unit", "agree", "named_skill", "unnamed_skill"]]
     return tables
