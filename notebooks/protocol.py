@@ -60,7 +60,8 @@ page.glue_findings(result.findings)
 # column and Table 2 the same way.
 
 # %% tags=["hide-input"]
-page.show(result.tables["choices"], caption="Each choice, the value each profile uses, and the effect in this build")
+page.show(result.tables["choices"], caption="Each choice, the value each profile uses, and the effect in this build",
+          fit=True)
 
 # %% [markdown]
 # ## The measurements behind the last column

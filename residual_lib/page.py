@@ -21,13 +21,18 @@ def glue_findings(findings: dict[str, Any]) -> None:
         glue(name, _plain(value), display=False)
 
 
-def show(table: pd.DataFrame, caption: str | None = None, decimals: int | None = 3) -> None:
-    """Display a table without its numeric index and without truncated text, optionally captioned."""
+def show(table: pd.DataFrame, caption: str | None = None, decimals: int | None = 3, fit: bool = False) -> None:
+    """Display a table without its numeric index and without truncated text, optionally captioned.
+
+    fit: wrap the cells to the page's column (a table of sentences), instead of the table's natural width.
+    """
     from IPython.display import HTML, display
 
     frame = table.round(decimals) if decimals is not None else table
     styled = frame.style.format(precision=decimals if decimals is not None else 6, na_rep="",
                                 thousands=",")
+    if fit:
+        styled = styled.set_table_attributes('class="fit-column"')
     if isinstance(frame.index, pd.RangeIndex):
         styled = styled.hide(axis="index")
     if caption:
