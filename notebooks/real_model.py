@@ -54,8 +54,8 @@ real_model.record_claims(result)
 #
 # On {glue:text}`model` with {glue:text}`reference_name` (train) as the reference, the paper's
 # Section 3 claims that Figures 2 and 4 test, with the criteria of the claim ledger (fixed before any
-# build ran): {glue:text}`n_hold` of {glue:text}`n_claims` hold, {glue:text}`n_fail` do not, and
-# {glue:text}`n_untestable` cannot be tested on one model.
+# build ran), of {glue:text}`n_claims`: holds {glue:text}`n_hold`, does not hold {glue:text}`n_fail`,
+# not testable on one model {glue:text}`n_untestable`.
 #
 # - Supported here: {glue:text}`claims_hold`.
 # - Not supported here: {glue:text}`claims_fail`.
