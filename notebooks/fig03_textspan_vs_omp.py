@@ -129,6 +129,8 @@ page.show(result.tables["paper_descriptions"], caption=style.paper_label("Exampl
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Linear-probe skill of every attribute for each head; boxes mark the attributes the head's TextSpan descriptions name most."}, "image": {"alt": "Linear-probe skill of every attribute for each head; boxes mark the attributes the head's TextSpan descriptions name most."}}
 fig = fig03.plot_probe(result)
+
+# %% tags=["hide-input"]
 if "probe_check" in result.tables:
     page.show(result.tables["probe_check"], caption="Attributes the descriptions name against the probe's best",
               decimals=2)

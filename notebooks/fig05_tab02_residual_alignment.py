@@ -145,6 +145,8 @@ page.show(result.tables["count_check"], caption="Parameter counts from the archi
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}, "image": {"alt": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}}
 fig = fig05.plot_lr_range(result)
+
+# %% tags=["hide-input"]
 page.show(fig05.best_epochs(result), caption="The epoch early stopping kept (0: the untrained method)")
 
 # %% [markdown]
@@ -181,8 +183,10 @@ page.show(result.tables["described"], caption="The most amplified components and
 # which heads carry each task's attribute. Beside it, each head's mean RD scale for that task; the
 # scatter plots show the tasks where RD was trained.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}, "image": {"alt": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}}
+# %% tags=["hide-input"]
 page.show(result.tables["probe"], caption="Best probe heads and most amplified heads per task", decimals=2)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}, "image": {"alt": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}}
 fig = fig05.plot_probe(result)
 
 # %% [markdown]

@@ -165,6 +165,8 @@ fig = real_model.plot_probes(result)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "DINOv2-S: the images at the two ends of the first principal component of the heads that stand out."}, "image": {"alt": "DINOv2-S: the images at the two ends of the first principal component of the heads that stand out."}}
 fig = real_model.plot_extremes(result)
+
+# %% tags=["hide-input"]
 page.show(result.tables["shown"], caption="Heads shown, why, and the most frequent class at each end of PC1",
           decimals=2)
 

@@ -40,6 +40,16 @@ def test_page_code_is_short_and_loops_over_no_models_datasets_or_methods(name):
     assert not any(LOOP.search(s) for s in sources), f"{name} loops over models, datasets or methods"
 
 
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_a_figure_cell_shows_no_table(name):
+    """myst-nb captions every output of a cell tagged as a figure: a table there is numbered as a second figure."""
+    import jupytext
+
+    cells = jupytext.read(LAYOUT.source(name)).cells
+    captioned = [c.source for c in cells if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
+    assert not [s for s in captioned if re.search(r"\bshow\w*\(", s)], f"{name}: a figure cell also shows a table"
+
+
 @pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_every_profile_gives_valid_params(name, profile):
