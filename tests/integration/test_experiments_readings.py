@@ -130,7 +130,8 @@ def _wire(monkeypatch, module, names: dict):
 @pytest.mark.parametrize("protocol, lr", [("paper_text", None), ("authors_code", 0.8)])
 def test_tab01_passes_every_reading_to_the_library(monkeypatch, protocol, lr):
     task = SimpleNamespace(classifier=SimpleNamespace(n_classes=3))
-    rec = _wire(monkeypatch, tab01, {"load_task": task, "coarse_unit_alignment": ({}, pd.DataFrame(), None)})
+    rec = _wire(monkeypatch, tab01, {"load_task": task, "coarse_unit_alignment": ({"k": 2}, pd.DataFrame(), None),
+                                     "kept_heads": pd.DataFrame()})
     p = tab01.Params(protocol=protocol, head_score="per_direction", head_count="authors", random_rule="randn_topk",
                      logit_scale="model", prompts="authors", max_epochs=7, device="cpu")
     tab01._train_task(p, "m", "d", model="model")
@@ -141,6 +142,8 @@ def test_tab01_passes_every_reading_to_the_library(monkeypatch, protocol, lr):
     assert config.lr == lr and config.max_epochs == 7 and config.batch_size == 64
     assert config.lambda_init_noise == (1.0 if protocol == "authors_code" else 0.0)
     assert kw == {"head_score": "per_direction", "head_count": "authors", "random_rule": "randn_topk"}
+    (args, _), = rec["kept_heads"].calls
+    assert args == (task, 2, "per_direction"), "the probe table marks the heads the same reading kept"
 
 
 @pytest.mark.parametrize("protocol", ["paper_text", "authors_code"])
