@@ -83,8 +83,8 @@ for name, path in result.artifacts["pages"].items():
 #
 # For each attribute, the heads whose descriptions use it most (the page's search ranking, by the share
 # of variance those descriptions explain) against the heads from which a linear probe decodes it best
-# (skill, accuracy above chance scaled to 0-1), as many heads from each list as the parameter `top` says; `in_both` counts the heads on
-# both lists. A model without a text tower, or a dataset without known attributes, has no rows.
+# (skill, accuracy above chance scaled to 0-1), as many heads from each list as the parameter `top`
+# says; `in_both` counts the heads on both lists. A model without a text tower, or a dataset without known attributes, has no rows.
 
 # %% tags=["hide-input"]
 page.show(result.tables["description_vs_probe"], caption="Top heads by description against top heads by probe")
