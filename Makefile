@@ -7,6 +7,9 @@ STAMP := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 # Extra runner arguments, e.g. make book BOOK_ARGS='--only environment -p device=cpu'
 BOOK_ARGS ?=
+# Notebooks executed at once: the toy pages run on one CPU thread each, so two keep a 2-core machine busy; the paper
+# profile's pages share one GPU and run one after another.
+BOOK_JOBS ?= $(if $(filter paper,$(PROFILE)),1,2)
 
 .PHONY: setup book test toy-model reproduce bench clean browser fashion-mnist
 
@@ -37,7 +40,7 @@ toy-model: setup
 
 # Executes every notebook of book/_toc.yml with papermill, then builds book/_build/html (warnings are errors).
 book: setup toy-model fashion-mnist
-	$(PY) -m residual_lib.book build --profile $(PROFILE) $(BOOK_ARGS)
+	$(PY) -m residual_lib.book build --profile $(PROFILE) --jobs $(BOOK_JOBS) $(BOOK_ARGS)
 
 test: setup browser fashion-mnist
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -83,6 +83,9 @@ class Layout:
     def source(self, name: str) -> Path:
         return self.root / "notebooks" / f"{name}.py"
 
+    def run_log(self, name: str) -> Path:
+        return self.book_dir / "_generated" / "logs" / f"{name}.log"
+
     def executed(self, name: str) -> Path:
         return self.book_dir / "notebooks" / f"{name}.ipynb"
 
@@ -450,10 +453,15 @@ def execution_order(names: list[str]) -> list[str]:
 
 
 def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
-        log_output: bool = True) -> list[RunRecord]:
-    """Execute the selected toc notebooks (`execution_order`); raise BookError naming every failure."""
+        log_output: bool = True, jobs: int = 1) -> list[RunRecord]:
+    """Execute the selected toc notebooks (`execution_order`); raise BookError naming every failure.
+
+    With `jobs` > 1, that many notebooks run at once, each in its own process (`run_parallel`).
+    """
     from tqdm.auto import tqdm
 
+    if jobs < 1:
+        raise BookError(f"jobs must be at least 1, got {jobs}")
     names = toc_notebooks(layout)
     chosen = select(names, only)
     overrides = overrides or {}
@@ -470,16 +478,68 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
         from residual_lib.claims import clear_records
 
         clear_records(profile)
-    records = []
-    for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
-        print(f"== {name} ({profile})", file=sys.stderr, flush=True)
-        records.append(run_notebook(layout, name, profile, overrides, log_output))
-        print(f"== {name}: {records[-1].status} in {records[-1].runtime_s:.1f} s", file=sys.stderr, flush=True)
+    if jobs > 1:
+        records = run_parallel(layout, chosen, profile, overrides, jobs)
+    else:
+        records = []
+        for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
+            print(f"== {name} ({profile})", file=sys.stderr, flush=True)
+            records.append(run_notebook(layout, name, profile, overrides, log_output))
+            print(f"== {name}: {records[-1].status} in {records[-1].runtime_s:.1f} s", file=sys.stderr, flush=True)
     write_report(layout.report, records, names)
     failures = [r.error for r in records if r.error]
     if failures:
         raise BookError(f"{len(failures)} of {len(records)} notebook(s) failed:\n\n" + "\n\n".join(failures))
     return records
+
+
+def _run_logged(layout: Layout, name: str, profile: str, overrides: dict[str, Any]) -> RunRecord:
+    """`run_notebook` in a worker process, the notebook's own output written to its log file."""
+    log = layout.run_log(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return run_notebook(layout, name, profile, overrides, log_output=True)
+
+
+def longest_first(layout: Layout, names: list[str]) -> list[str]:
+    """`names` ordered by the runtime the last build report gives them, longest first (unknown ones first, in
+    their order): started first, the long pages do not leave one worker running alone at the end."""
+    known: dict[str, float] = {}
+    if layout.report.is_file():
+        with layout.report.open(newline="") as f:
+            known = {r[REPORT_FIELDS[0]]: float(r[REPORT_FIELDS[3]]) for r in csv.DictReader(f)}
+    return sorted(names, key=lambda n: -known.get(n, float("inf")))
+
+
+def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any],
+                 jobs: int) -> list[RunRecord]:
+    """Run `names` (in `execution_order`) `jobs` at a time in worker processes; summary pages wait for the rest.
+
+    Each notebook's output goes to `book/_generated/logs/<name>.log` (two pages' streams interleaved would be
+    unreadable); this process prints one line per finished page. Pages that share a cache wait on its lock.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from residual_lib.experiments import experiment
+    from tqdm.auto import tqdm
+
+    summary = [n for n in names if getattr(experiment(n), "SUMMARY", False)]
+    waves = [longest_first(layout, [n for n in names if n not in summary]), summary]
+    records: dict[str, RunRecord] = {}
+    bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
+    # spawn: a worker must not inherit this process's imported state (torch's thread pools, open kernels).
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for wave in waves:
+            futures = {pool.submit(_run_logged, layout, n, profile, overrides): n for n in wave}
+            for future in as_completed(futures):
+                name = futures[future]
+                records[name] = future.result()
+                bar.update()
+                print(f"== {name}: {records[name].status} in {records[name].runtime_s:.1f} s "
+                      f"(log: {layout.run_log(name).relative_to(layout.root)})", file=sys.stderr, flush=True)
+    bar.close()
+    return [records[n] for n in names]
 
 
 def executed_errors(layout: Layout, names: list[str]) -> list[str]:
@@ -558,6 +618,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--root", type=Path, default=REPO_ROOT,
                        help="project root holding book/ and notebooks/ (default: this repository)")
         p.add_argument("--quiet", action="store_true", help="do not echo the notebooks' own output")
+        p.add_argument("--jobs", "-j", type=int, default=1,
+                       help="notebooks run at once, each in its own process, output to book/_generated/logs/ "
+                            "(default 1: one after another, output echoed)")
     return parser
 
 
@@ -566,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     layout = Layout(args.root.resolve())
     try:
-        run(layout, args.profile, args.only, parse_overrides(args.param), log_output=not args.quiet)
+        run(layout, args.profile, args.only, parse_overrides(args.param), log_output=not args.quiet,
+            jobs=args.jobs)
         if args.command == "build":
             print(f"== site: {build_site(layout)}", file=sys.stderr)
     except BookError as exc:

@@ -7,6 +7,8 @@ writers, such as safetensors' or `tempfile`'s, create 0600 / 0700, which locks o
 artifacts folder out), then renamed into place. On an error the temporary is removed and the error
 names the target's folder.
 
+`folder_lock` serialises read-modify-write updates of one folder across processes (pages running at once).
+
 Digests: sha256 where a digest is published or compared with others' (checkpoints, downloads);
 xxh3-128 (the `xxhash` package) for the unit cache's integrity checks, where only accidental
 corruption matters and sha256's ~0.3-1.4 GB/s on one core would make every page's cache open cost
@@ -15,6 +17,7 @@ seconds at paper scale (bench/bench_cache.py).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import mmap
 import os
@@ -87,6 +90,19 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """An exclusive `flock` on `folder/.lock` for the block (created with the folder): other holders wait."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from ..files import write_text
+from ..files import folder_lock, write_text
 from ..paths import artifacts_dir
 from ..results import current_run
 from .checks import (Verdict, agreement_varies, dataset_order_consistent, descriptions_name_what_heads_encode,
@@ -238,18 +238,18 @@ def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: st
     if page not in PAGES:
         raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
     folder = _records_dir(run) / page
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, table in _page_tables(page, tables).items():
-        path = folder / f"{name}.csv"
-        table = table[[c for c in _kept(page, name) if c in table.columns]]
-        if path.is_file() and "model" in table.columns:  # rows of the models another page filed stay
-            old = pd.read_csv(path, dtype={"model": str, "dataset": str})
-            kept = old[~old["model"].isin(set(table["model"]))] if "model" in old.columns else old.iloc[:0]
-            if len(kept):
-                table = pd.concat([kept.reindex(columns=table.columns), table], ignore_index=True)
-        write_text(path, table.to_csv(index=False))
-        paths.append(path)
+    with folder_lock(folder):  # two pages filing rows of the same table at once would each drop the other's
+        for name, table in _page_tables(page, tables).items():
+            path = folder / f"{name}.csv"
+            table = table[[c for c in _kept(page, name) if c in table.columns]]
+            if path.is_file() and "model" in table.columns:  # rows of the models another page filed stay
+                old = pd.read_csv(path, dtype={"model": str, "dataset": str})
+                kept = old[~old["model"].isin(set(table["model"]))] if "model" in old.columns else old.iloc[:0]
+                if len(kept):
+                    table = pd.concat([kept.reindex(columns=table.columns), table], ignore_index=True)
+            write_text(path, table.to_csv(index=False))
+            paths.append(path)
     return paths
 
 

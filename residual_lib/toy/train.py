@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import json
 import math
 import time
@@ -37,7 +36,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..files import atomic_file, sha256_file, write_text
+from ..files import atomic_file, folder_lock, sha256_file, write_text
 from ..paths import artifacts_dir
 from . import data
 from .captions import captions, consistent, value_captions
@@ -221,18 +220,6 @@ def _save(model: nn.Module, curve: list[tuple], config: TrainConfig, out: Path, 
     return checkpoint
 
 
-@contextmanager
-def _lock(out: Path):
-    """An exclusive lock on `out`: concurrent callers wait for one training instead of each running their own."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_model(profile: str = "toy", progress: bool = True) -> Path:
     """The checkpoint of `profile`, trained first when missing or out of date."""
     if profile not in CONFIGS:
@@ -240,7 +227,7 @@ def ensure_model(profile: str = "toy", progress: bool = True) -> Path:
     config, out = CONFIGS[profile], output_dir(profile)
     if is_current(out, config):
         return out / "model.safetensors"
-    with _lock(out):
+    with folder_lock(out):  # concurrent callers wait for one training instead of each running their own
         if not is_current(out, config):
             train(config, out, progress=progress)
     return out / "model.safetensors"

@@ -293,3 +293,37 @@ def test_half_run_page_of_an_interrupted_build_is_refused(book_project):
     (problem,) = book.executed_errors(layout, ["ok"])
     assert problem.startswith("notebook 'ok' is half-run") and "cell(s) 2 never ran" in problem
     assert "python -m residual_lib.book run --only ok" in problem
+
+
+@pytest.mark.slow
+def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_project):
+    """`--jobs 2`: both pages run in worker processes, each page's output goes to its own log, the failure is
+    named as in a serial run and the report holds every page."""
+    root = book_project({"boom": FAILING_NOTEBOOK, "ok": OK_NOTEBOOK, "ok2": OK_NOTEBOOK})
+    proc = run_cli("run", "--profile", "smoke", "--root", str(root), "--jobs", "2")
+    assert proc.returncode == 1
+    assert "notebook 'boom'" in proc.stderr and "failed in cell 4" in proc.stderr
+    assert "ValueError: planted failure" in proc.stderr
+    layout = book.Layout(root)
+    for name in ("ok", "ok2"):
+        assert "result 2 toy smoke" in stream_text(nbformat.read(layout.executed(name), as_version=4))
+        assert "result 2 toy smoke" in layout.run_log(name).read_text()
+        assert f"== {name}: ok in" in proc.stderr
+    assert "result 2" not in proc.stdout + proc.stderr  # page output stays in the logs
+    with layout.report.open() as f:
+        statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
+    assert statuses == {"boom": "failed", "ok": "ok", "ok2": "ok", book.TOTAL_ROW: "failed"}
+
+
+def test_longest_first_orders_by_the_last_report(book_project):
+    layout = book.Layout(book_project({"a": OK_NOTEBOOK, "b": OK_NOTEBOOK, "c": OK_NOTEBOOK}))
+    assert book.longest_first(layout, ["a", "b", "c"]) == ["a", "b", "c"]  # no report: toc order
+    records = [book.RunRecord(n, "smoke", "ok", t, None, "x", "now") for n, t in (("a", 1.0), ("b", 30.0))]
+    book.write_report(layout.report, records, ["a", "b", "c"])
+    assert book.longest_first(layout, ["a", "b", "c"]) == ["c", "b", "a"]  # never run first, then longest
+
+
+def test_jobs_below_one_is_refused(book_project):
+    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
+    with pytest.raises(book.BookError, match="jobs must be at least 1, got 0"):
+        book.run(layout, "smoke", jobs=0)

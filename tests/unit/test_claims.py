@@ -335,3 +335,31 @@ def test_a_second_page_filing_another_model_keeps_the_first_models_rows(monkeypa
     assert ledger.loc[("nonlinearity_rises", "DINOv2-S"), "status"] == FAILS
     claims.clear_records("toy")
     assert claims.recorded("toy") == {}
+
+
+
+def test_pages_filing_the_same_table_at_once_keep_each_others_rows(monkeypatch, tmp_path):
+    """Pages run at once (`book --jobs`): without the folder lock both pages read the table before either writes,
+    and the second write drops the first page's rows. A slow write widens that window."""
+    import sys
+    import threading
+    import time
+
+    ledger = sys.modules["residual_lib.claims.ledger"]  # the package exports a function of the same name
+
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    write = ledger.write_text
+    monkeypatch.setattr(ledger, "write_text", lambda path, text: (time.sleep(0.3), write(path, text)))
+    start = threading.Barrier(2)
+
+    def file(model):
+        start.wait()
+        claims.record("fig02_intrinsic_dimension", layers(RISING, model=model), run="toy")
+
+    threads = [threading.Thread(target=file, args=(m,)) for m in ("toy CLIP", "DINOv2-S")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    table = claims.recorded("toy")["fig02_intrinsic_dimension"]["layers"]
+    assert sorted(table["model"].unique()) == ["DINOv2-S", "toy CLIP"] and len(table) == 2 * len(RISING)
