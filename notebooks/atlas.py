@@ -28,6 +28,7 @@
 # opens that head's card.
 
 # %% tags=["parameters", "hide-input"]
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 models = ["toy-clip"]  # one atlas per model (registered names or open_clip architectures)
 reference_dataset = "toy-mixed"  # the heads' PCA, IDs, descriptions, thumbnails and probes
 datasets = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
@@ -39,7 +40,6 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
-threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 dictionary = "toy"  # text dictionary: "toy" or "gandelsman-general" (the paper's)
 k = 3  # descriptions per head and method, and per component
 n_pcs = 3  # principal components on each card

@@ -41,6 +41,7 @@ n_components_described = 6
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 protocol = "paper_text"  # training: "paper_text" (LR finder) or "authors_code" (fixed rates, lambda = 1 + N(0, 1))
 logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
 prompts = "manifest"  # class names and templates: "manifest" or "authors"

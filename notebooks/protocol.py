@@ -36,6 +36,7 @@ seed = 0
 cache_dtype = "float32"
 batch_size = 64
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 evr_threshold = 0.9
 fraction = 0.25  # share of heads kept by U and U|T (the paper: 5%, one head of the toy model's 16)
 dictionary = "toy"  # text dictionary for the pursuits: "toy", or "gandelsman-general" (the paper's)

@@ -32,6 +32,7 @@ train_batch_size = 64  # O: batch size (the authors: 64)
 cache_dtype = "float32"
 batch_size = 64  # images per forward pass when extracting caches
 device = "auto"
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 head_score = "per_sample"  # U and U|T: "per_sample" (the text) or "per_direction" (the authors' code)
 head_count = "round"  # heads a fraction keeps: "round" or "authors" (int(f n), at least 2 at 1%)
 random_rule = "choice"  # R: "choice" or "randn_topk" (the authors' code)

@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from .device import cpu_threads
 from .units import Units
 
 
@@ -38,7 +38,7 @@ def probe_accuracy(units: Units, labels: Mapping[str, np.ndarray], names: list[s
     splits = {a: _split(np.asarray(y), test_fraction, seed, a) for a, y in labels.items()}
     # One BLAS/OpenMP thread: each fit is a few hundred tiny (n, r) products, for which threads cost more in
     # synchronisation than they save (16 heads x 6 attributes: 150 s -> 20 s wall on a loaded 2-core machine).
-    with threadpool_limits(1):
+    with cpu_threads(1):
         for u in tqdm(names, desc="linear probes", disable=not progress):
             x = np.asarray(units.coords(u), dtype=np.float64)
             for attribute, (train, test, y) in splits.items():

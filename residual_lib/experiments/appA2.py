@@ -18,8 +18,7 @@ from ..models import load_model
 from ..plots_spectral import model_display
 from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
-from .base import Params as BaseParams
-from .base import Result, positive, readings_text
+from .base import ComputeParams, Result, positive, readings_text
 
 RAW, PROJECTED = "raw dictionary", "projected on each head's span"
 
@@ -29,7 +28,7 @@ AUTHORS = {"textspan_center": False}
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     model_name: str = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
     dataset: str = "toy-mixed"
     split: str = "train"
@@ -38,7 +37,6 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 10  # atoms per head
     tolerance: float = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
@@ -46,7 +44,7 @@ class Params(BaseParams):
     textspan_center: bool = True
 
     def check(self) -> None:
-        positive(self, "threads", "n", "batch_size", "k", "tolerance")
+        positive(self, "n", "batch_size", "k", "tolerance")
 
 
 def caches(p: Params) -> list[CacheKey]:

@@ -18,12 +18,11 @@ from ..device import cpu_threads
 from ..datasets import dataset_spec
 from ..models import load_model
 from ..plots_spectral import model_display
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, nonempty, positive
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     models: list[str] = field(default_factory=lambda: ["toy-clip"])  # one atlas per model
     reference_dataset: str = "toy-mixed"  # the heads' PCA, IDs, descriptions, thumbnails and probes
     datasets: list[str] = field(default_factory=lambda: [
@@ -36,7 +35,6 @@ class Params(BaseParams):
     cache_dtype: str = "float32"
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: str = "toy"  # text dictionary of the descriptions (models with a text tower)
     k: int = 3  # descriptions per head and method, and per component
     n_pcs: int = 3  # principal components on each card
@@ -53,7 +51,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models")
-        positive(self, "threads", "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
+        positive(self, "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
         for name in ("threshold", "evr_threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")

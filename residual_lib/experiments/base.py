@@ -110,6 +110,20 @@ class Params:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class ComputeParams(Params):
+    """Params of an experiment whose `run` computes: it runs under `device.cpu_threads(threads)`."""
+
+    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            positive(self, "threads")
+        except ParamsError as err:
+            raise ParamsError(f"{self._experiment()}: {err}") from None
+
+
 def positive(params: Params, *names: str) -> None:
     """Raise `ParamsError` unless each named parameter is None or > 0."""
     for name in names:

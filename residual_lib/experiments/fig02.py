@@ -19,8 +19,7 @@ from ..intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dim
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import model_display, plot_intrinsic_dimension, side_table
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol).
@@ -30,7 +29,7 @@ AUTHORS_SAMPLE, AUTHORS_SEED = 50_000, 42
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     models: list[str] = field(default_factory=lambda: ["toy-clip"])  # registered names or open_clip architectures
     dataset: str = "toy-mixed"  # the reference dataset (the paper: 80k stratified ImageNet train)
     split: str = "train"
@@ -39,7 +38,6 @@ class Params(BaseParams):
     cache_dtype: str = "float32"  # storage of the unit cache
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
     # the saved `ratio` column: mean over heads of linear / TwoNN, or the layer's mean linear / mean TwoNN (the
@@ -52,7 +50,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models")
-        positive(self, "threads", "n", "batch_size")
+        positive(self, "n", "batch_size")
         if not 0 < self.threshold < 1:
             raise ParamsError(f"parameter threshold={self.threshold!r} must be in (0, 1)")
         if not 0 <= self.discard_fraction < 1:

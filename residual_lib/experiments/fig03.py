@@ -22,8 +22,7 @@ from ..plots_spectral import model_display
 from ..pursuit import signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from ..units import parse_unit
-from .base import Params as BaseParams
-from .base import ParamsError, Result, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
@@ -32,7 +31,7 @@ PAPER_MODEL = "OpenCLIP-L"  # the model whose heads Figures 3, 4b and 8 name
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     model_name: str = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
     dataset: str = "toy-mixed"  # the samples each head is decomposed on (the paper: ImageNet)
     split: str = "train"
@@ -41,7 +40,6 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
     k: int = 5  # descriptions per head and method
     pc: int = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
@@ -55,7 +53,7 @@ class Params(BaseParams):
     omp_normalize: bool = True  # OMP on unit-norm projected atoms (True) or on the atoms as projected (the authors')
 
     def check(self) -> None:
-        positive(self, "threads", "n", "batch_size", "k", "pc", "last_layers")
+        positive(self, "n", "batch_size", "k", "pc", "last_layers")
         if any(pc < 1 or pc == self.pc for pc in self.extra_pcs):
             raise ParamsError(f"parameter extra_pcs={self.extra_pcs!r} must hold PCs >= 1 other than pc={self.pc}")
         if not 0 < self.probe_test_fraction < 1:

@@ -26,8 +26,7 @@ from ..pursuit import signals_from_units, somp
 from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..text_dictionary import text_dictionary
 from ..units import head_name, parse_unit
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
 from .fig03 import PAPER_MODEL, paper_heads
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
@@ -37,7 +36,7 @@ TOY_DATASETS = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-s
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     models: list[str] = field(default_factory=lambda: ["toy-clip"])  # several -> Fig 9
     reference_dataset: str = "toy-mixed"  # the paper: ImageNet (train)
     datasets: list[str] = field(default_factory=lambda: list(TOY_DATASETS))
@@ -48,7 +47,6 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
     n_standout: int = 3  # heads described with SOMP (Fig 4b)
     dictionary: Literal["toy", "gandelsman-general"] = "toy"  # for SOMP; "gandelsman-general" is the paper's
@@ -60,7 +58,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
-        positive(self, "threads", "n", "n_reference", "batch_size", "n_standout", "somp_k")
+        positive(self, "n", "n_reference", "batch_size", "n_standout", "somp_k")
         if not 0 < self.evr_threshold <= 1:
             raise ParamsError(f"parameter evr_threshold={self.evr_threshold!r} must be in (0, 1]")
 

@@ -20,6 +20,7 @@ from .. import style
 from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
                          resolve_logit_scale, residual_alignment, task_caches, top_components)
 from ..cache import CacheKey, extract
+from ..device import cpu_threads
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
@@ -29,8 +30,7 @@ from ..stored import stored
 from ..toy.checkpoint import weights_id
 from ..text_dictionary import text_dictionary
 from ..training import protocol_config
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
 FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right
@@ -44,7 +44,7 @@ AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "autho
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     models: list[str] = field(default_factory=lambda: ["toy-clip"])  # registered names or open_clip architectures
     datasets: list[str] = field(default_factory=lambda: ["toy-shape", "toy-colour", "toy-pattern", "toy-position",
                                                          "toy-size"])  # zero-shot tasks
@@ -99,7 +99,8 @@ def caches(p: Params) -> list[CacheKey]:
 
 
 # Parameters that do not change what one (model, task) trains: which pairs, and how the page describes them.
-PAGE_ONLY = ("models", "datasets", "dictionary", "probe_dataset", "n_components_described", "device")
+# (device and threads: the same computation, which may differ only in the last bits.)
+PAGE_ONLY = ("models", "datasets", "dictionary", "probe_dataset", "n_components_described", "device", "threads")
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
@@ -142,6 +143,11 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
 
 def run(p: Params) -> Result:
     """Train (or read the stored training of) every method on every model and task; tables, findings, plots' data."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     trained, archs, first_model = {}, {}, None
     for name in p.models:
         model = load_model(name, device=p.device)

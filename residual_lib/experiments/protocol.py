@@ -27,6 +27,7 @@ from .. import cache
 from ..agreement import textspan_omp_agreement
 from ..alignment import load_task, resolve_logit_scale, task_caches
 from ..cache import CacheKey
+from ..device import cpu_threads
 from ..models import load_model
 from ..paths import REPO_ROOT
 from ..protocol import protocol_table
@@ -38,8 +39,7 @@ from ..training import PROTOCOLS
 from ..units import parse_unit
 from ..zeroshot import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, nonempty, positive
 from .fig04 import _n_for
 
 # Each experiment parameter that switches a reading -> the topic of its row in residual_lib.protocol.CHOICES.
@@ -62,7 +62,7 @@ PROFILES = ("toy", "paper")
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     model_name: str = "toy-clip"  # a registered model with a text tower
     reference_dataset: str = "toy-mixed"  # spectral reference and the pursuits' samples (the paper: ImageNet)
     datasets: list[str] = field(default_factory=lambda: ["toy-shape", "toy-sketch"])  # the first is the U/U|T task
@@ -127,6 +127,11 @@ def _extract(model, key: CacheKey, p: Params):
 
 def run(p: Params) -> Result:
     """The choices table with each profile's values and this build's measured effects."""
+    with cpu_threads(p.threads):
+        return _run(p)
+
+
+def _run(p: Params) -> Result:
     model = load_model(p.model_name, device=p.device)
     ref = _extract(model, _reference_key(p), p)
     spectral = matching_effect(ref, {k.dataset: _extract(model, k, p) for k in _dataset_keys(p)}, p.evr_threshold,

@@ -37,8 +37,7 @@ from ..plots_spectral import dataset_display, model_display, order_agreement, or
 from ..probe import probe_accuracy
 from ..spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..units import UnitSet, parse_unit
-from .base import Params as BaseParams
-from .base import ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, nonempty, positive
 
 PAPER_MODEL = "DINOv2-L"  # the paper's model of this family: Figure 2's panel, Figure 14's order
 PAGE_IDS = "fig02_intrinsic_dimension", "fig04_spectral_dataset_similarity"  # whose claims this page tests
@@ -47,7 +46,7 @@ COUNTERPARTS = {"sklearn-digits": "MNIST", "mnist": "MNIST", "random": "Random",
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     model_name: str = "dinov2-s"  # a registered model (data_manifests/models)
     reference_dataset: str = "fashion-mnist"  # labelled: its class is what the probes decode
     datasets: list[str] = field(default_factory=lambda: ["fashion-mnist/test", "sklearn-digits", "lfw-subset",
@@ -59,7 +58,6 @@ class Params(BaseParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit
     evr_threshold: float = 0.9  # spectral similarity: each head's basis keeps this much variance
@@ -69,7 +67,7 @@ class Params(BaseParams):
 
     def check(self) -> None:
         nonempty(self, "datasets")
-        positive(self, "threads", "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
+        positive(self, "n", "n_reference", "batch_size", "n_standout", "n_thumbnails")
         for name in ("threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")

@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 
 from ..cache import CacheKey
 from ..device import cpu_threads
-from .base import Params as BaseParams
-from .base import Result, nonempty, positive
+from .base import ComputeParams, Result, nonempty, positive
 
 
 @dataclass(frozen=True)
-class Params(BaseParams):
+class Params(ComputeParams):
     model_name: str = "toy-clip"  # a registered toy model (data_manifests/models)
     training_profile: str = "toy"  # its training profile (the manifest's `pretrained`): where its curve lives
     tasks: list[str] = field(default_factory=lambda: ["toy-shape", "toy-colour", "toy-pattern", "toy-position",
@@ -21,11 +20,10 @@ class Params(BaseParams):
     n_eval: int = 2000  # images per dataset for the zero-shot accuracies (the first n of the split)
     n_samples: int = 16  # images in the sample grid
     seed: int = 0
-    threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
 
     def check(self) -> None:
         nonempty(self, "tasks")
-        positive(self, "n_eval", "n_samples", "threads")
+        positive(self, "n_eval", "n_samples")
 
 
 def caches(p: Params) -> list[CacheKey]:

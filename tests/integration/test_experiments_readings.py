@@ -203,3 +203,18 @@ def test_fig9_correlates_the_papers_fig9_models_when_two_are_built():
     assert list(fig04._correlation(table, {"CLIP-L"}).columns) == ["CLIP-B", "CLIP-L", "OpenCLIP-L"]
     assert corr.loc["CLIP-L", "OpenCLIP-L"] == pytest.approx(0.9819805, abs=1e-6)
     assert fig04._correlation(table[table.model == "CLIP-B"], set()) is None
+
+
+@pytest.mark.parametrize("notebook", ["toy_world", "fig02_intrinsic_dimension", "fig03_textspan_vs_omp",
+                                      "appA2_textspan_equals_somp", "fig04_spectral_dataset_similarity", "real_model",
+                                      "tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment", "atlas",
+                                      "protocol"])
+def test_every_computing_page_takes_the_toy_profiles_one_thread_and_refuses_zero(notebook):
+    """`threads` lives in `ComputeParams`, once: the toy profile's 1 reaches every page that computes, 0 is refused
+    with the experiment's name."""
+    from residual_lib.experiments import experiment
+
+    module = experiment(notebook)
+    assert page_params(notebook, notebook_parameters(notebook, "toy")).threads == 1
+    with pytest.raises(ParamsError, match=rf"{module.__name__.rsplit('.', 1)[-1]}: parameter threads=0 must be positive"):
+        module.Params(threads=0)
