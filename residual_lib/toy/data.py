@@ -4,12 +4,15 @@
 `digits`; `label` names the attribute that is the class (shape, colour, pattern, position, size,
 background) or `object` (colour and shape together, 48 classes: the mixed reference set). Splits are
 generated from the manifest's seed: `test` on its own stream, `train` and `val` from one pool with
-`val` a stratified split of it (random_state 42, the paper's policy). Generation takes about a
-second per 5,000 images, so nothing is cached on disk; each split is kept in memory once built.
+`val` a stratified split of it (random_state 42, the paper's policy). Each generated pool is kept in
+memory and stored under `artifacts/toy_images/`, keyed by the digest of the drawing code: the book's pages
+run in separate processes and would each draw the same sketch and textured images again (seconds per split).
 """
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +21,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from ..files import atomic_file
+from ..paths import artifacts_dir
 from . import world
 
 LABELS = tuple(world.ATTRIBUTES) + ("object",)
@@ -56,10 +61,32 @@ def labels_of(attributes: dict[str, np.ndarray], label: str) -> np.ndarray:
     return attributes[label]
 
 
+@lru_cache(maxsize=1)
+def drawing_id() -> str:
+    """Digest of the code that draws toy images (world.py, this module): stored pools are reused only while it holds."""
+    code = Path(world.__file__).read_bytes() + Path(__file__).read_bytes()
+    return hashlib.sha256(code).hexdigest()[:16]
+
+
+def stored_pool_path(n: int, seed: int, stream: int, variant: str) -> Path:
+    """Where `_generated` stores a pool."""
+    return artifacts_dir() / "toy_images" / f"{variant}-n{n}-seed{seed}-stream{stream}-{drawing_id()}.npz"
+
+
 @lru_cache(maxsize=8)
 def _generated(n: int, seed: int, stream: int, variant: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """`generate` memoised per (size, seed, stream, variant): train and val share one pool."""
-    return generate(n, [seed, stream], variant)
+    """`generate` memoised per (size, seed, stream, variant) in memory and on disk: train and val share one pool."""
+    path = stored_pool_path(n, seed, stream, variant)
+    try:
+        with np.load(path) as stored:
+            return stored["images"], {k.removeprefix("attribute_"): stored[k] for k in stored.files if k != "images"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # missing, or damaged (zip's CRC fails): draw it
+        pass
+    images, attributes = generate(n, [seed, stream], variant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, **{f"attribute_{k}": v for k, v in attributes.items()})
+    return images, attributes
 
 
 def generate(n: int, seed_sequence: list[int], variant: str = "plain") -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -188,3 +188,36 @@ def test_section4_toy_pages_ask_for_counts_every_task_holds(page):
         splits = dataset_spec(name).splits
         for split in ("train", "val", "test"):
             assert params[f"n_{split}"] <= splits[split]["size"], (name, split)
+
+
+def test_generated_pools_are_stored_reused_and_redrawn_when_damaged(monkeypatch, tmp_path):
+    """Pages in separate processes share each drawn pool through artifacts/toy_images; a damaged file is drawn again."""
+    from residual_lib.toy import data
+
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    data._generated.cache_clear()
+    images, attributes = data._generated(50, 3, 1, "sketch")
+    path = data.stored_pool_path(50, 3, 1, "sketch")
+    assert path.is_file() and path.parent == tmp_path / "toy_images" and data.drawing_id() in path.name
+    expected_images, expected_attributes = generate(50, [3, 1], "sketch")
+    for got_images, got_attributes in (
+            (images, attributes),
+            _reloaded(data)):  # from the file, as another process reads it
+        np.testing.assert_array_equal(got_images, expected_images)
+        assert set(got_attributes) == set(world.ATTRIBUTES)
+        for name in world.ATTRIBUTES:
+            np.testing.assert_array_equal(got_attributes[name], expected_attributes[name])
+    with monkeypatch.context() as m:
+        m.setattr(data, "generate", lambda *a, **k: pytest.fail("drew a pool that is stored"))
+        _reloaded(data)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside the images' bytes
+    path.write_bytes(bytes(raw))
+    np.testing.assert_array_equal(_reloaded(data)[0], expected_images)
+    assert path.read_bytes() != bytes(raw)  # drawn again and stored whole
+    data._generated.cache_clear()
+
+
+def _reloaded(data):
+    data._generated.cache_clear()
+    return data._generated(50, 3, 1, "sketch")
