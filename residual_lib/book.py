@@ -507,7 +507,8 @@ def longest_first(layout: Layout, names: list[str]) -> list[str]:
     known: dict[str, float] = {}
     if layout.report.is_file():
         with layout.report.open(newline="") as f:
-            known = {r[REPORT_FIELDS[0]]: float(r[REPORT_FIELDS[3]]) for r in csv.DictReader(f)}
+            known = {r[REPORT_FIELDS[0]]: float(r[REPORT_FIELDS[3]]) for r in csv.DictReader(f)
+                     if r[REPORT_FIELDS[0]] in names}
     return sorted(names, key=lambda n: -known.get(n, float("inf")))
 
 
