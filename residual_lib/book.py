@@ -1,7 +1,7 @@
 """Execute the book's notebooks with papermill and build the Jupyter Book site.
 
     python -m residual_lib.book run   --profile smoke [--only NAME ...] [-p key=value ...]
-    python -m residual_lib.book build --profile toy   [--only NAME ...] [-p key=value ...]
+    python -m residual_lib.book build --profile toy   [--only NAME ...] [-p key=value ...] [--jobs N]
 
 `book/_toc.yml` is the single list of pages: every entry under `notebooks/` is a notebook whose
 Jupytext source is `notebooks/<name>.py` and whose executed copy is `book/notebooks/<name>.ipynb`.
@@ -9,7 +9,8 @@ Parameters come from `notebooks/params/<profile>/_defaults.yaml` (keys a noteboo
 are skipped) overlaid by `notebooks/params/<profile>/<name>.yaml` (keys must be declared), overlaid
 by `-p` overrides. Notebooks run with the `residual` kernel and the repository root as working
 directory. A failing cell stops that notebook; the others still run, then the command exits 1 and
-names every failing notebook and cell.
+names every failing notebook and cell. With `--jobs N`, N notebooks run at once, each in its own process
+(`run_parallel`).
 """
 
 import argparse
