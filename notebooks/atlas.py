@@ -28,7 +28,6 @@
 # opens that head's card.
 
 # %% tags=["parameters", "hide-input"]
-threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 models = ["toy-clip"]  # one atlas per model (registered names or open_clip architectures)
 reference_dataset = "toy-mixed"  # the heads' PCA, IDs, descriptions, thumbnails and probes
 datasets = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
@@ -53,6 +52,7 @@ probe_test_fraction = 0.3
 top = 5  # heads compared between the description and the probe rankings
 page_dir = "book/_static/atlas"  # where the pages are written, relative to the repository root
 embed_images = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
+threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 
 # %% tags=["hide-input"]
 import os

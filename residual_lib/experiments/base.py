@@ -89,8 +89,11 @@ class Params:
 
     @classmethod
     def names(cls) -> list[str]:
-        """The parameter names, in declaration order."""
-        return [f.name for f in dataclasses.fields(cls)]
+        """The parameter names: the experiment's own in declaration order, then those it inherits (`threads`)."""
+        inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
+                     for f in dataclasses.fields(base)}
+        names = [f.name for f in dataclasses.fields(cls)]
+        return [n for n in names if n not in inherited] + [n for n in names if n in inherited]
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]):
