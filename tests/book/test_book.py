@@ -327,3 +327,41 @@ def test_jobs_below_one_is_refused(book_project):
     layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
     with pytest.raises(book.BookError, match="jobs must be at least 1, got 0"):
         book.run(layout, "smoke", jobs=0)
+
+
+TIMED_NOTEBOOK = '''\
+# %% [markdown]
+# # A page that says when it ran
+
+# %% tags=["parameters"]
+seconds = 0.0
+
+# %%
+import time
+
+print("start", time.time())
+time.sleep(seconds)
+print("end", time.time())
+'''
+
+
+@pytest.mark.slow
+def test_parallel_run_starts_summary_pages_after_every_other_page(book_project, monkeypatch):
+    """The front page and the reproduction report read what the other pages leave behind: with --jobs they wait."""
+    from types import SimpleNamespace
+
+    import residual_lib.experiments as experiments
+
+    root = book_project({"slow": TIMED_NOTEBOOK, "summary": TIMED_NOTEBOOK, "quick": TIMED_NOTEBOOK},
+                        params={"slow": "seconds: 3.0\n"})
+    summary_page = SimpleNamespace(SUMMARY=True, Params=SimpleNamespace(names=lambda: ["seconds"],
+                                                                       from_dict=lambda values: values))
+    monkeypatch.setattr(experiments, "experiment", lambda name: summary_page if name == "summary" else None)
+    records = book.run(book.Layout(root), "smoke", jobs=2)
+    assert [r.notebook for r in records] == ["slow", "quick", "summary"] and {r.status for r in records} == {"ok"}
+    times = {}
+    for name in ("slow", "summary", "quick"):
+        text = stream_text(nbformat.read(book.Layout(root).executed(name), as_version=4))
+        times[name] = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()}
+    assert times["summary"]["start"] > max(times["slow"]["end"], times["quick"]["end"])
+    assert times["quick"]["start"] < times["slow"]["end"]  # the other pages did run at once
