@@ -299,7 +299,8 @@ def test_half_run_page_of_an_interrupted_build_is_refused(book_project):
 def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_project):
     """`--jobs 2`: both pages run in worker processes, each page's output goes to its own log, the failure is
     named as in a serial run and the report holds every page."""
-    root = book_project({"boom": FAILING_NOTEBOOK, "ok": OK_NOTEBOOK, "ok2": OK_NOTEBOOK})
+    raw = OK_NOTEBOOK + '\nos.write(2, b"written by the kernel itself\\n")\n'
+    root = book_project({"boom": FAILING_NOTEBOOK, "ok": OK_NOTEBOOK, "ok2": raw})
     proc = run_cli("run", "--profile", "smoke", "--root", str(root), "--jobs", "2")
     assert proc.returncode == 1
     assert "notebook 'boom'" in proc.stderr and "failed in cell 4" in proc.stderr
@@ -310,6 +311,8 @@ def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_proj
         assert "result 2 toy smoke" in layout.run_log(name).read_text()
         assert f"== {name}: ok in" in proc.stderr
     assert "result 2" not in proc.stdout + proc.stderr  # page output stays in the logs
+    assert "written by the kernel itself" in layout.run_log("ok2").read_text()
+    assert "written by the kernel itself" not in proc.stdout + proc.stderr
     with layout.report.open() as f:
         statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
     assert statuses == {"boom": "failed", "ok": "ok", "ok2": "ok", book.TOTAL_ROW: "failed"}
