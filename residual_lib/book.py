@@ -444,13 +444,18 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
         writer.writerows(table + [total])
 
 
-def execution_order(names: list[str]) -> list[str]:
-    """Toc order, except that summary pages (an experiment with `SUMMARY`: the front page, the reproduction
-    report), which read what the other pages leave behind, run after them."""
+def summary_pages(names: list[str]) -> list[str]:
+    """The summary pages among `names` (an experiment with `SUMMARY`: the front page, the reproduction report),
+    which read what the other pages leave behind."""
     from residual_lib.experiments import experiment
 
-    summary = {n for n in names if getattr(experiment(n), "SUMMARY", False)}
-    return [n for n in names if n not in summary] + [n for n in names if n in summary]
+    return [n for n in names if getattr(experiment(n), "SUMMARY", False)]
+
+
+def execution_order(names: list[str]) -> list[str]:
+    """Toc order, except that the summary pages run after the others."""
+    summary = summary_pages(names)
+    return [n for n in names if n not in summary] + summary
 
 
 def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -527,10 +532,9 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from residual_lib.experiments import experiment
     from tqdm.auto import tqdm
 
-    summary = [n for n in names if getattr(experiment(n), "SUMMARY", False)]
+    summary = summary_pages(names)
     waves = [longest_first(layout, [n for n in names if n not in summary]), summary]
     records: dict[str, RunRecord] = {}
     bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
