@@ -13,12 +13,11 @@ import pandas as pd
 
 from .. import cache, plots_pursuit
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..models import load_model
 from ..plots_spectral import model_display
 from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
-from .base import ComputeParams, Result, positive, readings_text
+from .base import ComputeParams, Result, computes, positive, readings_text
 
 RAW, PROJECTED = "raw dictionary", "projected on each head's span"
 
@@ -52,13 +51,9 @@ def caches(p: Params) -> list[CacheKey]:
     return [CacheKey(p.model_name, p.dataset, p.split, p.n, p.seed, p.cache_dtype)]
 
 
+@computes
 def run(p: Params) -> Result:
     """TextSpan against SOMP (L2 and L1) on every head, with the raw and the projected dictionary."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     key, = caches(p)
     model = load_model(key.model, device=p.device)
     units = cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())

@@ -14,11 +14,10 @@ import pandas as pd
 from .. import cache
 from ..atlas import head_atlas, top_overlap, use_scores, write_page
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..datasets import dataset_spec
 from ..models import load_model
 from ..plots_spectral import model_display
-from .base import ComputeParams, ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,9 @@ def _atlas(p: Params, name: str) -> dict:
                       probe_test_fraction=p.probe_test_fraction, seed=p.seed, device=p.device)
 
 
+@computes
 def run(p: Params) -> Result:
     """One atlas document and page per model; tables of the heads and of the description-vs-probe check."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     docs, pages, heads, checks = {}, {}, [], []
     for name in p.models:
         doc = docs[name] = _atlas(p, name)

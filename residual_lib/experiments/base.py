@@ -12,12 +12,15 @@ An experiment is a module per paper figure or table (`residual_lib.experiments.f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import pandas as pd
+
+from ..device import cpu_threads
 
 
 class ParamsError(ValueError):
@@ -76,6 +79,7 @@ class Params:
                 raise ParamsError(f"{self._experiment()}: parameter {f.name}={value!r} "
                                   f"is not {_type_name(hints[f.name])}")
         try:
+            self._inherited_check()
             self.check()
         except ParamsError as err:
             raise ParamsError(f"{self._experiment()}: {err}") from None
@@ -86,6 +90,9 @@ class Params:
 
     def check(self) -> None:
         """Rules that involve several fields; none by default."""
+
+    def _inherited_check(self) -> None:
+        """Rules on the fields an intermediate base class adds, so a subclass's `check` need not call them."""
 
     @classmethod
     def names(cls) -> list[str]:
@@ -119,12 +126,19 @@ class ComputeParams(Params):
 
     threads: int | None = None  # CPU threads of torch, BLAS and OpenMP in `run` (None: the libraries' own)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        try:
-            positive(self, "threads")
-        except ParamsError as err:
-            raise ParamsError(f"{self._experiment()}: {err}") from None
+    def _inherited_check(self) -> None:
+        positive(self, "threads")
+
+
+def computes(run: Callable[[ComputeParams], "Result"]) -> Callable[[ComputeParams], "Result"]:
+    """Decorate an experiment's `run(p)` to execute under `cpu_threads(p.threads)`."""
+
+    @functools.wraps(run)
+    def threaded(p: ComputeParams) -> "Result":
+        with cpu_threads(p.threads):
+            return run(p)
+
+    return threaded
 
 
 def positive(params: Params, *names: str) -> None:

@@ -14,12 +14,11 @@ import pandas as pd
 from .. import cache
 from ..cache import CacheKey
 from ..datasets import dataset_spec
-from ..device import cpu_threads
 from ..intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import model_display, plot_intrinsic_dimension, side_table
-from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol).
@@ -70,13 +69,9 @@ def caches(p: Params) -> list[CacheKey]:
     return [CacheKey(m, p.dataset, p.split, n, seed, p.cache_dtype) for m in p.models]
 
 
+@computes
 def run(p: Params) -> Result:
     """Per-head and per-layer intrinsic dimensions for every model; findings for the page's prose."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     per_head, summaries, d_head = {}, {}, {}
     for key in caches(p):
         model = load_model(key.model, device=p.device)

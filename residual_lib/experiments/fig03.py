@@ -15,14 +15,13 @@ import pandas as pd
 from .. import cache, plots_pursuit, style
 from ..agreement import textspan_omp_agreement
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import model_display
 from ..pursuit import signals_from_units, text_atoms
 from ..text_dictionary import text_dictionary
 from ..units import parse_unit
-from .base import ComputeParams, ParamsError, Result, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, computes, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
@@ -70,14 +69,10 @@ def figure_number(pc: int) -> str:
     return {1: "3", 2: "8"}.get(pc, f"3 (PC{pc})")
 
 
+@computes
 def run(p: Params) -> Result:
     """Agreement of TextSpan and OMP per head (for `pc` and each of `extra_pcs`), the descriptions of the extreme
     heads (and of the heads the paper names, on its model), and the probe check."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     key, = caches(p)
     model = load_model(key.model, device=p.device)
     if not 1 <= p.last_layers <= model.n_layers:

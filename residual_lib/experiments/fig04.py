@@ -17,7 +17,6 @@ import torch
 
 from .. import cache, plots_spectral, style
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..datasets import dataset_spec
 from ..models import load_model
 from ..paper import reference
@@ -26,7 +25,7 @@ from ..pursuit import signals_from_units, somp
 from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..text_dictionary import text_dictionary
 from ..units import head_name, parse_unit
-from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 from .fig03 import PAPER_MODEL, paper_heads
 
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
@@ -88,13 +87,9 @@ def _extract(model, key: CacheKey, p: Params):
     return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
 
 
+@computes
 def run(p: Params) -> Result:
     """Similarities per model, dataset and head; dataset orders; standout heads; the cross-model correlation."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     tables, first = [], None
     for name in p.models:
         model = load_model(name, device=p.device)

@@ -20,7 +20,6 @@ from .. import style
 from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
                          resolve_logit_scale, residual_alignment, task_caches, top_components)
 from ..cache import CacheKey, extract
-from ..device import cpu_threads
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
@@ -30,7 +29,7 @@ from ..stored import stored
 from ..toy.checkpoint import weights_id
 from ..text_dictionary import text_dictionary
 from ..training import protocol_config
-from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
 FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right
@@ -141,13 +140,9 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
     return out
 
 
+@computes
 def run(p: Params) -> Result:
     """Train (or read the stored training of) every method on every model and task; tables, findings, plots' data."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     trained, archs, first_model = {}, {}, None
     for name in p.models:
         model = load_model(name, device=p.device)

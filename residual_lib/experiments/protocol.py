@@ -27,7 +27,6 @@ from .. import cache
 from ..agreement import textspan_omp_agreement
 from ..alignment import load_task, resolve_logit_scale, task_caches
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..models import load_model
 from ..paths import REPO_ROOT
 from ..protocol import protocol_table
@@ -39,7 +38,7 @@ from ..training import PROTOCOLS
 from ..units import parse_unit
 from ..zeroshot import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
-from .base import ComputeParams, ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 from .fig04 import _n_for
 
 # Each experiment parameter that switches a reading -> the topic of its row in residual_lib.protocol.CHOICES.
@@ -125,13 +124,9 @@ def _extract(model, key: CacheKey, p: Params):
     return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
 
 
+@computes
 def run(p: Params) -> Result:
     """The choices table with each profile's values and this build's measured effects."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     model = load_model(p.model_name, device=p.device)
     ref = _extract(model, _reference_key(p), p)
     spectral = matching_effect(ref, {k.dataset: _extract(model, k, p) for k in _dataset_keys(p)}, p.evr_threshold,

@@ -26,7 +26,6 @@ import pandas as pd
 
 from .. import cache, claims, plots_spectral, style
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..datasets import dataset_spec, load_dataset
 from ..intrinsic_dim import layer_summary, unit_intrinsic_dimensions
 from ..models import load_model
@@ -37,7 +36,7 @@ from ..plots_spectral import dataset_display, model_display, order_agreement, or
 from ..probe import probe_accuracy
 from ..spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..units import UnitSet, parse_unit
-from .base import ComputeParams, ParamsError, Result, nonempty, positive
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 
 PAPER_MODEL = "DINOv2-L"  # the paper's model of this family: Figure 2's panel, Figure 14's order
 PAGE_IDS = "fig02_intrinsic_dimension", "fig04_spectral_dataset_similarity"  # whose claims this page tests
@@ -139,13 +138,9 @@ def depth_fraction(layers: pd.Series) -> pd.Series:
     return layers.astype(float) / max(1, int(layers.max()))
 
 
+@computes
 def run(p: Params) -> Result:
     """IDs per layer, similarities per head and dataset, class probes per head, PC-end images, claim verdicts."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     model = load_model(p.model_name, device=p.device)  # converts the weights (once) before any helper starts
     name = model_display(p.model_name)
     ref_key, *keys = caches(p)

@@ -17,7 +17,6 @@ import pandas as pd
 from .. import style
 from ..alignment import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches
 from ..cache import CacheKey
-from ..device import cpu_threads
 from ..models import load_model
 from ..paper import reference
 from ..plots_spectral import dataset_display, model_display
@@ -27,7 +26,7 @@ from ..selection import head_scores, top_heads
 from ..stored import stored
 from ..toy.checkpoint import weights_id
 from ..training import protocol_config
-from .base import ComputeParams, ParamsError, Result, nonempty, positive, readings_text
+from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
 # The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
@@ -133,13 +132,9 @@ def kept_heads(task, k: int, head_score: str = "per_sample") -> pd.DataFrame:
     return table
 
 
+@computes
 def run(p: Params) -> Result:
     """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     rows, sweeps, probes, n_heads = [], [], [], {}
     for name in p.models:
         model = load_model(name, device=p.device)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..cache import CacheKey
-from ..device import cpu_threads
-from .base import ComputeParams, Result, nonempty, positive
+from .base import ComputeParams, Result, computes, nonempty, positive
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,9 @@ def caches(p: Params) -> list[CacheKey]:
     return []
 
 
+@computes
 def run(p: Params) -> Result:
     """Sample grid, out-of-distribution rows, the training record and the zero-shot table."""
-    with cpu_threads(p.threads):
-        return _run(p)
-
-
-def _run(p: Params) -> Result:
     from ..datasets import dataset_spec, load_dataset
     from ..models import load_model
     from ..toy.data import captioned_samples

@@ -211,10 +211,12 @@ def test_fig9_correlates_the_papers_fig9_models_when_two_are_built():
                                       "protocol"])
 def test_every_computing_page_takes_the_toy_profiles_one_thread_and_refuses_zero(notebook):
     """`threads` lives in `ComputeParams`, once: the toy profile's 1 reaches every page that computes, 0 is refused
-    with the experiment's name."""
+    with the experiment's name, and `run` is wrapped by `computes`, which applies it."""
     from residual_lib.experiments import experiment
+    from residual_lib.experiments.base import computes
 
     module = experiment(notebook)
+    assert module.run.__code__ is computes(lambda p: None).__code__
     assert page_params(notebook, notebook_parameters(notebook, "toy")).threads == 1
     with pytest.raises(ParamsError, match=rf"{module.__name__.rsplit('.', 1)[-1]}: parameter threads=0 must be positive"):
         module.Params(threads=0)

@@ -43,3 +43,24 @@ def test_cpu_threads_none_leaves_the_pools_alone_and_zero_is_refused():
         with cpu_threads(0):
             pass
     assert torch.get_num_threads() == 2
+
+
+def test_computes_runs_an_experiment_under_its_threads_and_restores_them():
+    from dataclasses import dataclass
+
+    from residual_lib.experiments.base import ComputeParams, computes
+
+    @dataclass(frozen=True)
+    class Params(ComputeParams):
+        pass
+
+    @computes
+    def run(p):
+        """An experiment's run."""
+        return torch.get_num_threads()
+
+    torch.set_num_threads(2)
+    assert run(Params(threads=1)) == 1
+    assert torch.get_num_threads() == 2
+    assert run(Params()) == 2
+    assert run.__doc__ == "An experiment's run."
