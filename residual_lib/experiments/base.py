@@ -5,7 +5,8 @@ An experiment is a module per paper figure or table (`residual_lib.experiments.f
 - `Params`, a frozen dataclass deriving from `base.Params`: the single source of its parameter names,
   types, defaults (the toy profile's values) and validation;
 - `caches(params) -> list[CacheKey]`: the unit caches `run` reads, for the planner;
-- `run(params) -> Result`: tidy tables and the named numbers the page quotes;
+- `run(params) -> Result`: tidy tables and the named numbers the page quotes (an experiment that computes
+  derives its `Params` from `ComputeParams` and decorates `run` with `computes`, which applies `threads`);
 - plot functions over a `Result`.
 """
 
