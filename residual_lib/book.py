@@ -503,9 +503,10 @@ def _run_logged(layout: Layout, name: str, profile: str, overrides: dict[str, An
     """`run_notebook` in a worker process, the notebook's own output written to its log file."""
     log = layout.run_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()  # what the worker wrote before stays on the console, not in this page's log
+    sys.stderr.flush()
     with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         # The kernel inherits this worker's file descriptors: what it writes to them (its own warnings) goes here too.
-        sys.stdout.flush()
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         return run_notebook(layout, name, profile, overrides, log_output=True)
