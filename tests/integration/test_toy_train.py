@@ -84,6 +84,9 @@ def test_same_seed_gives_the_same_checkpoint_bytes(tmp_path):
     two = replace(SHORT, threads=2)  # the toy profile's thread count: still one checkpoint per seed
     d, e = (train.train(two, tmp_path / name, progress=False) for name in "de")
     assert sha256(d) == sha256(e)
+    bf16 = replace(two, precision="bf16")  # the toy profile's arithmetic: deterministic too, and not fp32's
+    f, g = (train.train(bf16, tmp_path / name, progress=False) for name in "fg")
+    assert sha256(f) == sha256(g) != sha256(d)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["sha256"] == sha256(a) and manifest["config"]["steps"] == 3
     assert is_current(tmp_path / "a", SHORT) and not is_current(tmp_path / "a", replace(SHORT, lr=1.0))
@@ -115,6 +118,11 @@ def test_smoke_model_trains_once_and_loads_by_name(tmp_artifacts):
 def test_unknown_profile_names_the_valid_ones():
     with pytest.raises(ValueError, match="valid: toy, smoke"):
         ensure_model("huge")
+
+
+def test_unknown_precision_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"precision 'fp16'; valid: fp32, bf16"):
+        replace(SHORT, precision="fp16")
 
 
 def test_creating_the_toy_model_does_not_warn_about_missing_weights(caplog):
