@@ -205,6 +205,14 @@ def gap_table(accuracy: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return closed.assign(gap=gap[room.index])[["gap", *methods]].reset_index().rename_axis(columns=None)
 
 
+def beyond_full(gap: pd.DataFrame, methods: list[str]) -> str:
+    """The tasks of a `gap_table` on which a method beat Full finetuning (share above 1), each with those methods."""
+    several = gap["model"].nunique() > 1
+    rows = [(f"{r['model']} " if several else "") + f"{r['dataset']} ({', '.join(m for m in methods if r[m] > 1)})"
+            for _, r in gap.iterrows() if any(r[m] > 1 for m in methods)]
+    return "; ".join(rows) or "none"
+
+
 def ours_minus_paper(accuracy: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Long table (model, dataset, method, ours, paper, ours - paper) where the paper reports our model."""
     merged = accuracy.drop(columns="params").rename(columns={"accuracy": "ours"}).merge(
@@ -290,6 +298,8 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
         "gap_rd": closed["RD"], "gap_lin": closed["Lin"], "gap_rdstar": closed["RD*"], "gap_rdy": closed["RDY"],
         "n_rd_beats_lin": int((gap["RD"] > gap["Lin"]).sum()) if "Lin" in gap else 0,
         "n_rd_half": int((gap["RD"] >= 0.5).sum()),
+        "beyond_full": beyond_full(gap, [m for m in TABLE2_METHODS if m in gap]),
+        "finetune_epochs": p.finetune_max_epochs,
         "shared_models": ", ".join(shared) if shared else "none",
         "untrained_tasks": ", ".join(d for d in tasks if d not in moved) or "none",
         "described_tasks": ", ".join(described) or "none",

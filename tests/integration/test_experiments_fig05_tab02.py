@@ -84,6 +84,15 @@ def test_gap_table_keeps_tasks_with_room_and_scales_each_method_between_base_and
     assert gap.loc[0, "Lin"] == pytest.approx(-1 / 6)
 
 
+def test_beyond_full_names_each_task_where_a_method_beat_full_finetuning():
+    gap = pd.DataFrame({"model": ["m", "m", "m"], "dataset": ["a", "b", "c"], "gap": [0.3, 0.4, 0.5],
+                        "Lin": [1.2, 0.5, 1.0], "RD": [1.1, 0.9, 0.7]})
+    assert fig05_tab02.beyond_full(gap, ["Lin", "RD"]) == "a (Lin, RD)"  # c's Lin equals Full: not beyond
+    assert fig05_tab02.beyond_full(gap.iloc[1:], ["Lin", "RD"]) == "none"
+    two = pd.concat([gap, gap.assign(model="o", RD=[0.1, 1.5, 0.1])])
+    assert fig05_tab02.beyond_full(two, ["RD"]) == "m a (RD); o b (RD)"
+
+
 @pytest.mark.slow
 def test_run_on_the_smoke_profile(tmp_artifacts):
     matplotlib.use("Agg")
