@@ -107,8 +107,9 @@ def test_run_on_the_smoke_profile(tmp_artifacts):
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
         "rdstar_params", "lin_params", "readings", "described_tasks", "ft_text", "n_gap_tasks", "gap_tasks",
-        "gap_rd", "gap_lin", "gap_rdstar", "gap_rdy", "n_rd_beats_lin", "n_rd_half"}
+        "gap_rd", "gap_lin", "gap_rdstar", "gap_rdy", "n_rd_beats_lin", "n_rd_half", "beyond_full", "finetune_epochs"}
     assert result.findings["n_gap_tasks"] == len(result.tables["gap"])
+    assert result.findings["finetune_epochs"] == smoke().finetune_max_epochs
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
     params = result.tables["table2_params"].set_index("method")["params"]
