@@ -180,7 +180,7 @@ def _precision(precision: str):
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    # The CPU flash-attention kernel's bf16 backward took 60 ms a layer, fifteen times its fp32 time; the math
+    # The CPU flash-attention kernel's bf16 backward took 60 ms a layer, thirteen times its fp32 time; the math
     # kernel runs attention as batched matrix products, which bf16 speeds up like the rest.
     with torch.autocast("cpu", dtype=torch.bfloat16), sdpa_kernel(SDPBackend.MATH):
         yield
