@@ -20,9 +20,9 @@ import numpy as np
 import open_clip
 import torch
 
-from residual_lib.adapters.open_clip import OpenClipAdapter
-from residual_lib.cache import UnitCache, extract
-from residual_lib.datasets import DatasetSpec
+from residual_lib.models.open_clip import OpenClipAdapter
+from residual_lib.store.cache import UnitCache, extract
+from residual_lib.data.datasets import DatasetSpec
 
 SHAPES = {"ViT-B-32": (12, 12, 64, 512), "ViT-L-14": (24, 16, 64, 768)}  # L, H, d_head, E
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from residual_lib.cache import DIGEST, FORMAT, SHARD_FILES, UnitCache, _content_hash
+from residual_lib.store.cache import DIGEST, FORMAT, SHARD_FILES, UnitCache, _content_hash
 from residual_lib.files import file_digest
-from residual_lib.units import unit_names
+from residual_lib.units.unit_set import unit_names
 
 L, H, R, E = 24, 16, 66, 768  # ViT-L/14: layers, heads, d_head + 2, embedding width
 PAPER_N = 80_000

@@ -16,7 +16,7 @@ import numpy as np
 import open_clip
 import torch
 
-from residual_lib.adapters.open_clip import OpenClipAdapter
+from residual_lib.models.open_clip import OpenClipAdapter
 from residual_lib.device import resolve_device
 
 

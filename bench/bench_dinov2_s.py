@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from residual_lib import dinov2_onnx, load_model
-from residual_lib.cache import subsample
-from residual_lib.datasets import load_dataset
+from residual_lib import load_model
+from residual_lib.models import dinov2_onnx
+from residual_lib.store.cache import subsample
+from residual_lib.data.datasets import load_dataset
 
 
 def fresh_conversion_seconds() -> float:

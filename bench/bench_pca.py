@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402  (thread variables must be set before numpy loa
 import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from residual_lib.pca import UnitPCA, fix_signs  # noqa: E402
-from residual_lib.synthetic_units import random_unit_set  # noqa: E402
+from residual_lib.analysis.pca import UnitPCA, fix_signs  # noqa: E402
+from residual_lib.units.synthetic import random_unit_set  # noqa: E402
 
 torch.set_num_threads(args.threads)
 n = 2_000 if args.quick else 10_000

@@ -74,8 +74,8 @@ def main() -> None:
     a = _args()
     threadpool_limits(a.threads)  # numpy's BLAS, for the loop
 
-    from residual_lib.pursuit import signals_from_units, somp, textspan
-    from residual_lib.units import UnitSet
+    from residual_lib.analysis.pursuit import signals_from_units, somp, textspan
+    from residual_lib.units.unit_set import UnitSet
 
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)

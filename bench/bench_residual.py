@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from residual_lib.residual import Architecture, make_method
-from residual_lib.units import UnitSet, unit_names
+from residual_lib.alignment.residual import Architecture, make_method
+from residual_lib.units.unit_set import UnitSet, unit_names
 
 
 def _args() -> argparse.Namespace:

@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from residual_lib.cache import extract
-from residual_lib.datasets import load_dataset
+from residual_lib.store.cache import extract
+from residual_lib.data.datasets import load_dataset
 from residual_lib.device import cpu_threads
-from residual_lib.models import load_model
+from residual_lib.models.registry import load_model
 
 
 def main() -> None:

@@ -12,7 +12,10 @@ times are those of a first build after the packages are installed; with --artifa
 folder, training is a no-op and caches are reused. The budget (issue 13, quiet 2-core machine): training
 <= 240 s, each page <= 90 s. Beside each wall time: the CPU seconds of the stage's processes (user + system,
 every thread) and the load average, since a loaded machine is slower (and its waiting threads inflate the CPU
-seconds too).
+seconds too). The first and last lines give the machine: torch's CPU capability (the widest instruction set its
+kernels use, e.g. AVX2 or AVX512; bf16 arithmetic is fast only with AVX512-BF16 or AMX), the core count and the
+load average (1, 5 and 15 minutes); the last also gives the whole's wall and CPU seconds and their ratio to the
+10-minute budget.
 
 With --jobs N the pages run as `make book` runs them: one `python -m residual_lib.book build --jobs N` (N pages at
 once, then the site); the table gives each page's runtime from the build report and the book stage's wall time.
@@ -38,7 +41,7 @@ BUILD_BUDGET_S = 600.0
 
 def pages() -> list[str]:
     """The toc's notebook pages, in build order."""
-    from residual_lib.book import Layout, toc_notebooks
+    from residual_lib.book.runner import Layout, toc_notebooks
 
     return toc_notebooks(Layout(ROOT))
 
@@ -59,11 +62,20 @@ def stage(name: str, cmd: list[str], env: dict[str, str]) -> tuple[float, float,
     return seconds, cpu, proc.returncode
 
 
+def machine() -> str:
+    """torch's CPU capability, the core count and the load average: what the times depend on."""
+    import torch
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"CPU capability {torch.backends.cpu.get_cpu_capability()}; {os.cpu_count()} cores "
+            f"({len(os.sched_getaffinity(0))} usable); load average {load} (1, 5, 15 min)")
+
+
 def report_runtimes() -> dict[str, float]:
     """Each page's runtime in the book runner's build report."""
     import csv
 
-    from residual_lib.book import REPORT_FIELDS, TOTAL_ROW, Layout
+    from residual_lib.book.runner import REPORT_FIELDS, TOTAL_ROW, Layout
 
     with Layout(ROOT).report.open(newline="") as f:
         return {r[REPORT_FIELDS[0]]: float(r[REPORT_FIELDS[3]]) for r in csv.DictReader(f)
@@ -84,16 +96,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="toy-build-") as tmp:
         artifacts = args.artifacts or Path(tmp)
         env = {**os.environ, "RESIDUAL_ARTIFACTS": str(artifacts.resolve()), "PYTHONPATH": str(ROOT)}
-        print(f"artifacts {artifacts}; load average before {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
+        print(f"artifacts {artifacts}; {machine()}", flush=True)
         rows, failed = [], 0
 
         def show(name: str, seconds: float, cpu: float | None, rc: int, budget: float) -> None:
             nonlocal failed
             verdict = "FAILED" if rc else ("ok" if seconds <= budget else "over budget")
-            rows.append((name, seconds, budget, verdict))
+            rows.append((name, seconds, budget, verdict, cpu))
             failed += bool(rc)
             used = "" if cpu is None else f"{cpu:8.1f} s CPU"
-            print(f"{name:40s} {seconds:8.1f} s  {used:14s}  (budget {budget:.0f} s: {verdict}; "
+            print(f"{name:40s} {seconds:8.1f} s wall {used:14s}  (budget {budget:.0f} s: {verdict}; "
                   f"load {os.getloadavg()[0]:.2f})", flush=True)
 
         stages = [n for n in names if n in chosen]
@@ -107,16 +119,18 @@ def main() -> int:
             seconds, cpu, rc = stage("book", cmd, env)
             for name, runtime in report_runtimes().items():
                 if name in pages_chosen:
-                    print(f"  {name:38s} {runtime:8.1f} s  (budget {PAGE_BUDGET_S:.0f} s: "
-                          f"{'ok' if runtime <= PAGE_BUDGET_S else 'over budget'})", flush=True)
+                    print(f"  {name:38s} {runtime:8.1f} s wall (CPU: in the book stage's; budget "
+                          f"{PAGE_BUDGET_S:.0f} s: {'ok' if runtime <= PAGE_BUDGET_S else 'over budget'})", flush=True)
             show(f"book build ({args.jobs} pages at once, site)", seconds, cpu, rc, BUILD_BUDGET_S)
         else:
             for name in pages_chosen:
                 cmd = [sys.executable, "-m", "residual_lib.book", "run", "--profile", "toy", "--only", name, "--quiet"]
                 show(name, *stage(name, cmd, env), PAGE_BUDGET_S)
-        total = sum(r[1] for r in rows)
-        print(f"{'total':40s} {total:8.1f} s  (budget of a whole build {BUILD_BUDGET_S:.0f} s; "
-              f"load average after {os.getloadavg()})")
+        total, total_cpu = sum(r[1] for r in rows), sum(r[4] or 0.0 for r in rows)
+        print(f"{'total':40s} {total:8.1f} s wall {total_cpu:8.1f} s CPU  ({total / BUILD_BUDGET_S:.2f} of the "
+              f"{BUILD_BUDGET_S / 60:.0f}-minute budget of a whole build; "
+              f"{'pages one after another, unlike make book' if pages_chosen and not args.jobs else 'as run'})")
+        print(f"after: {machine()}", flush=True)
     return 1 if failed else 0
 
 

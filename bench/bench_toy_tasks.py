@@ -24,24 +24,24 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from residual_lib.alignment import full_finetuning, in_memory, load_task, residual_alignment
-from residual_lib.cache import extract
-from residual_lib.datasets import dataset_spec
-from residual_lib.residual import Architecture
-from residual_lib.selection import coarse_selection
+from residual_lib.alignment.tasks import full_finetuning, in_memory, load_task, residual_alignment
+from residual_lib.store.cache import extract
+from residual_lib.data.datasets import dataset_spec
+from residual_lib.alignment.residual import Architecture
+from residual_lib.alignment.selection import coarse_selection
 from residual_lib.experiments import fig05_tab02
-from residual_lib.training import FINETUNE_MAX_LR, TrainConfig
+from residual_lib.alignment.training import FINETUNE_MAX_LR, TrainConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "notebooks" / "params" / "toy" / "fig05_tab02_residual_alignment.yaml"
 
 
 def _model(checkpoint: Path | None):
     """The toy CLIP as the pages load it, or the weights of another checkpoint of the same architecture."""
-    from residual_lib.models import load_model
+    from residual_lib.models.registry import load_model
 
     if checkpoint is None:
         return load_model("toy-clip")
-    from residual_lib.adapters.open_clip import OpenClipAdapter
+    from residual_lib.models.open_clip import OpenClipAdapter
     from residual_lib.toy.model import from_checkpoint, preprocess_of, tokenizer_of
 
     module = from_checkpoint("toy", checkpoint)
@@ -56,9 +56,9 @@ def screen(model, datasets: list[str], n_train: int, n_test: int) -> pd.DataFram
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from residual_lib.datasets import load_dataset
+    from residual_lib.data.datasets import load_dataset
     from residual_lib.toy.evaluate import image_embeddings
-    from residual_lib.zeroshot import ZeroShotClassifier
+    from residual_lib.alignment.zeroshot import ZeroShotClassifier
 
     rows = []
     for name in datasets:

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402  (thread variables must be set before numpy loa
 import skdim  # noqa: E402
 import torch  # noqa: E402
 
-from residual_lib.intrinsic_dim import TwoNN  # noqa: E402
+from residual_lib.analysis.intrinsic_dim import TwoNN  # noqa: E402
 
 torch.set_num_threads(args.threads)
 

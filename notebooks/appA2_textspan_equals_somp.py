@@ -32,7 +32,8 @@ tolerance = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
 textspan_center = True  # the projected dictionary's span: centred; False: uncentred (the authors')
 
 # %% tags=["hide-input"]
-from residual_lib import page, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import appA2
 
 style.apply()

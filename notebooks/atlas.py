@@ -59,7 +59,7 @@ import os
 
 from IPython.display import HTML, display
 
-from residual_lib import page
+from residual_lib.book import page
 from residual_lib.experiments import atlas
 
 result = atlas.run(page.params(atlas.Params, globals()))

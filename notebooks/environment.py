@@ -27,7 +27,8 @@ packages = [  # distributions whose installed versions are listed
 import pandas as pd
 from myst_nb import glue
 
-from residual_lib import __version__, provenance
+from residual_lib import __version__
+from residual_lib.book import provenance
 
 machine = provenance.machine(device)
 versions = provenance.package_versions(packages)

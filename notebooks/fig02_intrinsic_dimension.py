@@ -32,7 +32,8 @@ ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the auth
 sample = "paper_text"  # rows: n of the split, or "authors_code": 50,000 uniform rows, seed 42 (their experiment1.py)
 
 # %% tags=["hide-input"]
-from residual_lib import page, results, style
+from residual_lib.book import page
+from residual_lib.report import results, style
 from residual_lib.experiments import fig02
 
 style.apply()

@@ -38,7 +38,8 @@ textspan_center = True  # project on the centred span; False: the uncentred samp
 omp_normalize = True  # OMP on unit-norm projected atoms; False: as projected (the authors')
 
 # %% tags=["hide-input"]
-from residual_lib import page, results, style
+from residual_lib.book import page
+from residual_lib.report import results, style
 from residual_lib.experiments import fig03
 
 style.apply()
@@ -69,7 +70,7 @@ page.claims(fig03, result)
 # head's samples and `k` with **OMP** on one principal component of the head (PC1: Figure 3; PC2:
 # Figure 8), and scores how close the two sets are with a Z-score.
 #
-# **The score, as this page computes it** (`residual_lib.agreement`). The paper compares "the cosine
+# **The score, as this page computes it** (`residual_lib.analysis.agreement`). The paper compares "the cosine
 # similarity between" the two sets with "the average cosine similarity mu between the descriptions
 # selected by TextSpan and the entire dictionary", Z = |sim - mu| / sigma. Here each set is its centroid
 # (the mean of its unit-normalised text embeddings, c_A for TextSpan, c_B for OMP); sim = cos(c_A, c_B),
@@ -121,7 +122,7 @@ page.show(result.tables["paper_descriptions"], caption=style.paper_label("Exampl
 #
 # The paper cannot check what a head "really" encodes; the toy world can. For each head and each
 # attribute of the images (shape, colour, ...), a logistic-regression probe is trained on a stratified
-# part of the head's samples and scored on the rest (`residual_lib.probe`); its **skill** is
+# part of the head's samples and scored on the rest (`residual_lib.analysis.probe`); its **skill** is
 # (accuracy - chance) / (1 - chance). A head's descriptions *name* an attribute when they mention
 # its values ("a red object" names colour); each head gets the attribute its TextSpan descriptions
 # name most (several when tied). The boxes in each row mark those attributes; the colour is what the

@@ -38,7 +38,8 @@ attribute_probe = True  # toy world only: check the descriptions against linear 
 similarity_matching = "cosine"  # Eq. 3: "cosine" (the text), "weighted" (the authors' code), "index"
 
 # %% tags=["hide-input"]
-from residual_lib import page, results, style
+from residual_lib.book import page
+from residual_lib.report import results, style
 from residual_lib.experiments import fig04
 
 style.apply()

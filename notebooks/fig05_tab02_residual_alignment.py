@@ -47,14 +47,14 @@ logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the 
 prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
-from residual_lib import page, results, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import fig05_tab02 as fig05
 
 style.apply()
 result = fig05.run(page.params(fig05.Params, globals()))
 page.glue_findings(result.findings)
-_ = results.save(result.tables["table2"].drop(columns="params"), "table2")
-_ = results.save(result.tables["table2_params"], "table2_params")
+_ = fig05.save_results(result)
 
 # %% [markdown]
 # ## What this build shows
@@ -82,7 +82,7 @@ page.claims(fig05, result)
 # learning rate from an LR range test, at most 30 epochs, early stopping with patience 5 on validation
 # accuracy, best weights restored.
 #
-# Choices where the paper is silent (all in `residual_lib.residual`, tested): mu is not added back
+# Choices where the paper is silent (all in `residual_lib.alignment.residual`, tested): mu is not added back
 # (as in the authors' code); lambda starts at exactly 1 rather than 1 plus noise (each lambda has its
 # own gradient, so there is no symmetry to break, and the untrained method is the centred model); RD
 # keeps the top d_head PCs of each head (a head's points span d_head + 2 dimensions, the paper's
@@ -170,7 +170,7 @@ fig = fig05.plot_pc_scales(result)
 #
 # The components with the largest scale for each task on which RD beat the model itself (here:
 # {glue:text}`described_tasks`), each described by the three texts of the dictionary that orthogonal
-# matching pursuit (OMP, `residual_lib.pursuit.omp`; on one vector SOMP is OMP) picks for its direction in
+# matching pursuit (OMP, `residual_lib.analysis.pursuit.omp`; on one vector SOMP is OMP) picks for its direction in
 # the output space (sign: whether the text points along or against it). Read each description with its
 # scale: a component scaled by 1.001 was barely touched. Tasks where early stopping kept the untrained
 # method have nothing to describe: {glue:text}`untrained_tasks`.
@@ -181,7 +181,7 @@ page.show(result.tables["described"], caption="The most amplified components and
 # %% [markdown]
 # ### Does ResiDual amplify the heads that carry the task's attribute?
 #
-# The toy world knows every image's attributes, so a linear probe per head (`residual_lib.probe`,
+# The toy world knows every image's attributes, so a linear probe per head (`residual_lib.analysis.probe`,
 # held-out accuracy of a logistic regression on the head's coordinates of the task's test images) says
 # which heads carry each task's attribute. Beside it, each head's mean RD scale for that task; the
 # scatter plots show the tasks where RD was trained.

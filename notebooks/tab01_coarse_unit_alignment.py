@@ -41,7 +41,8 @@ logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the 
 prompts = "manifest"  # class names and templates: "manifest" or "authors"
 
 # %% tags=["hide-input"]
-from residual_lib import page, results, style
+from residual_lib.book import page
+from residual_lib.report import results, style
 from residual_lib.experiments import tab01
 
 style.apply()
@@ -122,7 +123,7 @@ fig = tab01.plot_sweep(result)
 # %% [markdown]
 # ## Which heads the selection keeps, and what they carry
 #
-# The toy world knows every image's class, so a linear probe per head (`residual_lib.probe`: held-out
+# The toy world knows every image's class, so a linear probe per head (`residual_lib.analysis.probe`: held-out
 # accuracy of a logistic regression on the head's coordinates of the task's test images) says which heads
 # carry each task's label. Beside it, the head(s) U|T and S keep and where the probe ranks them (1: the
 # head the probe reads best).

@@ -33,7 +33,8 @@ seed = 0
 threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 
 # %% tags=["hide-input"]
-from residual_lib import page, style
+from residual_lib.book import page
+from residual_lib.report import style
 from residual_lib.experiments import toy_world
 
 style.apply()

@@ -2,8 +2,8 @@
 
 from .version import __version__
 
-# `decompose` comes last so the function shadows the submodule of the same name.
-from .cache import UnitCache, extract  # noqa: E402
-from .models import list_models, load_model  # noqa: E402
-from .datasets import list_datasets, load_dataset  # noqa: E402
-from .decompose import decompose  # noqa: E402
+# The public surface; each subpackage's docstring says what it holds and which layers it may import.
+from .store.cache import UnitCache, extract  # noqa: E402
+from .models.registry import list_models, load_model  # noqa: E402
+from .data.datasets import list_datasets, load_dataset  # noqa: E402
+from .units.decompose import decompose  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from residual_lib import book
+from residual_lib.book import layout as book_layout, runner as book
 from residual_lib.experiments import experiment
 from residual_lib.paths import REPO_ROOT, artifacts_dir
 
@@ -16,7 +16,7 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 def notebook_parameters(notebook: str, profile: str, overrides: dict | None = None) -> dict:
     """A page's parameters as the book runner merges them for a profile (only the keys the files set)."""
-    return book.notebook_parameters(book.Layout(REPO_ROOT), notebook, profile, dict(overrides or {}))[2]
+    return book.notebook_parameters(book_layout.Layout(REPO_ROOT), notebook, profile, dict(overrides or {}))[2]
 
 
 def declared_defaults(source: Path) -> dict:
@@ -43,7 +43,7 @@ def cell_defaults(notebook: str) -> dict:
 
 def planner_jobs_agree(notebook: str, profile: str, overrides: dict | None = None) -> bool:
     """Whether the experiment's `caches` under a profile's merged parameters are all among the planner's jobs."""
-    from residual_lib.reproduce import plan
+    from residual_lib.reproduce.plan import plan
 
     values = notebook_parameters(notebook, profile, overrides)
     module = experiment(notebook)

@@ -8,8 +8,8 @@ import open_clip
 import torch
 from torch.utils.data import Dataset
 
-from residual_lib.adapters.open_clip import OpenClipAdapter
-from residual_lib.datasets import DatasetSpec
+from residual_lib.models.open_clip import OpenClipAdapter
+from residual_lib.data.datasets import DatasetSpec
 
 TINY_CFG = dict(
     embed_dim=24,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from residual_lib.units import UnitSet, head_name, mlp_name
-from residual_lib.zeroshot import ZeroShotClassifier
+from residual_lib.units.unit_set import UnitSet, head_name, mlp_name
+from residual_lib.alignment.zeroshot import ZeroShotClassifier
 
 
 def class_embeddings(n_classes: int, embed_dim: int, seed: int = 0) -> np.ndarray:

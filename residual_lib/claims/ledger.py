@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..files import folder_lock, write_text
 from ..paths import artifacts_dir
-from ..results import current_run
+from ..report.results import current_run
 from .checks import (Verdict, agreement_varies, dataset_order_consistent, descriptions_name_what_heads_encode,
                      early_heads_near_linear, evr1_falls, heads_carry_alignment, heads_low_dimensional,
                      heads_specialise, lin_near_full, linear_id_rises, nonlinearity_rises, optimized_weights_best,

@@ -11,18 +11,19 @@ from typing import Literal
 
 import pandas as pd
 
-from .. import cache, plots_pursuit
-from ..cache import CacheKey
-from ..models import load_model
-from ..plots_spectral import model_display
-from ..pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
-from ..text_dictionary import text_dictionary
+from ..store import cache
+from ..report import plots_pursuit
+from ..store.cache import CacheKey
+from ..models.registry import load_model
+from ..report.plots_spectral import model_display
+from ..analysis.pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
+from ..data.text_dictionary import text_dictionary
 from .base import ComputeParams, Result, computes, positive, readings_text
 
 RAW, PROJECTED = "raw dictionary", "projected on each head's span"
 
 
-# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
 AUTHORS = {"textspan_center": False}
 
 

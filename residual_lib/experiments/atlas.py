@@ -1,4 +1,4 @@
-"""The head atlas: one browsable page per model of the build (`residual_lib.atlas`).
+"""The head atlas: one browsable page per model of the build (`residual_lib.report.atlas`).
 
 The reference caches are Figure 2's and 3's (same dataset, n and seed), the other datasets' are
 Figure 4's (n images, or the whole split when it is smaller), so a build extracts nothing new for it.
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import cache
-from ..atlas import head_atlas, top_overlap, use_scores, write_page
-from ..cache import CacheKey
-from ..datasets import dataset_spec
-from ..models import load_model
-from ..plots_spectral import model_display
+from ..store import cache
+from ..report.atlas import head_atlas, top_overlap, use_scores, write_page
+from ..store.cache import CacheKey
+from ..data.datasets import dataset_spec
+from ..models.registry import load_model
+from ..report.plots_spectral import model_display
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 
 
@@ -74,10 +74,10 @@ def caches(p: Params) -> list[CacheKey]:
 
 
 def _atlas(p: Params, name: str) -> dict:
-    from ..atlas import CacheImages
-    from ..probe import cache_attributes
-    from ..pursuit import text_atoms
-    from ..text_dictionary import text_dictionary
+    from ..report.atlas import CacheImages
+    from ..analysis.probe import cache_attributes
+    from ..analysis.pursuit import text_atoms
+    from ..data.text_dictionary import text_dictionary
     from ..toy.world import ATTRIBUTES
 
     model = load_model(name, device=p.device)

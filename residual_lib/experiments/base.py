@@ -160,7 +160,7 @@ def nonempty(params: Params, *names: str) -> None:
 def readings_text(params: Params, authors: Mapping[str, Any]) -> str:
     """One sentence for the page: each reading parameter's value and whether it is the authors' code's.
 
-    authors: parameter name -> the value that reads the choice as the authors' code does (residual_lib.protocol).
+    authors: parameter name -> the value that reads the choice as the authors' code does (residual_lib.paper.protocol).
     """
     parts = [f"{name}={getattr(params, name)!r} ("
              + ("the authors' code" if getattr(params, name) == value else f"the authors' code: {value!r}") + ")"

@@ -11,17 +11,17 @@ from typing import Literal
 
 import pandas as pd
 
-from .. import cache
-from ..cache import CacheKey
-from ..datasets import dataset_spec
-from ..intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
-from ..models import load_model
-from ..paper import reference
-from ..plots_spectral import model_display, plot_intrinsic_dimension, side_table
+from ..store import cache
+from ..store.cache import CacheKey
+from ..data.datasets import dataset_spec
+from ..analysis.intrinsic_dim import layer_summary, paper_ratio_check, unit_intrinsic_dimensions
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..report.plots_spectral import model_display, plot_intrinsic_dimension, side_table
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 
-# The reading parameters and the authors' code's value of each (residual_lib.protocol).
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol).
 AUTHORS = {"ratio": "of_means", "sample": "authors_code"}
 # The authors' sample (experiments/experiment1.py, sample_limit): this many rows of the split, uniform, seed 42.
 AUTHORS_SAMPLE, AUTHORS_SEED = 50_000, 42

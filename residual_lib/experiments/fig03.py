@@ -2,7 +2,7 @@
 
 For every head of the last `last_layers` layers: `k` descriptions by TextSpan on the head's samples,
 `k` by OMP on its principal component `pc`, and the Z-score of their agreement
-(`residual_lib.agreement`); on the toy world, linear probes say which attribute each head carries.
+(`residual_lib.analysis.agreement`); on the toy world, linear probes say which attribute each head carries.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from typing import Literal
 
 import pandas as pd
 
-from .. import cache, plots_pursuit, style
-from ..agreement import textspan_omp_agreement
-from ..cache import CacheKey
-from ..models import load_model
-from ..paper import reference
-from ..plots_spectral import model_display
-from ..pursuit import signals_from_units, text_atoms
-from ..text_dictionary import text_dictionary
-from ..units import parse_unit
+from ..store import cache
+from ..report import plots_pursuit, style
+from ..analysis.agreement import textspan_omp_agreement
+from ..store.cache import CacheKey
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..report.plots_spectral import model_display
+from ..analysis.pursuit import signals_from_units, text_atoms
+from ..data.text_dictionary import text_dictionary
+from ..units.unit_set import parse_unit
 from .base import ComputeParams, ParamsError, Result, computes, positive, readings_text
 
 
-# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
 AUTHORS = {"textspan_center": False, "omp_normalize": False}
 PAPER_MODEL = "OpenCLIP-L"  # the model whose heads Figures 3, 4b and 8 name
 
@@ -47,7 +48,7 @@ class Params(ComputeParams):
     project: bool = True  # project the dictionary on each head's span first (TextSpan's preprocessing)
     probe_attributes: bool = True  # the images have known attributes (toy world): check against linear probes
     probe_test_fraction: float = 0.3
-    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    # where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile sets theirs):
     textspan_center: bool = True  # project on the centred span (True) or the uncentred samples' (the authors')
     omp_normalize: bool = True  # OMP on unit-norm projected atoms (True) or on the atoms as projected (the authors')
 
@@ -169,7 +170,7 @@ def _paper_descriptions(figure: str) -> pd.DataFrame:
 
 def _probe(units, heads: list[str], table: pd.DataFrame, p: Params) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Probe skill per head and attribute, the text-vs-probe check per head, and the sentence the page quotes."""
-    from ..probe import cache_attributes, mentioned_attributes, probe_accuracy, skill, text_vs_probe
+    from ..analysis.probe import cache_attributes, mentioned_attributes, probe_accuracy, skill, text_vs_probe
     from ..toy.world import ATTRIBUTES
 
     skills = skill(probe_accuracy(units, cache_attributes(units), heads, test_fraction=p.probe_test_fraction,

@@ -1,7 +1,7 @@
 """Figure 4 (and 9-15): spectral similarity of each head between a reference dataset and others (Section 3.3).
 
 Per model and dataset, every head's normalised spectral cosine similarity with its reference-dataset
-self (`residual_lib.spectral`); the dataset order beside the paper's; the heads that stand out,
+self (`residual_lib.analysis.spectral`); the dataset order beside the paper's; the heads that stand out,
 described by SOMP over the first model's text embeddings (Fig 4b) and, on the toy world, checked with
 linear probes; with several models, the correlation of their dataset profiles (Fig 9).
 """
@@ -15,20 +15,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import cache, plots_spectral, style
-from ..cache import CacheKey
-from ..datasets import dataset_spec
-from ..models import load_model
-from ..paper import reference
-from ..plots_spectral import dataset_display, model_display, order_agreement, order_table
-from ..pursuit import signals_from_units, somp
-from ..spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
-from ..text_dictionary import text_dictionary
-from ..units import head_name, parse_unit
+from ..store import cache
+from ..report import plots_spectral, style
+from ..store.cache import CacheKey
+from ..data.datasets import dataset_spec
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..report.plots_spectral import dataset_display, model_display, order_agreement, order_table
+from ..analysis.pursuit import signals_from_units, somp
+from ..analysis.spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
+from ..data.text_dictionary import text_dictionary
+from ..units.unit_set import head_name, parse_unit
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 from .fig03 import PAPER_MODEL, paper_heads
 
-# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
 AUTHORS = {"similarity_matching": "weighted", "somp_aggregate": "l1"}
 TOY_DATASETS = ["toy-colour", "toy-shape", "toy-pattern", "toy-position", "toy-size", "toy-background",
                 "toy-sketch", "toy-textured", "toy-digits", "toy-noise"]
@@ -52,7 +53,7 @@ class Params(ComputeParams):
     somp_k: int = 5  # descriptions per head
     somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
     attribute_probe: bool = True  # toy world only: check the descriptions against linear probes
-    # where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile sets theirs):
+    # where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile sets theirs):
     similarity_matching: Literal["cosine", "weighted", "index"] = "cosine"  # Eq. 3's greedy matching (spectral)
 
     def check(self) -> None:
@@ -186,7 +187,7 @@ def _standout(first_table: pd.DataFrame, name: str, model, ref, p: Params) -> tu
     extra = {"fig4b_descriptions": _named_rows(described, named_units)} if named_units else {}
     if not p.attribute_probe:
         return standout, extra, no_probe
-    from ..probe import cache_attributes, probe_accuracy, skill, text_vs_probe
+    from ..analysis.probe import cache_attributes, probe_accuracy, skill, text_vs_probe
     from ..toy.world import ATTRIBUTES
 
     skills = skill(probe_accuracy(ref, cache_attributes(ref), names=standout["unit"].tolist(), seed=p.seed))

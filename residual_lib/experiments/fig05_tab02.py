@@ -16,19 +16,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .. import style
-from ..alignment import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
+from ..report import results, style
+from ..alignment.tasks import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
                          resolve_logit_scale, residual_alignment, task_caches, top_components)
-from ..cache import CacheKey, extract
-from ..models import load_model
-from ..paper import reference
-from ..plots_spectral import dataset_display, model_display
-from ..probe import probe_accuracy
-from ..residual import Architecture, make_method
-from ..stored import stored
+from ..store.cache import CacheKey, extract
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..report.plots_spectral import dataset_display, model_display
+from ..analysis.probe import probe_accuracy
+from ..alignment.residual import Architecture, make_method
+from ..store.stored import stored
 from ..toy.checkpoint import weights_id
-from ..text_dictionary import text_dictionary
-from ..training import protocol_config
+from ..data.text_dictionary import text_dictionary
+from ..alignment.training import protocol_config
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
@@ -38,7 +38,7 @@ PAPER_ARCHITECTURES = [("CLIP-L", "ViT-L-14"), ("OpenCLIP-L", "ViT-L-14"), ("CLI
                        ("OpenCLIP-B", "ViT-B-32")]
 
 Method = Literal["Lin", "RD", "RD*", "RDY"]
-# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
 AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
 
 
@@ -68,7 +68,7 @@ class Params(ComputeParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64
     device: str = "auto"
-    # Readings where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile
+    # Readings where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile
     # sets the authors'):
     protocol: Literal["paper_text", "authors_code"] = "paper_text"  # learning rates, init (training.protocol_config)
     logit_scale: float | Literal["model"] = 100.0  # the loss's temperature; "model": the model's own
@@ -103,7 +103,7 @@ PAGE_ONLY = ("models", "datasets", "dictionary", "probe_dataset", "n_components_
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
-    """The (model, task) pairs `run` trains, each one job of the paper profile (`residual_lib.jobs.TrainJob`)."""
+    """The (model, task) pairs `run` trains, each one job of the paper profile (`residual_lib.store.jobs.TrainJob`)."""
     return [(m, d) for m in p.models for d in p.datasets]
 
 
@@ -508,3 +508,9 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     if finetuned:
         params = pd.concat([params, pd.DataFrame(finetuned).drop_duplicates("model")], ignore_index=True)
     return {"accuracy": result.tables["accuracy"][["model", "dataset", "method", "accuracy"]], "params": params}
+
+
+def save_results(result: Result) -> list:
+    """Table 2 and its parameter counts in the paper's format, for the reproduction report."""
+    return [results.save(result.tables["table2"].drop(columns="params"), "table2"),
+            results.save(result.tables["table2_params"], "table2_params")]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import claims
-from ..cache import CacheKey
+from ..store.cache import CacheKey
 from .base import Params as BaseParams
 from .base import Result, positive
 
@@ -92,11 +92,11 @@ def thumbnails(folder: Path, limit: int) -> list[dict]:
     """The figures of the executed pages in `folder`, in the book's order: page, title, downscaled PNG (base64)."""
     from PIL import Image
 
-    from .. import book
+    from ..book.layout import Layout, toc_notebooks
 
-    layout = book.Layout(folder.resolve().parent.parent)
+    layout = Layout(folder.resolve().parent.parent)
     found = []
-    for name in book.toc_notebooks(layout):
+    for name in toc_notebooks(layout):
         path = folder / f"{name}.ipynb"
         if not path.is_file() or name == "index":
             continue

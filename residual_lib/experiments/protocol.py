@@ -1,6 +1,6 @@
 """The Protocol page: every choice where the paper's text and the authors' code differ, and how much it moves.
 
-One row per choice of `residual_lib.protocol.CHOICES`: what the paper says, what the authors' code does,
+One row per choice of `residual_lib.paper.protocol.CHOICES`: what the paper says, what the authors' code does,
 the library option and the experiments' parameters that switch it, the value each profile's parameter files
 set, and, where this build can measure it without training, how much the result moves between the two
 readings on this build's model:
@@ -23,25 +23,25 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .. import cache
-from ..agreement import textspan_omp_agreement
-from ..alignment import load_task, resolve_logit_scale, task_caches
-from ..cache import CacheKey
-from ..models import load_model
+from ..store import cache
+from ..analysis.agreement import textspan_omp_agreement
+from ..alignment.tasks import load_task, resolve_logit_scale, task_caches
+from ..store.cache import CacheKey
+from ..models.registry import load_model
 from ..paths import REPO_ROOT
-from ..protocol import protocol_table
-from ..pursuit import signals_from_units, text_atoms
-from ..selection import HEAD_SCORES, SCORES, head_scores, kept_accuracy, n_kept, top_heads
-from ..spectral import MATCHINGS, dataset_similarities
-from ..text_dictionary import text_dictionary
-from ..training import PROTOCOLS
-from ..units import parse_unit
-from ..zeroshot import DEFAULT_LOGIT_SCALE
+from ..paper.protocol import protocol_table
+from ..analysis.pursuit import signals_from_units, text_atoms
+from ..alignment.selection import HEAD_SCORES, SCORES, head_scores, kept_accuracy, n_kept, top_heads
+from ..analysis.spectral import MATCHINGS, dataset_similarities
+from ..data.text_dictionary import text_dictionary
+from ..alignment.training import PROTOCOLS
+from ..units.unit_set import parse_unit
+from ..alignment.zeroshot import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 from .fig04 import _n_for
 
-# Each experiment parameter that switches a reading -> the topic of its row in residual_lib.protocol.CHOICES.
+# Each experiment parameter that switches a reading -> the topic of its row in residual_lib.paper.protocol.CHOICES.
 SWITCHES: dict[str, str] = {
     "similarity_matching": "Spectral similarity matching (Eq. 3)",
     "head_score": "U and U|T head scores (Sec. 4.1)",
@@ -254,7 +254,7 @@ def effect_texts(spectral: pd.DataFrame, selections: pd.DataFrame, counts: pd.Da
 
 def profile_values(root=REPO_ROOT, profiles=PROFILES) -> pd.DataFrame:
     """(topic, parameter, page, profile, value): each reading parameter as each profile's parameter files set it."""
-    from ..book import Layout, notebook_parameters
+    from ..book.layout import Layout, page_parameters
     from . import PAGES, experiment
 
     layout, rows = Layout(root), []
@@ -262,7 +262,7 @@ def profile_values(root=REPO_ROOT, profiles=PROFILES) -> pd.DataFrame:
         params = experiment(notebook).Params
         for name in [n for n in params.names() if n in SWITCHES]:
             for profile in profiles:
-                value = notebook_parameters(layout, notebook, profile, {})[2].get(name, getattr(params(), name))
+                value = page_parameters(layout, notebook, profile, {})[2].get(name, getattr(params(), name))
                 rows.append({"topic": SWITCHES[name], "parameter": f"{module}.{name}", "profile": profile,
                              "value": value})
     return pd.DataFrame(rows, columns=["topic", "parameter", "profile", "value"])

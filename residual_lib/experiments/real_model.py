@@ -2,13 +2,13 @@
 
 On one model and a labelled reference dataset (Fashion-MNIST train by default):
 
-- Figure 2's per-layer means (linear ID, TwoNN ID, their ratio, EVR1; `residual_lib.intrinsic_dim`) beside
+- Figure 2's per-layer means (linear ID, TwoNN ID, their ratio, EVR1; `residual_lib.analysis.intrinsic_dim`) beside
   the paper's DINOv2-L panel, on one axis of depth (the layer as a fraction of the model's depth);
 - Figure 4's spectral similarity of every head between the reference and each other dataset
-  (`residual_lib.spectral`), the dataset order beside the paper's Figure 14 (DINOv2-L), the heads that stand out;
-- a linear probe of the reference class on every head (`residual_lib.probe`), and for the heads that stand
+  (`residual_lib.analysis.spectral`), the dataset order beside the paper's Figure 14 (DINOv2-L), the heads that stand out;
+- a linear probe of the reference class on every head (`residual_lib.analysis.probe`), and for the heads that stand
   out (best probe, most dataset-specific) the images at both ends of their first principal component
-  (`residual_lib.pc_extremes`);
+  (`residual_lib.analysis.pc_extremes`);
 - the claim ledger's verdicts on these tables (`residual_lib.claims`), filed as the Figure 2 and Figure 4
   pages' tables of this model.
 
@@ -24,18 +24,20 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .. import cache, claims, plots_spectral, style
-from ..cache import CacheKey
-from ..datasets import dataset_spec, load_dataset
-from ..intrinsic_dim import layer_summary, unit_intrinsic_dimensions
-from ..models import load_model
-from ..paper import reference
-from ..pc_extremes import pc_extremes, plot_pc_extremes
-from ..pca import UnitPCA
-from ..plots_spectral import dataset_display, model_display, order_agreement, order_table
-from ..probe import probe_accuracy
-from ..spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
-from ..units import UnitSet, parse_unit
+from .. import claims
+from ..store import cache
+from ..report import plots_spectral, style
+from ..store.cache import CacheKey
+from ..data.datasets import dataset_spec, load_dataset
+from ..analysis.intrinsic_dim import layer_summary, unit_intrinsic_dimensions
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..analysis.pc_extremes import pc_extremes, plot_pc_extremes
+from ..analysis.pca import UnitPCA
+from ..report.plots_spectral import dataset_display, model_display, order_agreement, order_table
+from ..analysis.probe import probe_accuracy
+from ..analysis.spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
+from ..units.unit_set import UnitSet, parse_unit
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
 
 PAPER_MODEL = "DINOv2-L"  # the paper's model of this family: Figure 2's panel, Figure 14's order
@@ -126,7 +128,7 @@ def _compared_beside(keys: list[CacheKey], p: Params):
     """On the CPU, the compared datasets' caches are extracted by a helper process while this one extracts the
     reference's (two cores, each on its own forward passes); on a GPU, one after the other here."""
     from ..device import resolve_device
-    from ..jobs import ExtractJob, beside
+    from ..store.jobs import ExtractJob, beside
 
     if resolve_device(p.device).type != "cpu":
         return nullcontext()
@@ -204,8 +206,8 @@ def record_claims(result: Result) -> None:
 
 def provenance_table(result: Result) -> pd.DataFrame:
     """Where the model's weights come from: its manifest, and the conversion record for converted weights."""
-    from .. import dinov2_onnx
-    from ..models import model_spec
+    from ..models import dinov2_onnx
+    from ..models.registry import model_spec
 
     spec = model_spec(result.params.model_name)
     rows = {"model": spec.name, "architecture": spec.arch, "weights": result.artifacts["weights"],

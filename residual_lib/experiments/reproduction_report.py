@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import results
-from ..cache import CacheKey
+from ..report import results
+from ..store.cache import CacheKey
 from .base import Params as BaseParams
 from .base import Result, positive
 
@@ -66,7 +66,7 @@ def show_largest(result: Result) -> None:
     """Per reference, a heading and its rows with the largest differences."""
     from IPython.display import Markdown, display
 
-    from ..page import show
+    from ..report.tables import show
 
     for key, table in result.tables.items():
         if key.startswith("largest:"):

@@ -14,22 +14,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import style
-from ..alignment import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches
-from ..cache import CacheKey
-from ..models import load_model
-from ..paper import reference
-from ..plots_spectral import dataset_display, model_display
-from ..probe import probe_accuracy
-from ..residual import Architecture
-from ..selection import head_scores, top_heads
-from ..stored import stored
+from ..report import style
+from ..alignment.tasks import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches
+from ..store.cache import CacheKey
+from ..models.registry import load_model
+from ..paper.reference import reference
+from ..report.plots_spectral import dataset_display, model_display
+from ..analysis.probe import probe_accuracy
+from ..alignment.residual import Architecture
+from ..alignment.selection import head_scores, top_heads
+from ..store.stored import stored
 from ..toy.checkpoint import weights_id
-from ..training import protocol_config
+from ..alignment.training import protocol_config
 from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
-# The reading parameters and the authors' code's value of each (residual_lib.protocol); the paper profile sets these.
+# The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
 AUTHORS = {"head_score": "per_direction", "head_count": "authors", "random_rule": "randn_topk",
            "protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
 
@@ -52,7 +52,7 @@ class Params(ComputeParams):
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 64  # images per forward pass when extracting caches
     device: str = "auto"
-    # Readings where the paper's text and the authors' code differ (residual_lib.protocol; the paper profile
+    # Readings where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile
     # sets the authors'):
     head_score: Literal["per_sample", "per_direction"] = "per_sample"  # U and U|T (selection.head_scores)
     head_count: Literal["round", "authors"] = "round"  # heads a fraction keeps (selection.n_kept)
@@ -87,7 +87,7 @@ PAGE_ONLY = ("models", "datasets", "device", "threads")
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
-    """The (model, task) pairs `run` computes, each one job of the paper profile (`residual_lib.jobs.TrainJob`)."""
+    """The (model, task) pairs `run` computes, each one job of the paper profile (`residual_lib.store.jobs.TrainJob`)."""
     return [(m, d) for m in p.models for d in p.datasets]
 
 
@@ -119,7 +119,7 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[d
 
 def kept_heads(task, k: int, head_score: str = "per_sample") -> pd.DataFrame:
     """The ground truth beside the coarse selection: per head, a linear probe's held-out accuracy for the task's
-    label on the test units (`residual_lib.probe`), its rank (1: the best), and which rules keep it among their k.
+    label on the test units (`residual_lib.analysis.probe`), its rank (1: the best), and which rules keep it among their k.
 
     Columns: head, accuracy, chance, rank, kept_by (the rules, comma-separated; empty: none).
     """

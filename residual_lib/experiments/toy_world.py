@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cache import CacheKey
+from ..store.cache import CacheKey
 from .base import ComputeParams, Result, computes, nonempty, positive
 
 
@@ -33,8 +33,8 @@ def caches(p: Params) -> list[CacheKey]:
 @computes
 def run(p: Params) -> Result:
     """Sample grid, out-of-distribution rows, the training record and the zero-shot table."""
-    from ..datasets import dataset_spec, load_dataset
-    from ..models import load_model
+    from ..data.datasets import dataset_spec, load_dataset
+    from ..models.registry import load_model
     from ..toy.data import captioned_samples
     from ..toy.evaluate import zero_shot_table
     from ..toy.train import training_record

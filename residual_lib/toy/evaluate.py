@@ -1,7 +1,7 @@
 """Zero-shot accuracy of a toy CLIP on the toy world's tasks and out-of-distribution sets.
 
 `python -m residual_lib.toy.evaluate --profile toy` prints, per dataset, the test-split accuracy of the
-manifest's class names and prompt templates (`residual_lib.zeroshot`), beside chance (1 / classes).
+manifest's class names and prompt templates (`residual_lib.alignment.zeroshot`), beside chance (1 / classes).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..datasets import dataset_spec, load_dataset
-from ..zeroshot import ZeroShotClassifier
+from ..data.datasets import dataset_spec, load_dataset
+from ..alignment.zeroshot import ZeroShotClassifier
 
 TASKS = ("toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size")
 OOD = ("toy-sketch", "toy-textured", "toy-digits", "toy-noise")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, help="a safetensors file (default: the profile's trained model)")
     parser.add_argument("--split", default="test")
     args = parser.parse_args(argv)
-    from ..adapters.open_clip import OpenClipAdapter
+    from ..models.open_clip import OpenClipAdapter
     from .model import from_checkpoint, preprocess_of, tokenizer_of
     from .train import ensure_model
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..style import OURS
+from ..report.style import OURS
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8,

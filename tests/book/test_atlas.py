@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from residual_lib import atlas
+from residual_lib.report import atlas
 
 VOCABULARY = {"colour": ["red", "blue"], "pattern": ["solid", "striped"], "position": ["center", "top left"]}
 
@@ -111,7 +111,7 @@ def smoke(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_atlas_has_a_full_card_for_every_head(smoke):
-    from residual_lib.text_dictionary import text_dictionary
+    from residual_lib.data.text_dictionary import text_dictionary
     from residual_lib.toy.world import ATTRIBUTES
 
     result, _ = smoke
@@ -141,7 +141,7 @@ def test_smoke_atlas_thumbnails_are_the_extreme_images_of_each_component(smoke):
     from PIL import Image
     from sklearn.decomposition import PCA
 
-    from residual_lib.cache import CacheKey, UnitCache
+    from residual_lib.store.cache import CacheKey, UnitCache
 
     result, root = smoke
     doc = result.artifacts["docs"]["toy-clip-smoke"]
@@ -220,17 +220,17 @@ def test_page_href_from_a_book_page():
 
 @pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
 def test_the_notebook_declares_the_experiment_parameters_and_each_profile_validates(profile):
-    from residual_lib import book
+    from residual_lib.book import layout as book_layout, runner as book
     from residual_lib.experiments import atlas as experiment
     from residual_lib.experiments import page_params
 
-    layout = book.Layout()
-    _, declared = book.load_notebook(layout, "atlas")
+    layout = book_layout.Layout()
+    _, declared = book_layout.load_notebook(layout, "atlas")
     assert declared == experiment.Params.names()
-    defaults, own = book.parameter_files(layout.params_dir, profile, "atlas")
-    params = page_params("atlas", book.merge_parameters("atlas", declared, defaults, own, {}))
+    defaults, own = book_layout.parameter_files(layout.params_dir, profile, "atlas")
+    params = page_params("atlas", book_layout.merge_parameters("atlas", declared, defaults, own, {}))
     assert params.models and params.page_dir == "book/_static/atlas"
-    assert "notebooks/atlas" in book.toc_files(layout.toc)
+    assert "notebooks/atlas" in book_layout.toc_files(layout.toc)
 
 
 def test_a_planted_head_is_top_by_description_and_by_probe():
@@ -257,13 +257,14 @@ def test_a_planted_head_is_top_by_description_and_by_probe():
 
 @pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
 def test_the_atlas_reads_only_caches_the_reproduce_plan_already_extracts(profile):
-    from residual_lib import book, reproduce
+    from residual_lib.book import layout as book_layout, runner as book
+    from residual_lib.reproduce import plan as reproduce
     from residual_lib.experiments import atlas as experiment
     from residual_lib.experiments import page_params
 
-    layout = book.Layout()
-    _, declared = book.load_notebook(layout, "atlas")
-    params = page_params("atlas", book.merge_parameters("atlas", declared, *book.parameter_files(
+    layout = book_layout.Layout()
+    _, declared = book_layout.load_notebook(layout, "atlas")
+    params = page_params("atlas", book_layout.merge_parameters("atlas", declared, *book_layout.parameter_files(
         layout.params_dir, profile, "atlas"), {}))
     planned = {(j.model, j.dataset, j.split, j.n, j.seed, j.dtype) for j in reproduce.plan(profile)}
     needed = {(k.model, k.dataset, k.split, k.n, k.seed, k.dtype) for k in experiment.caches(params)}

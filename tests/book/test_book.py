@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from residual_lib import book, provenance
+from residual_lib.book import layout as book_layout, runner as book, provenance
 
 OK_NOTEBOOK = '''\
 # %% [markdown]
@@ -56,25 +56,25 @@ def stream_text(nb) -> str:
 
 
 def test_parse_overrides_reads_yaml_values():
-    assert book.parse_overrides(["n=100", "ds=[a, b]", "name=cpu", "x=0.5"]) == {
+    assert book_layout.parse_overrides(["n=100", "ds=[a, b]", "name=cpu", "x=0.5"]) == {
         "n": 100, "ds": ["a", "b"], "name": "cpu", "x": 0.5}
 
 
 @pytest.mark.parametrize("bad", ["n", "=3", "two words=1"])
 def test_parse_overrides_rejects_malformed(bad):
-    with pytest.raises(book.BookError, match="key=value"):
-        book.parse_overrides([bad])
+    with pytest.raises(book_layout.BookError, match="key=value"):
+        book_layout.parse_overrides([bad])
 
 
 def test_merge_parameters_precedence_and_undeclared_defaults():
-    merged = book.merge_parameters("nb", ["device", "n", "seed"], defaults={"device": "auto", "n": 1, "other": 9},
+    merged = book_layout.merge_parameters("nb", ["device", "n", "seed"], defaults={"device": "auto", "n": 1, "other": 9},
                                    own={"n": 5}, overrides={"seed": 7, "unrelated": 1})
     assert merged == {"device": "auto", "n": 5, "seed": 7}
 
 
 def test_merge_parameters_rejects_undeclared_key_in_notebook_file():
-    with pytest.raises(book.BookError, match=r"n_sampels.*declared: n, seed"):
-        book.merge_parameters("nb", ["n", "seed"], defaults={}, own={"n_sampels": 3}, overrides={})
+    with pytest.raises(book_layout.BookError, match=r"n_sampels.*declared: n, seed"):
+        book_layout.merge_parameters("nb", ["n", "seed"], defaults={}, own={"n_sampels": 3}, overrides={})
 
 
 def test_parameter_files_merge_defaults_and_name_bad_profile(tmp_path):
@@ -82,31 +82,31 @@ def test_parameter_files_merge_defaults_and_name_bad_profile(tmp_path):
     folder.mkdir()
     (folder / "_defaults.yaml").write_text("device: auto\nn: 1\n")
     (folder / "nb.yaml").write_text("n: 2\n")
-    assert book.parameter_files(tmp_path, "smoke", "nb") == ({"device": "auto", "n": 1}, {"n": 2})
-    with pytest.raises(book.BookError, match="unknown profile 'big'; valid: toy, smoke, paper"):
-        book.parameter_files(tmp_path, "big", "nb")
-    with pytest.raises(book.BookError, match="no parameter file .*other.yaml"):
-        book.parameter_files(tmp_path, "smoke", "other")
+    assert book_layout.parameter_files(tmp_path, "smoke", "nb") == ({"device": "auto", "n": 1}, {"n": 2})
+    with pytest.raises(book_layout.BookError, match="unknown profile 'big'; valid: toy, smoke, paper"):
+        book_layout.parameter_files(tmp_path, "big", "nb")
+    with pytest.raises(book_layout.BookError, match="no parameter file .*other.yaml"):
+        book_layout.parameter_files(tmp_path, "smoke", "other")
 
 
 def test_declared_parameters_sees_plain_and_annotated_assignments():
-    assert book.declared_parameters("a = 1  # note\nb: int = 2\nc, d = 3, 4\nimport os\n") == ["a", "b"]
+    assert book_layout.declared_parameters("a = 1  # note\nb: int = 2\nc, d = 3, 4\nimport os\n") == ["a", "b"]
 
 
 def test_toc_order_and_missing_source(book_project):
     root = book_project({"ok": OK_NOTEBOOK})
-    layout = book.Layout(root)
-    assert book.toc_files(layout.toc) == ["intro", "notebooks/ok"]
-    assert book.toc_notebooks(layout) == ["ok"]
+    layout = book_layout.Layout(root)
+    assert book_layout.toc_files(layout.toc) == ["intro", "notebooks/ok"]
+    assert book_layout.toc_notebooks(layout) == ["ok"]
     (root / "notebooks" / "ok.py").unlink()
-    with pytest.raises(book.BookError, match="without a Jupytext source: .*ok.py"):
-        book.toc_notebooks(layout)
+    with pytest.raises(book_layout.BookError, match="without a Jupytext source: .*ok.py"):
+        book_layout.toc_notebooks(layout)
 
 
 def test_select_names_unknown_notebooks():
-    assert book.select(["a", "b", "c"], ["c", "a"]) == ["a", "c"]
-    with pytest.raises(book.BookError, match="unknown notebook.*zz; the toc lists: a, b"):
-        book.select(["a", "b"], ["zz"])
+    assert book_layout.select(["a", "b", "c"], ["c", "a"]) == ["a", "c"]
+    with pytest.raises(book_layout.BookError, match="unknown notebook.*zz; the toc lists: a, b"):
+        book_layout.select(["a", "b"], ["zz"])
 
 
 def test_write_report_keeps_rows_of_notebooks_not_rerun(tmp_path):
@@ -128,7 +128,7 @@ def test_log_problems_flags_warnings_and_failed_execution():
 
 
 def test_executed_errors_finds_error_outputs(book_project):
-    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
+    layout = book_layout.Layout(book_project({"ok": OK_NOTEBOOK}))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0", outputs=[
         nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])])])
     layout.executed("ok").parent.mkdir(parents=True)
@@ -272,7 +272,7 @@ def test_killed_kernel_names_the_cell_and_publishes_nothing(book_project):
         statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
     assert statuses == {"killed": "failed", "ok": "ok", book.TOTAL_ROW: "failed"}
     assert not (root / "book" / "_build" / "html" / "index.html").exists()
-    layout = book.Layout(root)
+    layout = book_layout.Layout(root)
     problems = book.executed_errors(layout, ["killed", "ok"])
     assert any("notebook 'killed' cell 4 shows an error: DeadKernelError" in p for p in problems), problems
     assert any("notebook 'killed' is half-run" in p and "cell(s) 5 never ran" in p for p in problems), problems
@@ -283,7 +283,7 @@ def test_killed_kernel_names_the_cell_and_publishes_nothing(book_project):
 
 def test_half_run_page_of_an_interrupted_build_is_refused(book_project):
     """What papermill leaves when the runner itself is killed (make book interrupted): cells never started."""
-    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
+    layout = book_layout.Layout(book_project({"ok": OK_NOTEBOOK}))
     cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"], "papermill": {
                  "start_time": "2026-12-01T08:00:00", "status": "completed"}}, execution_count=1),
              nbformat.v4.new_code_cell("print(2)", metadata={"papermill": {"start_time": None, "status": "pending"}})]
@@ -305,7 +305,7 @@ def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_proj
     assert proc.returncode == 1
     assert "notebook 'boom'" in proc.stderr and "failed in cell 4" in proc.stderr
     assert "ValueError: planted failure" in proc.stderr
-    layout = book.Layout(root)
+    layout = book_layout.Layout(root)
     for name in ("ok", "ok2"):
         assert "result 2 toy smoke" in stream_text(nbformat.read(layout.executed(name), as_version=4))
         assert "result 2 toy smoke" in layout.run_log(name).read_text()
@@ -319,7 +319,7 @@ def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_proj
 
 
 def test_longest_first_orders_by_the_last_report(book_project):
-    layout = book.Layout(book_project({"a": OK_NOTEBOOK, "b": OK_NOTEBOOK, "c": OK_NOTEBOOK}))
+    layout = book_layout.Layout(book_project({"a": OK_NOTEBOOK, "b": OK_NOTEBOOK, "c": OK_NOTEBOOK}))
     assert book.longest_first(layout, ["a", "b", "c"]) == ["a", "b", "c"]  # no report: toc order
     records = [book.RunRecord(n, "smoke", "ok", t, None, "x", "now") for n, t in (("a", 1.0), ("b", 30.0))]
     book.write_report(layout.report, records, ["a", "b", "c"])
@@ -327,8 +327,8 @@ def test_longest_first_orders_by_the_last_report(book_project):
 
 
 def test_jobs_below_one_is_refused(book_project):
-    layout = book.Layout(book_project({"ok": OK_NOTEBOOK}))
-    with pytest.raises(book.BookError, match="jobs must be at least 1, got 0"):
+    layout = book_layout.Layout(book_project({"ok": OK_NOTEBOOK}))
+    with pytest.raises(book_layout.BookError, match="jobs must be at least 1, got 0"):
         book.run(layout, "smoke", jobs=0)
 
 
@@ -360,11 +360,11 @@ def test_parallel_run_starts_summary_pages_after_every_other_page(book_project, 
     summary_page = SimpleNamespace(SUMMARY=True, Params=SimpleNamespace(names=lambda: ["seconds"],
                                                                        from_dict=lambda values: values))
     monkeypatch.setattr(experiments, "experiment", lambda name: summary_page if name == "summary" else None)
-    records = book.run(book.Layout(root), "smoke", jobs=2)
+    records = book.run(book_layout.Layout(root), "smoke", jobs=2)
     assert [r.notebook for r in records] == ["slow", "quick", "summary"] and {r.status for r in records} == {"ok"}
     times = {}
     for name in ("slow", "summary", "quick"):
-        text = stream_text(nbformat.read(book.Layout(root).executed(name), as_version=4))
+        text = stream_text(nbformat.read(book_layout.Layout(root).executed(name), as_version=4))
         times[name] = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()}
     assert times["summary"]["start"] > max(times["slow"]["end"], times["quick"]["end"])
     assert times["quick"]["start"] < times["slow"]["end"]  # the other pages did run at once

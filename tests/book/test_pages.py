@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from residual_lib.book import BookError, Layout, notebook_parameters
+from residual_lib.book.runner import BookError, Layout, notebook_parameters
 from residual_lib.experiments import PAGES, experiment
 from residual_lib.paths import REPO_ROOT
 
@@ -64,7 +64,7 @@ def test_a_bad_override_is_refused_naming_parameter_and_value(override, message)
 
 
 def test_summary_pages_run_after_the_pages_they_read():
-    from residual_lib.book import execution_order, toc_notebooks
+    from residual_lib.book.runner import execution_order, toc_notebooks
 
     order = execution_order(toc_notebooks(LAYOUT))
     assert order[-2:] in (["index", "reproduction_report"], ["reproduction_report", "index"])

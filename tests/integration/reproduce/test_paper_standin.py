@@ -1,0 +1,86 @@
+"""The paper profile end to end on the stand-in configuration: `reproduce --standin`, then the book runner.
+
+Random-weight open_clip ViT-S/32 (QuickGELU) and generated images stand in for the paper's models and
+datasets (`residual_lib.reproduce.STANDIN`), so every paper notebook runs its real code paths without a
+download: the extraction jobs, each notebook on the extracted caches, the saved results, and the
+reproduction report joining them with the paper's numbers.
+"""
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from residual_lib.report import results
+from residual_lib.paper.reference import REFERENCES
+from residual_lib.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+PAPER_NOTEBOOKS = ["fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity",
+                   "tab01_coarse_unit_alignment", "fig05_tab02_residual_alignment", "appA2_textspan_equals_somp",
+                   "reproduction_report"]
+# Smaller counts than the stand-in defaults (the n=64 reference cache is one `reproduce --standin` extracts):
+# the code paths are the same.
+SHRINK = ["max_epochs=1", "n_random=1", "k=3", "n_reference=64"]
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True)
+
+
+def _project_copy(root: Path) -> Path:
+    """The repo's book and notebook sources in `root`, so the run never writes into the real `book/notebooks`."""
+    skip = shutil.ignore_patterns("_build", "_generated", "*.ipynb")
+    shutil.copytree(REPO_ROOT / "book", root / "book", ignore=skip)
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=skip)
+    return root
+
+
+def _glued(notebook: Path, name: str):
+    """The value a notebook glued under `name` (myst_nb.glue's display data)."""
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                text = output["data"][output["metadata"]["scrapbook"]["mime_prefix"] + "text/plain"]
+                return "".join(text)
+    raise AssertionError(f"{notebook.name} glued no {name!r}")
+
+
+def test_paper_profile_runs_end_to_end_on_the_standin(tmp_artifacts, tmp_path):
+    # Extraction only: the book run below trains with its own (shrunk) counts, so stored training would not match.
+    extracted = _python("-m", "residual_lib.reproduce", "--standin", "--no-training", "--device", "cpu",
+                        "--batch-size", "32")
+    assert extracted.returncode == 0, extracted.stderr[-3000:]
+    listed = _python("-m", "residual_lib.reproduce", "--standin", "--list", "--no-training")
+    assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr[-3000:]
+    assert all(line.startswith("done") for line in listed.stdout.splitlines()), listed.stdout
+
+    book_args = _python("-m", "residual_lib.reproduce", "--standin", "--book-args")
+    assert book_args.returncode == 0, book_args.stderr
+    overrides = shlex.split(book_args.stdout) + [w for o in SHRINK for w in ("-p", o)]
+    root = _project_copy(tmp_path / "project")
+    run = _python("-m", "residual_lib.book", "run", "--profile", "paper", "--root", str(root), "--quiet",
+                  "--only", *PAPER_NOTEBOOKS, *overrides)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+
+    report_rows = pd.read_csv(root / "book" / "_generated" / "build_report.csv").set_index("notebook")
+    for name in PAPER_NOTEBOOKS:
+        assert (root / "book" / "notebooks" / f"{name}.ipynb").is_file(), name
+        assert report_rows.loc[name, "status"] == "ok" and report_rows.loc[name, "profile"] == "paper", name
+    for name in ["fig2", "fig3_agreement", "fig3_descriptions", "fig4_order", "table1", "table2", "table2_params"]:
+        saved = results.load(name, run="paper")
+        assert saved is not None and len(saved), f"the paper run saved no {name!r} results"
+    # The stand-in's names and 12 layers share no keys with the paper's rows, so the join pairs none of them;
+    # the report must still have read this run's results and counted the same pairs as `results.compare`.
+    report = root / "book" / "notebooks" / "reproduction_report.ipynb"
+    joined = sum(int((results.compare(n, results.load(n, run="paper"))["verdict"] != "not run").sum())
+                 for n in REFERENCES)
+    assert _glued(report, "results_run") == "'paper'"
+    assert int(_glued(report, "n_ours")) == joined
+    assert int(_glued(report, "n_paper")) == sum(len(results.compare(n, None)) for n in REFERENCES)

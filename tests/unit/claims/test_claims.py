@@ -1,0 +1,365 @@
+"""The claim ledger: every claim's check on constructed tables for each verdict it can give, and the ledger."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from residual_lib import claims
+from residual_lib.claims import checks
+from residual_lib.paper.reference import reference
+
+HOLDS, FAILS, UNTESTABLE = claims.STATUSES
+
+
+# --- constructed tables -----------------------------------------------------------------------------------
+
+def layers(ratio, linear=None, twonn=None, evr1=None, model="m"):
+    n = len(ratio)
+    return pd.DataFrame({"model": model, "layer": range(n), "ratio": ratio,
+                         "linear_id": linear if linear is not None else np.arange(n) * 4.0 + 10,
+                         "twonn_id": twonn if twonn is not None else [10, 14, 18, 20, 18, 14, 10, 8][:n],
+                         "evr1": evr1 if evr1 is not None else np.linspace(0.5, 0.1, n)})
+
+
+RISING = np.linspace(1.2, 3.0, 8)
+
+
+def agreement(z, pc=1):
+    return pd.DataFrame({"unit": [f"L0.H{i}" for i in range(len(z))], "pc": pc, "z": z})
+
+
+def probe(named, unnamed, agree):
+    return pd.DataFrame({"unit": [f"L0.H{i}" for i in range(len(agree))], "agree": agree,
+                         "named_skill": named, "unnamed_skill": unnamed})
+
+
+def similarity(values, model="m"):
+    """values: {dataset: (n_layers x n_heads) array of similarities}."""
+    rows = []
+    for dataset, grid in values.items():
+        for layer, row in enumerate(np.asarray(grid, dtype=float)):
+            for head, s in enumerate(row):
+                rows.append({"model": model, "dataset": dataset, "unit": f"L{layer}.H{head}", "layer": layer,
+                             "head": head, "similarity": s})
+    return pd.DataFrame(rows)
+
+
+def falling(offset=0.0, dip=None):
+    """4 layers x 4 heads falling with depth; dip=(layer, head) marks one head far below its layer."""
+    grid = np.array([[1.0 - 0.15 * layer - offset] * 4 for layer in range(4)])
+    if dip is not None:
+        grid[dip] -= 0.4
+    return grid
+
+
+def accuracy(means, model="m", datasets=("A", "B", "C")):
+    """means: {method: accuracy on every dataset} (a list gives one value per dataset)."""
+    rows = []
+    for method, value in means.items():
+        values = value if isinstance(value, list) else [value] * len(datasets)
+        rows += [{"model": model, "dataset": d, "method": method, "accuracy": v} for d, v in zip(datasets, values)]
+    return pd.DataFrame(rows)
+
+
+def params(counts, model="m"):
+    return pd.DataFrame([{"model": model, "method": m, "params": n} for m, n in counts.items()])
+
+
+TAB1_GOOD = {"U": 0.7, "U|T": 0.72, "S": 0.73, "R": 0.3, "H": 0.66, "B": 0.72, "O": 0.85}
+TAB2_GOOD = {"Base": 0.6, "Lin": 0.9, "RD": 0.91, "RD*": 0.9, "RDY": [0.9, 0.8, 0.88], "Full finetuning": 0.92}
+PARAMS_GOOD = {"Lin": 590_000, "RD": 43_000, "RD*": 14_000, "RDY": 768, "Full finetuning": 300_000_000}
+
+# claim function -> {status: args}; every status a function can give, from tables built for it.
+CASES = {
+    checks.early_heads_near_linear: {HOLDS: (layers(RISING),), FAILS: (layers(np.full(8, 3.0)),),
+                                     UNTESTABLE: (layers(RISING[:2]),)},
+    checks.linear_id_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, linear=np.arange(8)[::-1] * 4.0),),
+                             UNTESTABLE: (None,)},
+    checks.nonlinearity_rises: {HOLDS: (layers(RISING),), FAILS: (layers(RISING[::-1]),),
+                                UNTESTABLE: (layers(RISING[:2]),)},
+    checks.evr1_falls: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, evr1=np.linspace(0.45, 0.59, 8)),),
+                        UNTESTABLE: (None,)},
+    checks.heads_low_dimensional: {HOLDS: (layers(RISING).assign(d_head=64),),
+                                   FAILS: (layers(RISING).assign(d_head=16),), UNTESTABLE: (layers(RISING),)},
+    checks.twonn_hunchback: {HOLDS: (layers(RISING),), FAILS: (layers(RISING, twonn=np.arange(8) + 10.0),),
+                             UNTESTABLE: (layers(RISING[:2]),)},
+    checks.agreement_varies: {HOLDS: (agreement([0.2, 1.5, 4.9]),), FAILS: (agreement([1.2, 1.5, 2.1]),),
+                              UNTESTABLE: (agreement([0.2, 4.9], pc=2),)},
+    checks.textspan_omp_agree: {HOLDS: (agreement([0.5, 1.5, 2.0]),), FAILS: (agreement([0.1, 0.4, 1.2]),),
+                                UNTESTABLE: (None,)},
+    checks.descriptions_name_what_heads_encode: {
+        HOLDS: (probe([0.8, 0.9], [0.3, 0.4], [True, True]),),
+        FAILS: (probe([0.75, 0.75], [0.71, 0.71], [True, False]),), UNTESTABLE: (None,)},
+    checks.heads_specialise: {HOLDS: (similarity({"A": falling(), "B": falling(0.2)}),),
+                              FAILS: (similarity({"A": falling(), "B": falling(0.01)}),),
+                              UNTESTABLE: (similarity({"A": falling()}),)},
+    checks.similarity_falls_with_depth: {HOLDS: (similarity({"A": falling()}),),
+                                         FAILS: (similarity({"A": falling()[::-1]}),),
+                                         UNTESTABLE: (similarity({"A": falling()[:2]}),)},
+    checks.random_activates_unspecific_heads: {
+        # with STANDOUT_N heads per dataset, the dip must rank first: every other head sits at its layer mean
+        HOLDS: (similarity({"MNIST": falling(dip=(3, 1)), "Random": falling(dip=(3, 1))}),),
+        FAILS: (similarity({"MNIST": falling(dip=(3, 1)),
+                            "Random": falling(dip=(2, 0))}),),
+        UNTESTABLE: (similarity({"MNIST": falling(), "SVHN": falling()}),)},
+    checks.dataset_order_consistent: {
+        HOLDS: (pd.concat([similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),
+                           similarity({"A": falling(), "B": falling(0.12), "C": falling(0.25)}, model="y")]),),
+        FAILS: (pd.concat([similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),
+                           similarity({"A": falling(0.3), "B": falling(0.1), "C": falling()}, model="y")]),),
+        UNTESTABLE: (similarity({"A": falling(), "B": falling(0.1), "C": falling(0.3)}, model="x"),)},
+    checks.selected_heads_near_base: {HOLDS: (accuracy(TAB1_GOOD),),
+                                      FAILS: (accuracy({**TAB1_GOOD, "U|T": 0.6}),),
+                                      UNTESTABLE: (accuracy({k: v for k, v in TAB1_GOOD.items() if k != "S"}),)},
+    checks.heads_carry_alignment: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "H": 0.5}),),
+                                   UNTESTABLE: (accuracy({"B": 0.7}),)},
+    checks.optimized_weights_best: {HOLDS: (accuracy(TAB1_GOOD),), FAILS: (accuracy({**TAB1_GOOD, "O": 0.72}),),
+                                    UNTESTABLE: (None,)},
+    checks.residual_improves_base: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RD": 0.62}),),
+                                    UNTESTABLE: (accuracy({"RD": 0.9, "Lin": 0.9}),)},
+    checks.residual_near_lin: {HOLDS: (accuracy(TAB2_GOOD),),
+                               FAILS: (accuracy({**TAB2_GOOD, "RD": [0.91, 0.91, 0.8]}),),
+                               UNTESTABLE: (accuracy({"RD": 0.9}),)},
+    checks.lin_near_full: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "Lin": 0.8}),),
+                           UNTESTABLE: (accuracy({k: v for k, v in TAB2_GOOD.items() if k != "Full finetuning"}),)},
+    checks.residual_near_full_with_few_params: {
+        HOLDS: (accuracy(TAB2_GOOD), params(PARAMS_GOOD)),
+        FAILS: (accuracy(TAB2_GOOD), params({**PARAMS_GOOD, "RD": 5_000_000})),
+        UNTESTABLE: (accuracy(TAB2_GOOD), params({k: v for k, v in PARAMS_GOOD.items() if k != "Full finetuning"}))},
+    checks.rdstar_near_rd: {HOLDS: (accuracy(TAB2_GOOD), params(PARAMS_GOOD)),
+                            FAILS: (accuracy({**TAB2_GOOD, "RD*": 0.85}), params(PARAMS_GOOD)),
+                            UNTESTABLE: (accuracy(TAB2_GOOD), None)},
+    checks.rdy_behind_rd: {HOLDS: (accuracy(TAB2_GOOD),), FAILS: (accuracy({**TAB2_GOOD, "RDY": 0.9}),),
+                           UNTESTABLE: (accuracy({"RD": 0.9}),)},
+    checks.textspan_equals_somp: {
+        HOLDS: (pd.DataFrame({"unit": ["L0.H0", "L0.H1"], "identical_atoms": [True, True],
+                              "max_residual_difference": [1e-12, 3e-9]}),),
+        FAILS: (pd.DataFrame({"unit": ["L0.H0", "L0.H1"], "identical_atoms": [True, False],
+                              "max_residual_difference": [1e-12, 3e-9]}),),
+        UNTESTABLE: (pd.DataFrame(columns=["unit", "identical_atoms", "max_residual_difference"]),)},
+}
+
+
+def test_every_claim_has_cases_for_every_verdict():
+    assert {c.check for c in claims.CLAIMS} == set(CASES)
+    assert all(set(cases) == set(claims.STATUSES) for cases in CASES.values())
+
+
+@pytest.mark.parametrize("status", claims.STATUSES)
+@pytest.mark.parametrize("check", list(CASES), ids=lambda f: f.__name__)
+def test_claim_gives_each_verdict_on_tables_built_for_it(check, status):
+    verdict = check(*CASES[check][status])
+    assert verdict.status == status, verdict
+    assert verdict.criterion
+    if status == UNTESTABLE:
+        assert verdict.reason and not verdict.numbers
+    else:
+        assert verdict.numbers and not verdict.reason
+
+
+def test_trend_criterion_is_stated_as_a_sentence_with_its_threshold():
+    v = checks.nonlinearity_rises(layers(RISING))
+    assert v.criterion == "Spearman(layer, L/N) > 0.5"
+    assert v.numbers["Spearman rho"] == pytest.approx(1.0)
+    assert v.numbers["L/N first layer"] == pytest.approx(1.2)
+
+
+def test_the_toy_figure_2_directions_are_reported_as_not_holding():
+    """The issue's case: L/N falling 2.23 -> 1.34 and EVR1 rising 0.45 -> 0.59 across depth."""
+    toy = layers(np.linspace(2.23, 1.34, 8), evr1=np.linspace(0.45, 0.59, 8))
+    assert checks.nonlinearity_rises(toy).status == FAILS
+    assert checks.evr1_falls(toy).status == FAILS
+
+
+def test_rd_near_lin_compares_at_the_papers_printed_precision():
+    """0.86 - 0.89 is -0.030000000000000027 in floating point; printed, it is -0.03, within NEAR."""
+    acc = accuracy({"RD": [0.86, 0.9, 0.9], "Lin": [0.89, 0.9, 0.9]})
+    assert checks.residual_near_lin(acc).status == HOLDS
+
+
+def test_average_rows_of_a_printed_table_are_not_a_dataset():
+    acc = pd.concat([accuracy({"RD": 0.9, "Lin": 0.9}), accuracy({"RD": 0.1, "Lin": 0.9}, datasets=("Average",))])
+    assert checks.residual_near_lin(acc).status == HOLDS
+
+
+def test_verdict_refuses_an_unknown_status():
+    with pytest.raises(ValueError, match="holds"):
+        claims.Verdict("probably", {}, "x")
+
+
+def test_claim_lookup_names_the_valid_ids():
+    assert claims.claim("rdy_behind_rd").page == "fig05_tab02_residual_alignment"
+    with pytest.raises(KeyError, match="rdy_behind_rd"):
+        claims.claim("nope")
+
+
+def test_every_claim_has_a_criterion_a_known_page_and_tables_its_page_provides():
+    for c in claims.CLAIMS:
+        assert c.page in claims.PAGES
+        assert set(c.tables) <= set(claims.TABLES[c.page])
+        assert set(claims.OPTIONAL_COLUMNS.get(c.page, {})) <= set(claims.TABLES[c.page])
+        assert claims.criterion(c.id)
+    assert len(set(claims.CLAIM_IDS)) == len(claims.CLAIMS)
+    assert set(claims.PAGE_TITLES) == set(claims.PAGES) == set(claims.TABLES)
+
+
+# --- the paper's own numbers ------------------------------------------------------------------------------
+
+def paper_tables():
+    fig3 = reference("fig3_agreement")
+    fig3["unit"] = "L" + fig3["layer"].astype(str) + ".H" + fig3["head"].astype(str)
+    # every model of Figures 2 and 7 has heads of 64 dimensions (ViT-L/14, ViT-B/32, DINOv2-L, BLIP-L)
+    return {"fig02_intrinsic_dimension": reference("fig2").assign(d_head=64),
+            "fig03_textspan_vs_omp": {"agreement": fig3},
+            "tab01_coarse_unit_alignment": reference("table1"),
+            "fig05_tab02_residual_alignment": {"accuracy": reference("table2"), "params": reference("table2_params")}}
+
+
+def test_the_papers_main_text_numbers_satisfy_the_papers_claims():
+    """The criteria read the paper's sentences: on the models of its main text they must hold."""
+    ledger = claims.ledger(paper_tables())
+    main = {"fig02_intrinsic_dimension": None,  # every model of Figures 2 and 7
+            "fig03_textspan_vs_omp": None,
+            "tab01_coarse_unit_alignment": {"BLIP-L", "OpenCLIP-L"},
+            "fig05_tab02_residual_alignment": {"BLIP-L", "CLIP-L", "OpenCLIP-L"}}
+    for page, models in main.items():
+        rows = ledger[ledger["page"] == page]
+        if models is not None:
+            rows = rows[rows["model"].isin(models)]
+        tested = rows[rows["status"] != UNTESTABLE]
+        assert len(tested) and set(tested["status"]) == {HOLDS}, tested[["claim", "model", "numbers"]]
+
+
+def test_the_papers_table_2_cannot_test_claims_about_base_or_full_finetuning():
+    ledger = claims.ledger(paper_tables())
+    rows = ledger[ledger["claim"].isin(["rd_improves_base", "lin_near_full", "rd_near_full"])]
+    assert set(rows["status"]) == {UNTESTABLE}
+
+
+# --- the ledger ---------------------------------------------------------------------------------------------
+
+def toy_build():
+    return {"fig02_intrinsic_dimension": layers(RISING, model="toy CLIP"),
+            "fig04_spectral_dataset_similarity": {"similarity": pd.concat([
+                similarity({"A": falling(), "Random": falling(0.3)}, model="toy CLIP"),
+                similarity({"A": falling(), "Random": falling(0.2)}, model="other")])},
+            "fig05_tab02_residual_alignment": {"accuracy": accuracy(TAB2_GOOD, model="toy CLIP"),
+                                               "params": params(PARAMS_GOOD, model="toy CLIP")}}
+
+
+def test_ledger_has_a_row_per_claim_and_model_and_every_claim_once_at_least():
+    ledger = claims.ledger(toy_build())
+    assert list(ledger.columns) == claims.LEDGER_COLUMNS
+    assert set(ledger["claim"]) == set(claims.CLAIM_IDS)
+    fig02 = ledger[ledger["page"] == "fig02_intrinsic_dimension"]
+    assert set(fig02["model"]) == {"toy CLIP"} and len(fig02) == 6
+    fig04 = ledger[ledger["page"] == "fig04_spectral_dataset_similarity"]
+    assert len(fig04[fig04["claim"] == "heads_specialise"]) == 2
+    across = fig04[fig04["claim"] == "order_consistent"]
+    assert len(across) == 1 and across["model"].iloc[0] == ""
+
+
+def test_ledger_marks_pages_the_build_did_not_run_as_not_testable():
+    ledger = claims.ledger(toy_build()).set_index("claim")
+    assert ledger.loc["textspan_equals_somp", "status"] == UNTESTABLE
+    assert "did not run" in ledger.loc["textspan_equals_somp", "reason"]
+    assert ledger.loc["nonlinearity_rises", "status"] == HOLDS
+    assert ledger.loc["rd_near_full", "status"] == HOLDS
+    assert ledger.loc["rd_near_full", "link"] == "notebooks/fig05_tab02_residual_alignment.html"
+
+
+def test_ledger_refuses_unknown_pages_tables_and_missing_columns():
+    with pytest.raises(KeyError, match="fig02_intrinsic_dimension"):
+        claims.ledger({"fig99": layers(RISING)})
+    with pytest.raises(KeyError, match="agreement"):
+        claims.ledger({"fig03_textspan_vs_omp": {"agreements": agreement([1.0])}})
+    with pytest.raises(ValueError, match="evr1"):
+        claims.ledger({"fig02_intrinsic_dimension": layers(RISING).drop(columns="evr1")})
+    with pytest.raises(ValueError, match="mapping"):
+        claims.ledger({"fig05_tab02_residual_alignment": accuracy(TAB2_GOOD)})
+
+
+def test_page_verdicts_keep_only_that_pages_claims():
+    rows = claims.page_verdicts("fig03_textspan_vs_omp", {"agreement": agreement([0.2, 1.5, 4.9])})
+    assert set(rows["claim"]) == {"descriptions_faithful", "textspan_omp_agree", "pc1_sometimes_enough"}
+    assert dict(zip(rows["claim"], rows["status"]))["descriptions_faithful"] == UNTESTABLE
+    assert claims.counts(rows) == {HOLDS: 2, FAILS: 0, UNTESTABLE: 1}
+
+
+def test_rendering_shows_badges_criteria_numbers_and_links():
+    ledger = claims.ledger(toy_build())
+    page = claims.verdicts_html(ledger[ledger["page"] == "fig02_intrinsic_dimension"])
+    assert claims.BADGE_COLOURS[HOLDS] in page and "Spearman(layer, L/N) &gt; 0.5" in page
+    assert "<a href" not in page and "<th style=\"text-align:left\">model</th>" not in page
+    front = claims.verdicts_html(ledger, links=True)
+    assert '<a href="notebooks/appA2_textspan_equals_somp.html">Appendix A.2</a>' in front
+    assert claims.BADGE_COLOURS[UNTESTABLE] in front and "this build did not run the page" in front
+    md = claims.verdict_markdown(ledger[ledger["claim"] == "rdstar_near_rd"])
+    assert md.startswith("- **holds** (toy CLIP):") and "RD* / RD params 0.326" in md
+    with pytest.raises(ValueError, match="not testable"):
+        claims.badge("unknown")
+
+
+def test_format_numbers_keeps_small_numbers_and_separates_thousands():
+    text = claims.format_numbers({"RD params": 43008, "max residual difference": 3e-9, "rho": 0.51234, "on": "SVHN"})
+    assert text == "RD params 43,008, max residual difference 3.0e-09, rho 0.512, on SVHN"
+    assert claims.format_numbers({"linear ID": 12.0, "share": 0.5}) == "linear ID 12.0, share 0.500"
+
+
+def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    build = toy_build()
+    build["appA2_textspan_equals_somp"] = CASES[checks.textspan_equals_somp][FAILS][0]
+    build["fig02_intrinsic_dimension"] = build["fig02_intrinsic_dimension"].assign(d_head=64, extra="dropped")
+    for page, tables in build.items():
+        claims.record(page, tables, run="toy")
+    assert claims.recorded("smoke") == {}
+    back = claims.recorded("toy")
+    assert set(back) == set(build)
+    assert back["appA2_textspan_equals_somp"]["equivalence"]["identical_atoms"].dtype == bool
+    assert list(back["fig02_intrinsic_dimension"]["layers"].columns) == claims.TABLES["fig02_intrinsic_dimension"][
+        "layers"] + ["d_head"]
+    pd.testing.assert_frame_equal(claims.ledger(back).drop(columns="numbers"),
+                                  claims.ledger(build).drop(columns="numbers"))
+    claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="toy CLIP"), run="toy")
+    again = claims.ledger(claims.recorded("toy")).set_index("claim")
+    assert again.loc["nonlinearity_rises", "status"] == FAILS
+
+
+def test_a_second_page_filing_another_model_keeps_the_first_models_rows(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    claims.record("fig02_intrinsic_dimension", layers(RISING, model="toy CLIP"), run="toy")
+    claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="DINOv2-S"), run="toy")
+    ledger = claims.ledger(claims.recorded("toy")).set_index(["claim", "model"])
+    assert ledger.loc[("nonlinearity_rises", "toy CLIP"), "status"] == "holds"
+    assert ledger.loc[("nonlinearity_rises", "DINOv2-S"), "status"] == FAILS
+    claims.clear_records("toy")
+    assert claims.recorded("toy") == {}
+
+
+
+def test_pages_filing_the_same_table_at_once_keep_each_others_rows(monkeypatch, tmp_path):
+    """Pages run at once (`book --jobs`): without the folder lock both pages read the table before either writes,
+    and the second write drops the first page's rows. A slow write widens that window."""
+    import sys
+    import threading
+    import time
+
+    ledger = sys.modules["residual_lib.claims.ledger"]  # the package exports a function of the same name
+
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    write = ledger.write_text
+    monkeypatch.setattr(ledger, "write_text", lambda path, text: (time.sleep(0.3), write(path, text)))
+    start = threading.Barrier(2)
+
+    def file(model):
+        start.wait()
+        claims.record("fig02_intrinsic_dimension", layers(RISING, model=model), run="toy")
+
+    threads = [threading.Thread(target=file, args=(m,)) for m in ("toy CLIP", "DINOv2-S")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    table = claims.recorded("toy")["fig02_intrinsic_dimension"]["layers"]
+    assert sorted(table["model"].unique()) == ["DINOv2-S", "toy CLIP"] and len(table) == 2 * len(RISING)
