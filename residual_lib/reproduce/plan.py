@@ -68,7 +68,7 @@ def plan(profile: str, overrides: dict[str, Any] | None = None, models: Iterable
          datasets: Iterable[str] | None = None, root: Path = REPO_ROOT) -> list[CacheKey]:
     """Every distinct cache the profile's pages read (their experiments' `caches`), sorted, optionally filtered.
 
-    Parameters are merged exactly as the book runner merges them (`residual_lib.book.notebook_parameters`).
+    Parameters are merged exactly as the book runner merges them (`residual_lib.book.runner.notebook_parameters`).
     """
     from ..book.runner import Layout, notebook_parameters, toc_notebooks
     from ..experiments import experiment

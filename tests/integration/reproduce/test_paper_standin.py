@@ -1,7 +1,7 @@
 """The paper profile end to end on the stand-in configuration: `reproduce --standin`, then the book runner.
 
 Random-weight open_clip ViT-S/32 (QuickGELU) and generated images stand in for the paper's models and
-datasets (`residual_lib.reproduce.STANDIN`), so every paper notebook runs its real code paths without a
+datasets (`residual_lib.reproduce.plan.STANDIN`), so every paper notebook runs its real code paths without a
 download: the extraction jobs, each notebook on the extracted caches, the saved results, and the
 reproduction report joining them with the paper's numbers.
 """
