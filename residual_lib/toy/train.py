@@ -77,9 +77,14 @@ CONFIGS = {
     # Shape is the attribute that needs the steps (zero-shot on the validation split, bench/bench_toy_train.py, one
     # thread, bf16, 1,200 steps unless named): lr 2e-3 for both towers 0.41 (fp32), 5e-4 0.74; the text tower at a
     # tenth of the vision tower's 2e-3 0.88 (a half 0.87, a twentieth 0.89; the vision tower at 3e-3 0.83); then a
-    # warmup of a tenth of the steps 0.93 in 1,100. bf16 autocast: 0.20 s a step on two threads against 0.27 in fp32.
+    # warmup of a tenth of the steps 0.93 in 1,100. fp32 (issue 22): bf16's speed depends on optional instruction sets
+    # (AVX512-BF16, AMX); on an AVX2-only CPU its matrix products were reported 68 times slower than fp32's, an hour
+    # of training. fp32 on AVX2, 2 cores, load 0.9: 0.285 s a step on two threads (0.39 on one), so these 1,100
+    # steps take 5.5 to 7 min, over the 240 s budget. Cuts measured there (fp32, pool 20,000; shape lowest every
+    # time, the rest >= 0.93): 700 steps of 128 0.63; steps of 64: 1,100 at 2e-3 0.76, 1,000 at 1e-3 0.67, 1.5e-3
+    # 0.73, 3e-3 0.53, 4e-3 0.27. None kept shape >= 0.90 within 240 s, so the recipe is unchanged.
     "toy": TrainConfig(profile="toy", steps=1100, batch_size=128, pool_size=30000, lr=2e-3, text_lr_scale=0.1,
-                       warmup=0.1, value_copies=4, threads=2, precision="bf16"),
+                       warmup=0.1, value_copies=4, threads=2, precision="fp32"),
     "smoke": TrainConfig(profile="smoke", steps=60, batch_size=64, pool_size=2000, lr=3e-3),
 }
 
