@@ -7,6 +7,9 @@ writers, such as safetensors' or `tempfile`'s, create 0600 / 0700, which locks o
 artifacts folder out), then renamed into place. On an error the temporary is removed and the error
 names the target's folder.
 
+Files read back (caches' and checkpoints' manifests, idx files) go through `read_json` / `read_bytes`: a
+truncated or damaged file raises `DamagedFileError` naming it, whatever the parser's own error.
+
 `folder_lock` serialises read-modify-write updates of one folder across processes (pages running at once).
 
 Digests: sha256 where a digest is published or compared with others' (checkpoints, downloads);
@@ -18,14 +21,17 @@ seconds at paper scale (bench/bench_cache.py).
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
+import json
 import mmap
 import os
 import secrets
 import shutil
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import xxhash
 
@@ -109,6 +115,30 @@ def write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(text)
+
+
+class DamagedFileError(ValueError):
+    """A file exists but cannot be parsed (truncated, not JSON, a broken gzip stream); the message names it."""
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, decompressed when its name ends in .gz; DamagedFileError naming it when the stream is cut."""
+    path = Path(path)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            return f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DamagedFileError(f"{path} is truncated or damaged ({type(err).__name__}: {err or 'stream ends early'}); "
+                               "delete it and fetch or rebuild it") from err
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; DamagedFileError naming the file when it is truncated or not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedFileError(f"{path} is not readable JSON (truncated or damaged: {err})") from err
 
 
 DIGESTS = {"sha256": hashlib.sha256, "xxh3_128": xxhash.xxh3_128}

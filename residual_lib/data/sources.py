@@ -27,7 +27,6 @@ data and without network, loading raises
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import struct
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..files import read_bytes
 from .datasets import DatasetSpec
 
 
@@ -272,8 +272,7 @@ def to_uint8(images: np.ndarray, max_value: float) -> np.ndarray:
 @lru_cache(maxsize=4)
 def read_idx(path: Path) -> np.ndarray:
     """An idx file of unsigned bytes (MNIST's format; gzip when the name ends in .gz) as an array of its shape."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
+    data = read_bytes(path)
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError(f"{path} is not an idx file of unsigned bytes (header {data[:4].hex()}, expected 0000 08 <ndim>)")
     ndim = data[3]

@@ -72,14 +72,31 @@ def test_cache_key_status_reads_the_cache_manifest(tmp_path):
     assert job.status(tmp_path) == "todo"
     folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"complete": False}))
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": False}))
     assert job.status(tmp_path) == "partial"
-    (folder / "manifest.json").write_text(json.dumps({"complete": True}))
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": True}))
     assert job.status(tmp_path) == "done"
     other = tmp_path / "m-x-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
     other.mkdir(parents=True)
     assert CacheKey("m-x", "d", "train", None, 0, "float16").status(tmp_path) == "partial", \
         "model m-x's folder is not model m's"
+
+
+def test_cache_key_status_checks_the_files_not_only_the_complete_flag(tmp_path):
+    """Issue 28 case 5: a finished cache with one shard file deleted (or cut short) was listed as done."""
+    job = CacheKey("m", "d", "train", None, 0, "float16")
+    folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
+    (folder / "shards" / "00000").mkdir(parents=True)
+    files = {"head_basis.npy": np.zeros((2, 3, 4)), "shards/00000/emb.npy": np.ones((8, 4), np.float16)}
+    for relative, array in files.items():
+        np.save(folder / relative, array)
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": True, "files": dict.fromkeys(files)}))
+    assert job.status(tmp_path) == "done"
+    shard_file = folder / "shards" / "00000" / "emb.npy"
+    shard_file.write_bytes(shard_file.read_bytes()[:-10])
+    assert job.status(tmp_path) == "partial", "a truncated shard file"
+    shard_file.unlink()
+    assert job.status(tmp_path) == "partial", "a deleted shard file"
 
 
 def test_cli_lists_the_standin_plan(capsys):
