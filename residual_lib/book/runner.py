@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from residual_lib.book import provenance
 from residual_lib.book.layout import (PROFILES, BookError, Layout, load_notebook, page_parameters, parameters_cell,
-                                       parse_overrides, select, toc_notebooks)
+                                       parse_overrides, positive_int, select, toc_notebooks)
 from residual_lib.files import atomic_file
 from residual_lib.paths import REPO_ROOT
 
@@ -474,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--root", type=Path, default=REPO_ROOT,
                        help="project root holding book/ and notebooks/ (default: this repository)")
         p.add_argument("--quiet", action="store_true", help="do not echo the notebooks' own output")
-        p.add_argument("--jobs", "-j", type=int, default=1,
+        p.add_argument("--jobs", "-j", type=positive_int, default=1,
                        help="notebooks run at once, each in its own process, output to book/_generated/logs/ "
                             "(default 1: one after another, output echoed)")
     return parser

@@ -66,6 +66,13 @@ def test_parse_overrides_rejects_malformed(bad):
         book_layout.parse_overrides([bad])
 
 
+def test_an_empty_override_value_is_refused_not_read_as_null():
+    """`-p n=` silently meant n=None ("all images")."""
+    with pytest.raises(book_layout.BookError, match="override 'n=' has no value; write n=null for None"):
+        book_layout.parse_overrides(["n="])
+    assert book_layout.parse_overrides(["n=null"]) == {"n": None}
+
+
 def test_merge_parameters_precedence_and_undeclared_defaults():
     merged = book_layout.merge_parameters("nb", ["device", "n", "seed"], defaults={"device": "auto", "n": 1, "other": 9},
                                    own={"n": 5}, overrides={"seed": 7, "unrelated": 1})

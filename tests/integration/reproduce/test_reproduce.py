@@ -105,6 +105,16 @@ def test_cli_lists_the_standin_plan(capsys):
     assert "standin-clip" in out.out and "todo" in out.out and "(stand-in)" in out.err
 
 
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--batch-size", "-1")])
+def test_counts_below_one_are_refused_before_planning(flag, value, capsys, monkeypatch):
+    """Issue 28 case 3: `reproduce --workers 0` planned for 16 s, then ended in a traceback."""
+    monkeypatch.setattr(reproduce, "plan", lambda *a, **k: pytest.fail("planned before checking the arguments"))
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main([flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {value} must be at least 1" in capsys.readouterr().err
+
+
 def test_book_args_carry_the_selection():
     args = reproduce.book_overrides(False, ["clip-l"], ["mnist", "svhn"])
     assert args == ["models=[clip-l]", "model_name=clip-l", "datasets=[mnist,svhn]"]
