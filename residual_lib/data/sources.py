@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from ..files import read_bytes
 from .datasets import DatasetSpec
+from .images import to_rgb
 
 
 class MissingDataError(FileNotFoundError):
@@ -123,23 +124,21 @@ def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarr
 
 
 class SplitView(Dataset):
-    """The rows `indices` of a base dataset, as (RGB PIL image, int label); `.targets` without decoding images."""
+    """The rows `indices` of a base dataset, as (RGB PIL image, int label); `.targets` without decoding images.
+    `name` (the dataset's) names a row whose image cannot be made RGB."""
 
-    def __init__(self, base: Any, indices: np.ndarray, targets: np.ndarray):
+    def __init__(self, base: Any, indices: np.ndarray, targets: np.ndarray, name: str = ""):
         self.base, self.indices, self.targets = base, np.asarray(indices), np.asarray(targets)[indices]
+        self.name = name
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
         image, _ = self.base[int(self.indices[i])]
-        return _rgb(image), int(self.targets[i])
-
-
-def _rgb(image: Any) -> Image.Image:
-    if not isinstance(image, Image.Image):
-        image = Image.open(io.BytesIO(image))
-    return image if image.mode == "RGB" else image.convert("RGB")
+        if not isinstance(image, Image.Image):
+            image = Image.open(io.BytesIO(image))
+        return to_rgb(image, f"dataset {self.name!r} row {i}"), int(self.targets[i])
 
 
 def _view(spec: DatasetSpec, split: str, base: Any, targets: np.ndarray) -> SplitView:
@@ -147,7 +146,7 @@ def _view(spec: DatasetSpec, split: str, base: Any, targets: np.ndarray) -> Spli
     if len(targets) and (targets.min() < 0 or targets.max() >= spec.n_classes):
         raise ValueError(f"dataset {spec.name!r}: source labels span {targets.min()}..{targets.max()} but the manifest "
                          f"lists {spec.n_classes} class names")
-    return SplitView(base, split_indices(targets, spec, split), targets)
+    return SplitView(base, split_indices(targets, spec, split), targets, spec.name)
 
 
 # ---------------------------------------------------------------------------------------------- torchvision

@@ -58,6 +58,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..data.images import to_rgb
 from ..version import __version__
 from ..units.adapter import ResidualModel
 from ..units.decompose import check_convention
@@ -112,14 +113,17 @@ def _content_hash(file_hashes: dict[str, str]) -> str:
 class _Preprocessed(Dataset):
     """Rows `indices` of `dataset`, preprocessed by the model: (float (3, S, S), int label)."""
 
-    def __init__(self, dataset, indices: np.ndarray, model: ResidualModel):
-        self.dataset, self.indices, self.model = dataset, indices, model
+    def __init__(self, dataset, indices: np.ndarray, model: ResidualModel, name: str):
+        self.dataset, self.indices, self.model, self.name = dataset, indices, model, name
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        image, label = self.dataset[int(self.indices[i])]
+        row = int(self.indices[i])
+        image, label = self.dataset[row]
+        # Any dataset may be passed in, not only the manifests' (whose loaders already give RGB)
+        image = to_rgb(image, f"dataset {self.name!r} row {row}")
         return self.model.preprocess(image), -1 if label is None else int(label)
 
 
@@ -234,7 +238,7 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
     data = _resolve_dataset(dataset, split)
     path, params = _cache_params(model, wh, data.spec.name, len(data), root, **settings)
     indices = subsample(len(data), n, seed)
-    model.preprocess(data[int(indices[0])][0])  # a wrong image size or type fails here, before any file is written
+    _Preprocessed(data, indices[:1], model, data.spec.name)[0]  # a wrong image size or type fails here, before writing
     if _reusable(path, params):  # before any write: a finished cache on a read-only mount still opens
         return UnitCache(path, verify=verify)
     with _exclusive(path):
@@ -303,7 +307,7 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
         _atomic_save(path / f"{key}.npy", t.detach().cpu().float().numpy())
         files[f"{key}.npy"] = file_digest(path / f"{key}.npy", DIGEST)
 
-    loader_data = _Preprocessed(data, indices, model)
+    loader_data = _Preprocessed(data, indices, model, params["dataset"])
     amp_ctx = (lambda: torch.autocast(dev.type, dtype=getattr(torch, amp))) if amp else nullcontext
     rows_of = lambda k: min(shard_size, n_rows - k * shard_size)  # noqa: E731
     done = {k: _shard_ok(path, k, rows_of(k)) for k in range(n_shards)}
