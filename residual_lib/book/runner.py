@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from residual_lib.book import provenance
 from residual_lib.book.layout import (PROFILES, BookError, Layout, load_notebook, page_parameters, parameters_cell,
                                        parse_overrides, positive_int, select, toc_notebooks)
-from residual_lib.files import atomic_file
+from residual_lib.files import atomic_file, write_text
 from residual_lib.paths import REPO_ROOT
 
 KERNEL = "residual"
@@ -479,7 +479,7 @@ def build_site(layout: Layout) -> Path:
     proc = subprocess.run(cmd, cwd=layout.root, capture_output=True, text=True)
     log = ANSI.sub("", proc.stdout + proc.stderr)
     layout.build_log.parent.mkdir(parents=True, exist_ok=True)
-    layout.build_log.write_text(log)
+    write_text(layout.build_log, log)
     sys.stderr.write(log)
     problems = log_problems(log)
     if proc.returncode != 0 or problems:

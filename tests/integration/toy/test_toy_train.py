@@ -81,7 +81,7 @@ def test_truncated_checkpoint_manifest_counts_as_stale_and_is_named(tmp_path, ca
     (tmp_path / "manifest.json").write_text('{"version": 2, "sha2')
     assert not is_current(tmp_path, SHORT)
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'manifest.json'} is not readable JSON" in err and "retrained when next needed" in err
+    assert f"{tmp_path / 'manifest.json'} is truncated or damaged (JSONDecodeError" in err and "retrained when next needed" in err
 
 
 @pytest.mark.slow
