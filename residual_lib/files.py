@@ -7,6 +7,10 @@ writers, such as safetensors' or `tempfile`'s, create 0600 / 0700, which locks o
 artifacts folder out), then renamed into place. On an error the temporary is removed and the error
 names the target's folder.
 
+Files read back (caches' and checkpoints' manifests, idx files, stored results) go through `read` (or its
+`read_json` / `read_bytes`): a truncated or damaged file raises `DamagedFileError` naming it, whatever the parser's
+own error.
+
 `folder_lock` serialises read-modify-write updates of one folder across processes (pages running at once).
 
 Digests: sha256 where a digest is published or compared with others' (checkpoints, downloads);
@@ -18,16 +22,21 @@ seconds at paper scale (bench/bench_cache.py).
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
+import json
 import mmap
 import os
 import secrets
 import shutil
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import xxhash
+
+T = TypeVar("T")
 
 
 def umask() -> int:
@@ -106,9 +115,39 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically."""
+    """Write `text` to `path` atomically, in UTF-8 whatever the locale."""
     with atomic_file(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
+
+
+class DamagedFileError(ValueError):
+    """A file exists but cannot be parsed (truncated, not JSON, a broken gzip stream); the message names it."""
+
+
+def read(path: str | Path, parse: Callable[[Path], T], damage: tuple[type[BaseException], ...]) -> T:
+    """`parse(path)`; the `damage` errors its parser raises on a cut or corrupt file become a DamagedFileError that
+    names the file (a missing file stays a FileNotFoundError)."""
+    path = Path(path)
+    try:
+        return parse(path)
+    except damage as err:
+        raise DamagedFileError(f"{path} is truncated or damaged ({type(err).__name__}: {err or 'it ends early'}); "
+                               "delete it to have it fetched or rebuilt") from err
+
+
+def _decompressed(path: Path) -> bytes:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        return f.read()
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, decompressed when its name ends in .gz."""
+    return read(path, _decompressed, (EOFError, gzip.BadGzipFile, zlib.error))
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content."""
+    return read(path, lambda p: json.loads(p.read_bytes()), (UnicodeDecodeError, json.JSONDecodeError))
 
 
 DIGESTS = {"sha256": hashlib.sha256, "xxh3_128": xxhash.xxh3_128}

@@ -10,6 +10,7 @@ experiment before executing it.
 
 from __future__ import annotations
 
+import argparse
 import ast
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +131,21 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise BookError(f"override {item!r} is not of the form key=value (key a Python identifier)")
+        if not value.strip():  # YAML reads an empty value as null, which would silently mean "all images"
+            raise BookError(f"override {item!r} has no value; write {key.strip()}=null for None, or a value")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (worker and job counts, batch sizes), refused before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def merge_parameters(name: str, declared: list[str], defaults: dict[str, Any], own: dict[str, Any],

@@ -22,14 +22,15 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from residual_lib.book import provenance
 from residual_lib.book.layout import (PROFILES, BookError, Layout, load_notebook, page_parameters, parameters_cell,
-                                       parse_overrides, select, toc_notebooks)
-from residual_lib.files import atomic_file
+                                       parse_overrides, positive_int, select, toc_notebooks)
+from residual_lib.files import atomic_file, write_text
 from residual_lib.paths import REPO_ROOT
 
 KERNEL = "residual"
@@ -384,18 +385,45 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
     waves = [longest_first(layout, [n for n in names if n not in summary]), summary]
     records: dict[str, RunRecord] = {}
     bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
+    started = time.time()
     # spawn: a worker must not inherit this process's imported state (torch's thread pools, open kernels).
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for wave in waves:
+            if any(LOST in r.error for r in records.values()):  # a broken pool takes no more pages
+                records.update({n: lost_page(layout, n, profile, started, None) for n in wave})
+                continue
             futures = {pool.submit(_run_logged, layout, n, profile, overrides): n for n in wave}
             for future in as_completed(futures):
                 name = futures[future]
-                records[name] = future.result()
+                try:
+                    records[name] = future.result()
+                except BrokenProcessPool as died:  # every page still running or queued ends here
+                    records[name] = lost_page(layout, name, profile, started, died)
                 bar.update()
                 print(f"== {name}: {records[name].status} in {records[name].runtime_s:.1f} s "
                       f"(log: {layout.run_log(name).relative_to(layout.root)})", file=sys.stderr, flush=True)
     bar.close()
     return [records[n] for n in names]
+
+
+LOST = ("a worker process of the parallel build died (killed by a signal or out of memory; the pool then stops "
+        "them all)")
+
+
+def lost_page(layout: Layout, name: str, profile: str, started: float, died: BrokenProcessPool | None) -> RunRecord:
+    """The failed record of a page a dead worker process took down: the page it was running (its log was opened
+    after `started`), named with the cell that was running, or a page that never started."""
+    log = layout.run_log(name)
+    ran = died is not None and log.is_file() and log.stat().st_mtime >= started
+    rerun = f"rerun it with `python -m residual_lib.book run --only {name}`"
+    if ran:
+        cell = describe_interruption(name, layout.source(name), layout.executed(name), died, None)
+        error = f"notebook {name!r} was running when {LOST}; {rerun}\n  {cell}"
+    else:
+        error = f"notebook {name!r} never ran: {LOST} before it started; {rerun}"
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return RunRecord(name, profile, "failed", time.time() - started if ran else 0.0, None, provenance.git_commit(),
+                     finished, error)
 
 
 def executed_errors(layout: Layout, names: list[str]) -> list[str]:
@@ -451,7 +479,7 @@ def build_site(layout: Layout) -> Path:
     proc = subprocess.run(cmd, cwd=layout.root, capture_output=True, text=True)
     log = ANSI.sub("", proc.stdout + proc.stderr)
     layout.build_log.parent.mkdir(parents=True, exist_ok=True)
-    layout.build_log.write_text(log)
+    write_text(layout.build_log, log)
     sys.stderr.write(log)
     problems = log_problems(log)
     if proc.returncode != 0 or problems:
@@ -474,7 +502,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--root", type=Path, default=REPO_ROOT,
                        help="project root holding book/ and notebooks/ (default: this repository)")
         p.add_argument("--quiet", action="store_true", help="do not echo the notebooks' own output")
-        p.add_argument("--jobs", "-j", type=int, default=1,
+        p.add_argument("--jobs", "-j", type=positive_int, default=1,
                        help="notebooks run at once, each in its own process, output to book/_generated/logs/ "
                             "(default 1: one after another, output echoed)")
     return parser

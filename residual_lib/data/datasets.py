@@ -1,8 +1,10 @@
 """Datasets declared in `data_manifests/datasets/<name>.yaml`, resolved by one factory.
 
-A manifest has: name, title, role (reference | task | ood), source ({kind: ..., and the
+A manifest has: name, title, role (reference | task | ood | standin), source ({kind: ..., and the
 kind's own fields}), splits ({split: {size: int}}), class_names, templates (prompt templates with
-one `{}`), seed, licence, notes. `source.kind` picks the loader; loaders live beside the data they
+one `{}`), seed, licence, notes; `DatasetManifest` declares their types and choices, and a manifest that does
+not fit is named (file and field) when that dataset is asked for, never breaking the others.
+`source.kind` picks the loader; loaders live beside the data they
 know (`residual_lib.toy.data` for the toy world, `residual_lib.data.sources` for real datasets) and are
 imported only when used.
 """
@@ -13,11 +15,12 @@ import importlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..paths import MANIFESTS, artifacts_dir
+from .manifests import Manifest, ManifestError, read_manifests, valid
 
 # source.kind -> "module:function"; the function is (spec, split, root) -> torch Dataset of (image, label).
 SOURCE_LOADERS = {
@@ -31,6 +34,51 @@ SOURCE_LOADERS = {
     "sklearn": "residual_lib.data.sources:load_sklearn",
     "skimage": "residual_lib.data.sources:load_skimage",
 }
+
+
+class Carve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fraction: float = Field(gt=0, lt=1)
+    keep: Literal["part", "rest"]
+    by: Literal["sklearn", "datasets"] = "sklearn"
+
+
+class Split(BaseModel):
+    """One manifest split: its size, the source split it is cut from, and the cuts (see `residual_lib.data.sources`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    size: int = Field(ge=0, strict=True)
+    from_: str | None = Field(default=None, alias="from")
+    carve: list[Carve] = []
+    subset: int | None = Field(default=None, gt=0, strict=True)
+
+
+class Source(BaseModel):
+    """Where the images come from: `kind` picks the loader; the kind's own fields are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal[tuple(SOURCE_LOADERS)]
+
+
+class DatasetManifest(Manifest):
+    title: str = ""
+    role: Literal["reference", "task", "ood", "standin"]
+    source: Source
+    splits: dict[str, Split] = Field(min_length=1)
+    class_names: list[str] = Field(min_length=1)
+    templates: list[str] = Field(min_length=1)
+    seed: int = Field(default=0, strict=True)
+
+    @field_validator("templates")
+    @classmethod
+    def _one_slot(cls, templates: list[str]) -> list[str]:
+        bad = [t for t in templates if t.count("{}") != 1]
+        if bad:
+            raise ValueError(f"each template needs exactly one {{}} for the class name: {bad!r}")
+        return templates
 
 
 @dataclass(frozen=True)
@@ -52,26 +100,23 @@ class DatasetSpec:
         return len(self.class_names)
 
 
-_FIELDS = {"name", "title", "role", "source", "splits", "class_names", "templates", "seed", "licence", "notes"}
+@cache
+def _manifests() -> dict[str, DatasetManifest | ManifestError]:
+    return read_manifests(MANIFESTS / "datasets", DatasetManifest)
+
+
+def _spec(m: DatasetManifest) -> DatasetSpec:
+    return DatasetSpec(
+        name=m.name, title=m.title or m.name, role=m.role, source=m.source.model_dump(),
+        splits={k: v.model_dump(by_alias=True, exclude_unset=True) for k, v in m.splits.items()},
+        class_names=tuple(m.class_names), templates=tuple(m.templates), seed=m.seed, licence=m.licence,
+        notes=m.notes, extra=m.extras)
 
 
 @cache
 def _specs() -> dict[str, DatasetSpec]:
-    specs = {}
-    for path in sorted((MANIFESTS / "datasets").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
-        missing = {"name", "role", "source", "splits", "class_names", "templates"} - raw.keys()
-        if missing:
-            raise ValueError(f"dataset manifest {path} lacks {sorted(missing)}")
-        if raw["source"].get("kind") not in SOURCE_LOADERS:
-            raise ValueError(f"dataset manifest {path}: source.kind {raw['source'].get('kind')!r} is not one of {sorted(SOURCE_LOADERS)}")
-        specs[raw["name"]] = DatasetSpec(
-            name=raw["name"], title=raw.get("title", raw["name"]), role=raw["role"], source=raw["source"],
-            splits=raw["splits"], class_names=tuple(raw["class_names"]), templates=tuple(raw["templates"]),
-            seed=raw.get("seed", 0), licence=raw.get("licence", ""), notes=raw.get("notes", ""),
-            extra={k: v for k, v in raw.items() if k not in _FIELDS},
-        )
-    return specs
+    """The readable dataset manifests; a warning names each unreadable one."""
+    return {name: _spec(m) for name, m in valid(_manifests(), "dataset manifest").items()}
 
 
 def list_datasets(role: str | None = None) -> list[str]:
@@ -81,6 +126,9 @@ def list_datasets(role: str | None = None) -> list[str]:
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The manifest of `name`; KeyError naming the valid datasets otherwise."""
+    found = _manifests().get(name)
+    if isinstance(found, ManifestError):
+        raise found
     specs = _specs()
     if name not in specs:
         raise KeyError(f"unknown dataset {name!r}; valid: {', '.join(sorted(specs))}")

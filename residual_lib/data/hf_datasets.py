@@ -144,7 +144,7 @@ def _files_by_name(folder: str) -> dict[str, str]:
 
 
 class RepositoryImages(Dataset):
-    """Rows of a `datasets.Dataset` as (RGB PIL image, target): pixels from the image column, or from the user's
+    """Rows of a `datasets.Dataset` as (PIL image, target): pixels from the image column, or from the user's
     files named by a path column."""
 
     def __init__(self, spec: DatasetSpec, table, targets: np.ndarray, root: Path):
@@ -175,8 +175,7 @@ class RepositoryImages(Dataset):
         return cell if isinstance(cell, Image.Image) else Image.open(io.BytesIO(cell) if isinstance(cell, bytes) else cell)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
-        image = self._image(self.images[int(i)][self.column])
-        return (image if image.mode == "RGB" else image.convert("RGB")), int(self.targets[i])
+        return self._image(self.images[int(i)][self.column]), int(self.targets[i])  # SplitView makes it RGB
 
 
 def load_split(spec: DatasetSpec, split: str, root: Path) -> SplitView:
@@ -185,4 +184,5 @@ def load_split(spec: DatasetSpec, split: str, root: Path) -> SplitView:
     check_names(spec, table)
     column = spec.source.get("label_column", "label")
     carve_labels, targets = label_codes(spec, table.select_columns([column]).to_dict()[column])
-    return SplitView(RepositoryImages(spec, table, targets, root), split_indices(carve_labels, spec, split), targets)
+    return SplitView(RepositoryImages(spec, table, targets, root), split_indices(carve_labels, spec, split), targets,
+                     spec.name)

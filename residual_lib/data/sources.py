@@ -27,7 +27,6 @@ data and without network, loading raises
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import struct
@@ -39,7 +38,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..files import read_bytes
 from .datasets import DatasetSpec
+from .images import to_rgb
 
 
 class MissingDataError(FileNotFoundError):
@@ -123,23 +124,21 @@ def split_indices(labels: np.ndarray, spec: DatasetSpec, split: str) -> np.ndarr
 
 
 class SplitView(Dataset):
-    """The rows `indices` of a base dataset, as (RGB PIL image, int label); `.targets` without decoding images."""
+    """The rows `indices` of a base dataset, as (RGB PIL image, int label); `.targets` without decoding images.
+    `name` (the dataset's) names a row whose image cannot be made RGB."""
 
-    def __init__(self, base: Any, indices: np.ndarray, targets: np.ndarray):
+    def __init__(self, base: Any, indices: np.ndarray, targets: np.ndarray, name: str = ""):
         self.base, self.indices, self.targets = base, np.asarray(indices), np.asarray(targets)[indices]
+        self.name = name
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
         image, _ = self.base[int(self.indices[i])]
-        return _rgb(image), int(self.targets[i])
-
-
-def _rgb(image: Any) -> Image.Image:
-    if not isinstance(image, Image.Image):
-        image = Image.open(io.BytesIO(image))
-    return image if image.mode == "RGB" else image.convert("RGB")
+        if not isinstance(image, Image.Image):
+            image = Image.open(io.BytesIO(image))
+        return to_rgb(image, f"dataset {self.name!r} row {i}"), int(self.targets[i])
 
 
 def _view(spec: DatasetSpec, split: str, base: Any, targets: np.ndarray) -> SplitView:
@@ -147,7 +146,7 @@ def _view(spec: DatasetSpec, split: str, base: Any, targets: np.ndarray) -> Spli
     if len(targets) and (targets.min() < 0 or targets.max() >= spec.n_classes):
         raise ValueError(f"dataset {spec.name!r}: source labels span {targets.min()}..{targets.max()} but the manifest "
                          f"lists {spec.n_classes} class names")
-    return SplitView(base, split_indices(targets, spec, split), targets)
+    return SplitView(base, split_indices(targets, spec, split), targets, spec.name)
 
 
 # ---------------------------------------------------------------------------------------------- torchvision
@@ -272,8 +271,7 @@ def to_uint8(images: np.ndarray, max_value: float) -> np.ndarray:
 @lru_cache(maxsize=4)
 def read_idx(path: Path) -> np.ndarray:
     """An idx file of unsigned bytes (MNIST's format; gzip when the name ends in .gz) as an array of its shape."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
+    data = read_bytes(path)
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError(f"{path} is not an idx file of unsigned bytes (header {data[:4].hex()}, expected 0000 08 <ndim>)")
     ndim = data[3]

@@ -7,7 +7,6 @@ text embeddings as they are and projected on each head's span (`pursuit.compare_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import pandas as pd
 
@@ -18,7 +17,7 @@ from ..models.registry import load_model
 from ..report.plots_spectral import model_display
 from ..analysis.pursuit import compare_textspan_somp, project_dictionary, signals_from_units, text_atoms
 from ..data.text_dictionary import text_dictionary
-from .base import ComputeParams, Result, computes, positive, readings_text
+from .base import CacheDtype, ComputeParams, Dictionary, Result, computes, positive, readings_text
 
 RAW, PROJECTED = "raw dictionary", "projected on each head's span"
 
@@ -34,10 +33,10 @@ class Params(ComputeParams):
     split: str = "train"
     n: int | None = 2000  # images in the cache; None: the whole split
     seed: int = 0
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
-    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
+    dictionary: Dictionary = "toy"  # "gandelsman-general" is the paper's
     k: int = 10  # atoms per head
     tolerance: float = 1e-5  # largest allowed |R_TextSpan - R_SOMP| entry
     # the span the projected dictionary is projected on: centred (True) or the uncentred samples' (the authors')

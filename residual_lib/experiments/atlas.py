@@ -17,7 +17,7 @@ from ..store.cache import CacheKey
 from ..data.datasets import dataset_spec
 from ..models.registry import load_model
 from ..report.plots_spectral import model_display
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
+from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, in_range, nonempty, positive
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ class Params(ComputeParams):
     n_reference: int | None = 2000  # images of the reference dataset (None or more than the split: all)
     n: int | None = 1000  # images of every other dataset (None or more than the split: all)
     seed: int = 0
-    cache_dtype: str = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
-    dictionary: str = "toy"  # text dictionary of the descriptions (models with a text tower)
+    dictionary: Dictionary = "toy"  # text dictionary of the descriptions (models with a text tower)
     k: int = 3  # descriptions per head and method, and per component
     n_pcs: int = 3  # principal components on each card
     n_thumbs: int = 4  # images at each end of a component
@@ -54,8 +54,7 @@ class Params(ComputeParams):
         for name in ("threshold", "evr_threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
-        if not 0 <= self.discard_fraction < 1:
-            raise ParamsError(f"parameter discard_fraction={self.discard_fraction!r} must be in [0, 1)")
+        in_range(self, "(0, 1)", "discard_fraction")  # TwoNN fits on what is left after the discard
 
 
 def _n_for(dataset: str, split: str, wanted: int | None) -> int | None:

@@ -21,7 +21,13 @@ from typing import Any, Callable, Literal, Mapping
 
 import pandas as pd
 
-from ..device import cpu_threads
+from ..data.text_dictionary import DICTIONARIES
+from ..device import VALID_DEVICES, cpu_threads
+from ..store.cache import STORAGE_DTYPES
+
+# Choices declared where the code that uses them lives, so a page's parameter is refused on creation, not in `run`.
+CacheDtype = Literal[STORAGE_DTYPES]
+Dictionary = Literal[DICTIONARIES]
 
 
 class ParamsError(ValueError):
@@ -129,6 +135,12 @@ class ComputeParams(Params):
 
     def _inherited_check(self) -> None:
         positive(self, "threads")
+        if getattr(self, "seed", 0) < 0:  # numpy's generators take no negative seed
+            raise ParamsError(f"parameter seed={self.seed!r} must be >= 0")
+        device = getattr(self, "device", "auto")
+        if device.split(":")[0] not in VALID_DEVICES:
+            raise ParamsError(f"parameter device={device!r} must be one of {', '.join(VALID_DEVICES)} "
+                              "(optionally 'cuda:N')")
 
 
 def computes(run: Callable[[ComputeParams], "Result"]) -> Callable[[ComputeParams], "Result"]:
@@ -148,6 +160,17 @@ def positive(params: Params, *names: str) -> None:
         value = getattr(params, name)
         if value is not None and value <= 0:
             raise ParamsError(f"parameter {name}={value!r} must be positive")
+
+
+def in_range(params: Params, interval: str, *names: str) -> None:
+    """Raise `ParamsError` unless each named parameter lies in `interval`, written as "(0, 1]" (open or closed ends)."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    for name in names:
+        value = getattr(params, name)
+        above = low < value if interval[0] == "(" else low <= value
+        below = value < high if interval[-1] == ")" else value <= high
+        if not (above and below):
+            raise ParamsError(f"parameter {name}={value!r} must be in {interval}")
 
 
 def nonempty(params: Params, *names: str) -> None:

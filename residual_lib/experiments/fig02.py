@@ -18,7 +18,8 @@ from ..analysis.intrinsic_dim import layer_summary, paper_ratio_check, unit_intr
 from ..models.registry import load_model
 from ..paper.reference import reference
 from ..report.plots_spectral import model_display, plot_intrinsic_dimension, side_table
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
+from .base import (
+    CacheDtype, ComputeParams, ParamsError, Result, computes, in_range, nonempty, positive, readings_text)
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol).
@@ -34,7 +35,7 @@ class Params(ComputeParams):
     split: str = "train"
     n: int | None = 2000  # images per cache; None: the whole split
     seed: int = 0  # which subset of the split
-    cache_dtype: str = "float32"  # storage of the unit cache
+    cache_dtype: CacheDtype = "float32"  # storage of the unit cache
     batch_size: int = 64
     device: str = "auto"
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
@@ -52,8 +53,7 @@ class Params(ComputeParams):
         positive(self, "n", "batch_size")
         if not 0 < self.threshold < 1:
             raise ParamsError(f"parameter threshold={self.threshold!r} must be in (0, 1)")
-        if not 0 <= self.discard_fraction < 1:
-            raise ParamsError(f"parameter discard_fraction={self.discard_fraction!r} must be in [0, 1)")
+        in_range(self, "(0, 1)", "discard_fraction")  # TwoNN fits on what is left after the discard
 
 
 def rows(p: Params) -> tuple[int | None, int]:

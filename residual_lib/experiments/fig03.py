@@ -8,7 +8,6 @@ For every head of the last `last_layers` layers: `k` descriptions by TextSpan on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pandas as pd
 
@@ -22,7 +21,7 @@ from ..report.plots_spectral import model_display
 from ..analysis.pursuit import signals_from_units, text_atoms
 from ..data.text_dictionary import text_dictionary
 from ..units.unit_set import parse_unit
-from .base import ComputeParams, ParamsError, Result, computes, positive, readings_text
+from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, positive, readings_text
 
 
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
@@ -37,10 +36,10 @@ class Params(ComputeParams):
     split: str = "train"
     n: int | None = 2000  # images in the cache; None: the whole split
     seed: int = 0
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
-    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # "gandelsman-general" is the paper's
+    dictionary: Dictionary = "toy"  # "gandelsman-general" is the paper's
     k: int = 5  # descriptions per head and method
     pc: int = 1  # OMP on this principal component (PC1 for Figure 3, PC2 for Figure 8)
     extra_pcs: list[int] = field(default_factory=list)  # also computed and saved, not drawn ([2]: Figure 8)

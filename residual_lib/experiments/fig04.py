@@ -26,7 +26,8 @@ from ..analysis.pursuit import signals_from_units, somp
 from ..analysis.spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..data.text_dictionary import text_dictionary
 from ..units.unit_set import head_name, parse_unit
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
+from .base import (
+    CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive, readings_text)
 from .fig03 import PAPER_MODEL, paper_heads
 
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
@@ -44,12 +45,12 @@ class Params(ComputeParams):
     n: int | None = 1000  # images per cache (all of a split if it is smaller); None: every split whole
     n_reference: int | None = 2000  # images of the reference dataset
     seed: int = 0
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
     evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
     n_standout: int = 3  # heads described with SOMP (Fig 4b)
-    dictionary: Literal["toy", "gandelsman-general"] = "toy"  # for SOMP; "gandelsman-general" is the paper's
+    dictionary: Dictionary = "toy"  # for SOMP; "gandelsman-general" is the paper's
     somp_k: int = 5  # descriptions per head
     somp_aggregate: Literal["l2", "l1"] = "l2"  # l2: SOMP equals TextSpan (App. A.2); l1: the authors' code
     attribute_probe: bool = True  # toy world only: check the descriptions against linear probes

@@ -29,7 +29,8 @@ from ..store.stored import stored
 from ..toy.checkpoint import weights_id
 from ..data.text_dictionary import text_dictionary
 from ..alignment.training import protocol_config
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
+from .base import (
+    CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive, readings_text)
 
 TABLE2_METHODS = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns, in the paper's order
 FIG5_BARS = ["Base", "Lin", "Full finetuning", "RD"]  # Figure 5's bars, left to right
@@ -62,10 +63,10 @@ class Params(ComputeParams):
     finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
     finetune_lr: float | None = None  # None: the protocol's (paper_text: the LR range test; authors_code: 1e-5)
     finetune_range_steps: int = 100  # batches of finetuning's LR range test (paper_text); each is a full tower step
-    dictionary: str = "toy"  # text dictionary for the OMP descriptions of amplified components
+    dictionary: Dictionary = "toy"  # text dictionary for the OMP descriptions of amplified components
     probe_dataset: str = "toy-colour"  # the task whose per-PC scales are drawn head by head
     n_components_described: int = 6
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
     # Readings where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile

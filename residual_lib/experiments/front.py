@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import claims
+from ..files import read_json
 from ..store.cache import CacheKey
 from .base import Params as BaseParams
 from .base import Result, positive
@@ -100,7 +100,7 @@ def thumbnails(folder: Path, limit: int) -> list[dict]:
         path = folder / f"{name}.ipynb"
         if not path.is_file() or name == "index":
             continue
-        nb = json.loads(path.read_text())
+        nb = read_json(path)
         title = next(("".join(c["source"]).splitlines()[0].lstrip("# ") for c in nb["cells"]
                       if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("# ")), name)
         for cell in nb["cells"]:

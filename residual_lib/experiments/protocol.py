@@ -17,7 +17,7 @@ readings on this build's model:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from ..alignment.training import PROTOCOLS
 from ..units.unit_set import parse_unit
 from ..alignment.zeroshot import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
+from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive
 from .fig04 import _n_for
 
 # Each experiment parameter that switches a reading -> the topic of its row in residual_lib.paper.protocol.CHOICES.
@@ -72,12 +72,12 @@ class Params(ComputeParams):
     n_val: int | None = 500
     n_test: int | None = 1000
     seed: int = 0
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
     evr_threshold: float = 0.9
     fraction: float = 0.25  # share of heads kept by U and U|T (the paper: 5%, one head of the toy model's 16)
-    dictionary: Literal["toy", "gandelsman-general"] = "toy"
+    dictionary: Dictionary = "toy"
     k: int = 5  # descriptions per head
     last_layers: int = 2  # heads of the last this-many layers in the pursuit comparison
     # Table 2's methods trained on the first task under both protocols (must include RD); [] skips the training

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,7 @@ from ..report.plots_spectral import dataset_display, model_display, order_agreem
 from ..analysis.probe import probe_accuracy
 from ..analysis.spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..units.unit_set import UnitSet, parse_unit
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive
+from .base import CacheDtype, ComputeParams, ParamsError, Result, computes, in_range, nonempty, positive
 
 PAPER_MODEL = "DINOv2-L"  # the paper's model of this family: Figure 2's panel, Figure 14's order
 PAGE_IDS = "fig02_intrinsic_dimension", "fig04_spectral_dataset_similarity"  # whose claims this page tests
@@ -56,7 +55,7 @@ class Params(ComputeParams):
     n: int | None = 400  # images per compared dataset (a split no larger is used whole)
     n_reference: int | None = 2000  # images of the reference dataset
     seed: int = 0  # which subset of each split
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64
     device: str = "auto"
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
@@ -74,8 +73,7 @@ class Params(ComputeParams):
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
         if not 0 < self.evr_threshold <= 1:
             raise ParamsError(f"parameter evr_threshold={self.evr_threshold!r} must be in (0, 1]")
-        if not 0 <= self.discard_fraction < 1:
-            raise ParamsError(f"parameter discard_fraction={self.discard_fraction!r} must be in [0, 1)")
+        in_range(self, "(0, 1)", "discard_fraction")  # TwoNN fits on what is left after the discard
         for entry in [self.reference_dataset, *self.datasets]:
             name, split = compared(entry, self.split)
             try:

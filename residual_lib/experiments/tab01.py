@@ -26,7 +26,7 @@ from ..alignment.selection import head_scores, top_heads
 from ..store.stored import stored
 from ..toy.checkpoint import weights_id
 from ..alignment.training import protocol_config
-from .base import ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
+from .base import CacheDtype, ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
@@ -49,7 +49,7 @@ class Params(ComputeParams):
     max_epochs: int = 30  # O: training budget (the paper: 30)
     patience: int = 5  # O: early stopping on validation accuracy (the paper: 5)
     train_batch_size: int = 64  # O: batch size (the authors: 64)
-    cache_dtype: Literal["float32", "float16"] = "float32"
+    cache_dtype: CacheDtype = "float32"
     batch_size: int = 64  # images per forward pass when extracting caches
     device: str = "auto"
     # Readings where the paper's text and the authors' code differ (residual_lib.paper.protocol; the paper profile

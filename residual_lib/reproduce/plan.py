@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..book.layout import positive_int
 from ..store.cache import CacheKey
 from ..paths import REPO_ROOT
 
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", help="only these datasets (registered names)")
     parser.add_argument("--executor", default="local", choices=engine.EXECUTORS,
                         help="local: processes on this machine, waiting for them; slurm: submit a job array, return")
-    parser.add_argument("--workers", type=int, default=1, help="local executor: jobs running at once")
+    parser.add_argument("--workers", type=positive_int, default=1, help="local executor: jobs running at once")
     parser.add_argument("--slurm-args", default="", metavar="'KEY=VALUE ...'",
                         help="submitit parameters, e.g. 'partition=gpu gpus_per_node=1 timeout_min=240'")
     parser.add_argument("--list", action="store_true", help="print the plan with each job's status and stop")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-training", action="store_true",
                         help="extraction only (the pages then train their Section 4 methods themselves)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     args = parser.parse_args(argv)
     models, datasets = _names(args.models), _names(args.datasets)
     problem = unknown_names(args.profile, args.standin, models, datasets)

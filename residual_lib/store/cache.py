@@ -58,11 +58,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..data.images import to_rgb
 from ..version import __version__
 from ..units.adapter import ResidualModel
 from ..units.decompose import check_convention
 from ..device import resolve_device
-from ..files import AtomicWriteError, atomic_directory, atomic_file, file_digest, write_text
+from ..files import AtomicWriteError, atomic_directory, atomic_file, file_digest, read_json, write_text
 from ..paths import artifacts_dir
 from ..units.unit_set import is_head, parse_unit, unit_names
 
@@ -112,14 +113,17 @@ def _content_hash(file_hashes: dict[str, str]) -> str:
 class _Preprocessed(Dataset):
     """Rows `indices` of `dataset`, preprocessed by the model: (float (3, S, S), int label)."""
 
-    def __init__(self, dataset, indices: np.ndarray, model: ResidualModel):
-        self.dataset, self.indices, self.model = dataset, indices, model
+    def __init__(self, dataset, indices: np.ndarray, model: ResidualModel, name: str):
+        self.dataset, self.indices, self.model, self.name = dataset, indices, model, name
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        image, label = self.dataset[int(self.indices[i])]
+        row = int(self.indices[i])
+        image, label = self.dataset[row]
+        # Any dataset may be passed in, not only the manifests' (whose loaders already give RGB)
+        image = to_rgb(image, f"dataset {self.name!r} row {row}")
         return self.model.preprocess(image), -1 if label is None else int(label)
 
 
@@ -179,16 +183,13 @@ class CacheKey:
                       if p.parent.parent.name.rsplit("-", 1)[0] == self.model)
 
     def status(self, root: Path | None = None) -> str:
-        """'done' (a complete cache), 'partial' (an interrupted one) or 'todo', from disk only."""
+        """'done' (a complete cache whose files are all there, whole), 'partial' (an interrupted or damaged one) or
+        'todo', from disk only; the digests are checked when the cache is read."""
         found = "todo"
         for folder in self.folders(root):
-            manifest = folder / "manifest.json"
-            if manifest.is_file():
-                try:
-                    if json.loads(manifest.read_text()).get("complete"):
-                        return "done"
-                except json.JSONDecodeError:
-                    pass
+            manifest = _read_manifest(folder)
+            if manifest is not None and manifest.get("complete") and _files_whole(folder, manifest):
+                return "done"
             found = "partial"
         return found
 
@@ -237,7 +238,7 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
     data = _resolve_dataset(dataset, split)
     path, params = _cache_params(model, wh, data.spec.name, len(data), root, **settings)
     indices = subsample(len(data), n, seed)
-    model.preprocess(data[int(indices[0])][0])  # a wrong image size or type fails here, before any file is written
+    _Preprocessed(data, indices[:1], model, data.spec.name)[0]  # a wrong image size or type fails here, before writing
     if _reusable(path, params):  # before any write: a finished cache on a read-only mount still opens
         return UnitCache(path, verify=verify)
     with _exclusive(path):
@@ -279,7 +280,7 @@ def _finished(path: Path, params: dict) -> bool:
     """Whether `path` holds a finished cache of exactly this content with every file present (never raises)."""
     old = _read_manifest(path)
     return (old is not None and bool(old.get("complete")) and _content_key(old["params"]) == _content_key(params)
-            and all((path / f).is_file() for f in old.get("files", {})))
+            and _files_whole(path, old))
 
 
 def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path, params: dict, dev: torch.device,
@@ -306,7 +307,7 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
         _atomic_save(path / f"{key}.npy", t.detach().cpu().float().numpy())
         files[f"{key}.npy"] = file_digest(path / f"{key}.npy", DIGEST)
 
-    loader_data = _Preprocessed(data, indices, model)
+    loader_data = _Preprocessed(data, indices, model, params["dataset"])
     amp_ctx = (lambda: torch.autocast(dev.type, dtype=getattr(torch, amp))) if amp else nullcontext
     rows_of = lambda k: min(shard_size, n_rows - k * shard_size)  # noqa: E731
     done = {k: _shard_ok(path, k, rows_of(k)) for k in range(n_shards)}
@@ -371,10 +372,21 @@ def _content_key(params: dict) -> dict:
 def _read_manifest(path: Path) -> dict | None:
     """The cache's manifest, or None when it is missing or unreadable (truncated, not JSON)."""
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = read_json(path / "manifest.json")
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("params"), dict) else None
+
+
+def _files_whole(path: Path, manifest: dict) -> bool:
+    """Whether every file the manifest lists exists and each array holds as many bytes as its header declares: a
+    check of sizes, cheap enough for planning (memory-mapping reads only the headers), not of digests."""
+    for relative in manifest.get("files", {}):
+        try:
+            np.load(path / relative, mmap_mode="r")
+        except (OSError, ValueError, EOFError):  # missing, empty, or shorter than its header says
+            return False
+    return True
 
 
 def _reusable(path: Path, params: dict) -> bool:
@@ -393,7 +405,7 @@ def _reusable(path: Path, params: dict) -> bool:
             f"the unit cache folder {path} holds a {'finished' if old.get('complete') else 'partial'} cache of "
             f"different content ({diff or 'units differ'}); nothing was deleted. If that cache is no longer "
             f"wanted, delete the folder and rerun extract()")
-    return bool(old.get("complete")) and all((path / f).is_file() for f in old.get("files", {}))
+    return bool(old.get("complete")) and _files_whole(path, old)
 
 
 def _resumed_shard_size(path: Path, old: dict | None, requested: int) -> int:
@@ -451,7 +463,7 @@ def _write_shard(path: Path, k: int, parts: dict[str, list], dtype: str) -> dict
 def _shard_hashes(shard: Path) -> tuple[str, dict[str, str]] | None:
     """(algorithm, {file: digest}) from a shard's hashes.json (older shards: a flat sha256 mapping)."""
     try:
-        recorded = json.loads((shard / "hashes.json").read_text())
+        recorded = read_json(shard / "hashes.json")
     except (OSError, ValueError):
         return None
     if isinstance(recorded.get("files"), dict):

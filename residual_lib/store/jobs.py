@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .cache import CacheKey
-from ..files import write_text
+from ..files import read_json, write_text
 from ..paths import artifacts_dir
 
 EXECUTORS = ("local", "slurm")
@@ -168,7 +168,7 @@ def _record_path() -> Path:
 
 def _submitted() -> dict[str, dict]:
     path = _record_path()
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _record(entries: dict[str, dict]) -> None:

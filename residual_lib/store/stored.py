@@ -2,19 +2,22 @@
 
 A training job of the paper profile (`residual_lib.store.jobs.TrainJob`) and the experiment's `run` call the same
 function with the same key, so `run` reads what a cluster job trained instead of training again. The key is
-every parameter that decides the result (never the device: a result trained on a GPU serves a CPU build).
+every parameter that decides the result (never the device: a result trained on a GPU serves a CPU build). A stored
+file that cannot be read (cut short by a full disk, say) is named and computed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any, Callable, TypeVar
 
 import torch
 
-from ..files import atomic_file, write_text
+from ..files import DamagedFileError, atomic_file, read, write_text
 from ..paths import artifacts_dir
 from ..version import __version__
 
@@ -36,7 +39,10 @@ def stored(kind: str, key: dict[str, Any], compute: Callable[[], T]) -> T:
     """The stored result for `key`, or `compute()` saved atomically (a killed run leaves no partial file)."""
     path = stored_path(kind, key)
     if path.is_file():
-        return torch.load(path, weights_only=False)  # our own pickles: trained modules and their records
+        try:  # our own pickles: trained modules and their records
+            return read(path, lambda p: torch.load(p, weights_only=False), (RuntimeError, EOFError, UnpicklingError))
+        except DamagedFileError as err:
+            print(f"stored result: {err}; computing it again", file=sys.stderr, flush=True)
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:

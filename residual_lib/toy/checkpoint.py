@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..files import read_json
 from ..models.open_clip import OpenClipAdapter
 from ..units.adapter import ResidualModel
 from .model import create, from_checkpoint, preprocess_of, tokenizer_of
@@ -53,4 +53,4 @@ def weights_id(model_name: str) -> str | None:
     profile = spec.pretrained or "toy"
     if profile not in CONFIGS or not is_current(output_dir(profile), CONFIGS[profile]):
         return None
-    return json.loads((output_dir(profile) / "manifest.json").read_text())["sha256"]
+    return read_json(output_dir(profile) / "manifest.json")["sha256"]

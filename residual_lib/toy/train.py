@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +37,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..files import atomic_file, folder_lock, sha256_file, write_text
+from ..files import DamagedFileError, atomic_file, folder_lock, read_json, sha256_file, write_text
 from ..paths import artifacts_dir
 from . import data
 from .captions import captions, consistent, value_captions
@@ -106,7 +107,12 @@ def is_current(out: Path, config: TrainConfig) -> bool:
     checkpoint = out / "model.safetensors"
     if not manifest.is_file() or not checkpoint.is_file():
         return False
-    saved = json.loads(manifest.read_text())
+    try:
+        saved = read_json(manifest)
+    except DamagedFileError as err:
+        print(f"toy checkpoint {out}: {err}; the checkpoint counts as stale and is retrained when next needed",
+              file=sys.stderr, flush=True)
+        return False
     expected = _expected(config)
     expected["config"] = json.loads(json.dumps(expected["config"]))  # tuples as JSON lists, as saved
     return all(saved.get(k) == v for k, v in expected.items()) and saved.get("sha256") == sha256_file(checkpoint)
@@ -267,7 +273,7 @@ def ensure_model(profile: str = "toy", progress: bool = True) -> Path:
 def training_record(profile: str = "toy") -> tuple[pd.DataFrame, dict]:
     """The curve (step, loss, lr, logit_scale) and manifest of the profile's checkpoint, trained first if missing."""
     out = ensure_model(profile).parent
-    return pd.read_csv(out / "curve.csv"), json.loads((out / "manifest.json").read_text())
+    return pd.read_csv(out / "curve.csv"), read_json(out / "manifest.json")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         config = replace(config, steps=args.steps or config.steps,
                          seed=config.seed if args.seed is None else args.seed)
         path = train(config, args.out or output_dir(args.profile).with_name(f"{args.profile}-custom"))
-    manifest = json.loads((path.parent / "manifest.json").read_text())
+    manifest = read_json(path.parent / "manifest.json")
     print(f"{path} sha256 {manifest['sha256']} trained in {manifest['train_seconds']} s")
 
 

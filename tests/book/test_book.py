@@ -66,6 +66,13 @@ def test_parse_overrides_rejects_malformed(bad):
         book_layout.parse_overrides([bad])
 
 
+def test_an_empty_override_value_is_refused_not_read_as_null():
+    """`-p n=` silently meant n=None ("all images")."""
+    with pytest.raises(book_layout.BookError, match="override 'n=' has no value; write n=null for None"):
+        book_layout.parse_overrides(["n="])
+    assert book_layout.parse_overrides(["n=null"]) == {"n": None}
+
+
 def test_merge_parameters_precedence_and_undeclared_defaults():
     merged = book_layout.merge_parameters("nb", ["device", "n", "seed"], defaults={"device": "auto", "n": 1, "other": 9},
                                    own={"n": 5}, overrides={"seed": 7, "unrelated": 1})
@@ -316,6 +323,41 @@ def test_parallel_run_executes_every_page_logs_each_and_names_failures(book_proj
     with layout.report.open() as f:
         statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
     assert statuses == {"boom": "failed", "ok": "ok", "ok2": "ok", book.TOTAL_ROW: "failed"}
+
+
+KILLS_ITS_WORKER = '''\
+# %% [markdown]
+# # A page whose kernel kills the build's worker process running it (as the out-of-memory killer may)
+
+# %% tags=["parameters"]
+size = 1
+
+# %%
+import os
+import signal
+import time
+
+os.kill(os.getppid(), signal.SIGKILL)
+time.sleep(60)
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_names_its_pages_and_fills_the_report(book_project):
+    """Issue 28 case 1: a worker killed under --jobs 2 gave a bare BrokenProcessPool traceback naming no page, and
+    the build report was not updated."""
+    root = book_project({"killer": KILLS_ITS_WORKER, "ok": OK_NOTEBOOK, "later": OK_NOTEBOOK})
+    proc = run_cli("run", "--profile", "smoke", "--root", str(root), "--jobs", "2")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert ("notebook 'killer' was running when a worker process of the parallel build died (killed by a signal or "
+            "out of memory; the pool then stops them all); rerun it with `python -m residual_lib.book run --only "
+            "killer`") in proc.stderr
+    assert "os.kill(os.getppid(), signal.SIGKILL)" in proc.stderr  # the cell that was running, marked in the page
+    with book_layout.Layout(root).report.open() as f:
+        statuses = {r["notebook"]: r["status"] for r in csv.DictReader(f)}
+    assert statuses["killer"] == "failed" and statuses[book.TOTAL_ROW] == "failed"
+    assert set(statuses) == {"killer", "ok", "later", book.TOTAL_ROW}
+    assert book.executed_errors(book_layout.Layout(root), ["killer"]), "the half-run page is refused by the site build"
 
 
 def test_longest_first_orders_by_the_last_report(book_project):

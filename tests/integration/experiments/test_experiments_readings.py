@@ -1,6 +1,8 @@
 """The reading choices as experiment parameters: each profile's values, validation, and that each reaches the code."""
 
+import importlib
 import math
+import re
 from types import SimpleNamespace
 
 import pandas as pd
@@ -9,6 +11,7 @@ import torch
 from torch import nn
 
 from residual_lib.alignment.tasks import UNSCALED_LOGIT_SCALE, resolve_logit_scale
+from residual_lib.experiments import PAGES as PAGES_ALL
 from residual_lib.experiments import ParamsError, appA2, fig02, fig03, fig04, fig05_tab02, page_params, tab01
 from residual_lib.experiments.base import readings_text
 from residual_lib.alignment.finetune import vision_tower
@@ -52,6 +55,27 @@ def test_bad_reading_values_are_errors_naming_them(module, values, named):
     with pytest.raises(ParamsError) as err:
         module.Params(**values)
     assert named in str(err.value)
+
+
+REFUSED_LATER = {  # values `run` (TwoNN, the unit cache, numpy's generators, the device, the dictionaries) refuses
+    "discard_fraction": (0.0, "discard_fraction=0.0 must be in (0, 1)"),
+    "cache_dtype": ("int8", "cache_dtype='int8' is not one of 'float32', 'float16'"),
+    "seed": (-1, "seed=-1 must be >= 0"),
+    "device": ("gpu", "device='gpu' must be one of auto, cpu, cuda"),
+    "dictionary": ("nope", "dictionary='nope' is not one of 'toy', 'gandelsman-general'"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(set(PAGES_ALL.values())))
+def test_params_refuse_what_run_would_refuse(module):
+    """Issue 28 case 11: fig02.Params(discard_fraction=0.0) and fig02.Params(cache_dtype="int8") passed, and failed
+    later inside intrinsic_dim and the cache; every experiment's Params now refuses them on creation."""
+    params = importlib.import_module(f"residual_lib.experiments.{module}").Params
+    fields = set(params.names()) & set(REFUSED_LATER)
+    for name in fields:
+        value, named = REFUSED_LATER[name]
+        with pytest.raises(ParamsError, match=re.escape(f"{module}: parameter {named}")):
+            params(**{name: value})
 
 
 def test_logit_scale_model_and_numbers_are_accepted():

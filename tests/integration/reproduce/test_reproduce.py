@@ -72,9 +72,9 @@ def test_cache_key_status_reads_the_cache_manifest(tmp_path):
     assert job.status(tmp_path) == "todo"
     folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"complete": False}))
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": False}))
     assert job.status(tmp_path) == "partial"
-    (folder / "manifest.json").write_text(json.dumps({"complete": True}))
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": True}))
     assert job.status(tmp_path) == "done"
     other = tmp_path / "m-x-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
     other.mkdir(parents=True)
@@ -82,10 +82,37 @@ def test_cache_key_status_reads_the_cache_manifest(tmp_path):
         "model m-x's folder is not model m's"
 
 
+def test_cache_key_status_checks_the_files_not_only_the_complete_flag(tmp_path):
+    """Issue 28 case 5: a finished cache with one shard file deleted (or cut short) was listed as done."""
+    job = CacheKey("m", "d", "train", None, 0, "float16")
+    folder = tmp_path / "m-0123456789ab" / "d" / "train-nall-seed0-paper-float16"
+    (folder / "shards" / "00000").mkdir(parents=True)
+    files = {"head_basis.npy": np.zeros((2, 3, 4)), "shards/00000/emb.npy": np.ones((8, 4), np.float16)}
+    for relative, array in files.items():
+        np.save(folder / relative, array)
+    (folder / "manifest.json").write_text(json.dumps({"params": {}, "complete": True, "files": dict.fromkeys(files)}))
+    assert job.status(tmp_path) == "done"
+    shard_file = folder / "shards" / "00000" / "emb.npy"
+    shard_file.write_bytes(shard_file.read_bytes()[:-10])
+    assert job.status(tmp_path) == "partial", "a truncated shard file"
+    shard_file.unlink()
+    assert job.status(tmp_path) == "partial", "a deleted shard file"
+
+
 def test_cli_lists_the_standin_plan(capsys):
     assert reproduce.main(["--standin", "--list"]) == 0
     out = capsys.readouterr()
     assert "standin-clip" in out.out and "todo" in out.out and "(stand-in)" in out.err
+
+
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--batch-size", "-1")])
+def test_counts_below_one_are_refused_before_planning(flag, value, capsys, monkeypatch):
+    """Issue 28 case 3: `reproduce --workers 0` planned for 16 s, then ended in a traceback."""
+    monkeypatch.setattr(reproduce, "plan", lambda *a, **k: pytest.fail("planned before checking the arguments"))
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main([flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {value} must be at least 1" in capsys.readouterr().err
 
 
 def test_book_args_carry_the_selection():

@@ -75,6 +75,15 @@ def test_memoised_tokeniser_gives_the_tokenisers_rows():
     assert torch.equal(cached(first), tokenize(first)) and torch.equal(cached(second), tokenize(second))
 
 
+def test_truncated_checkpoint_manifest_counts_as_stale_and_is_named(tmp_path, capsys):
+    """Issue 28 case 14: a cut-off manifest.json gave a bare JSONDecodeError from is_current, naming no file."""
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "manifest.json").write_text('{"version": 2, "sha2')
+    assert not is_current(tmp_path, SHORT)
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'manifest.json'} is truncated or damaged (JSONDecodeError" in err and "retrained when next needed" in err
+
+
 @pytest.mark.slow
 def test_same_seed_gives_the_same_checkpoint_bytes(tmp_path):
     a = train.train(SHORT, tmp_path / "a", progress=False)

@@ -133,6 +133,7 @@ def _swiss_roll_with_copies(nudge: bool):
     return x, np.vstack([x, np.nextafter(copies, np.float32(np.inf)) if nudge else copies])
 
 
+@pytest.mark.filterwarnings("ignore:TwoNN. 150 of 3,150 distinct points set aside")
 def test_near_duplicates_one_ulp_apart_count_as_duplicates():
     """Issue 10: 1-ulp copies gave 1.35 on this roll (the clean roll: 1.92); under the relative tolerance
     (8 float32 eps of the largest row norm) they collapse like exact copies, and the estimate equals
@@ -147,14 +148,44 @@ def test_near_duplicates_one_ulp_apart_count_as_duplicates():
     assert fit_near.dimension_ == pytest.approx(2.0, rel=0.10)
 
 
+@pytest.mark.filterwarnings("ignore:TwoNN. 150 of 3,150 distinct points set aside")
 def test_near_duplicate_tolerance_is_relative_and_can_be_turned_off():
     clean, near = _swiss_roll_with_copies(nudge=True)
     scaled = TwoNN(device="cpu").fit(near * np.float32(1e4))  # the same data in other units: same decision
     assert scaled.n_near_duplicates_ == 150
-    off = TwoNN(device="cpu", duplicate_rtol=0.0).fit(near)
+    off = TwoNN(device="cpu", duplicate_rtol=0.0, duplicate_scale=0.0).fit(near)
     assert off.n_duplicates_ == 0 and off.dimension_ < 1.6  # what the estimate was before
     with pytest.raises(ValueError, match="duplicate_rtol=-1"):
         TwoNN(duplicate_rtol=-1).fit(clean)
+
+
+def _subspace_with_noisy_copies(noise: float):
+    """2,000 float32 points on a 5-dim subspace of R^64 (spacing ~0.6) and 200 copies of them with `noise`."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 5)))[0]
+    clean = (rng.normal(size=(2000, 5)) @ basis.T).astype(np.float32)
+    copies = clean[:200] + rng.normal(scale=noise, size=(200, 64)).astype(np.float32)
+    return clean, np.concatenate([clean, copies])
+
+
+def test_near_duplicates_are_judged_by_the_datas_own_neighbour_scale():
+    """Issue 28 case 2: copies with 1e-5 noise (far above rounding, far below the spacing) gave 0.201, no word."""
+    clean, noisy = _subspace_with_noisy_copies(1e-5)
+    reference = TwoNN(device="cpu").fit(clean).dimension_
+    with pytest.warns(UserWarning, match=r"TwoNN: 200 of 2,200 distinct points set aside as near-duplicates"):
+        fit = TwoNN(device="cpu").fit(noisy)
+    assert fit.n_near_duplicates_ == 200 and fit.dimension_ == pytest.approx(reference, rel=1e-6)
+    assert reference == pytest.approx(5.0, rel=0.1)
+    with pytest.warns(UserWarning, match="200 of 2,200"):
+        scaled = TwoNN(device="cpu").fit(noisy * np.float32(1e3))  # other units, same decision
+    assert scaled.n_near_duplicates_ == 200
+
+
+def test_an_estimate_below_one_comes_with_a_warning_that_says_why():
+    _, noisy = _subspace_with_noisy_copies(1e-3)  # copies ~100 times closer than the spacing: kept by default
+    with pytest.warns(UserWarning, match=r"estimate 0\.\d+ is below 1, which no manifold has: .*clusters of copies"):
+        fit = TwoNN(device="cpu").fit(noisy)
+    assert fit.dimension_ < 1 and fit.n_near_duplicates_ == 0
 
 
 @pytest.mark.parametrize("bad, message", [

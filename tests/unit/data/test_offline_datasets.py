@@ -49,6 +49,15 @@ def test_idx_reader_rejects_a_wrong_header(tmp_path):
         read_idx(path)
 
 
+def test_idx_reader_names_a_truncated_gzip_file(tmp_path):
+    """Issue 28 case 13: a cut-off Fashion-MNIST .gz gave a bare EOFError naming no file."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx(path, np.zeros((50, 28, 28), np.uint8), compress=True)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(ValueError, match=f"{path} is truncated or damaged .*delete it"):
+        read_idx(path)
+
+
 @pytest.mark.parametrize("name, n_classes, splits", [
     ("fashion-mnist", 10, {"train": 54000, "val": 6000, "test": 10000}),
     ("sklearn-digits", 10, {"train": 1437, "test": 360}),

@@ -87,12 +87,15 @@ def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "x.yaml").write_text("name: x\nfamily: keras\narch: y\n")
     monkeypatch.setattr(models, "MANIFESTS", tmp_path)
+    models._manifests.cache_clear()
     models._registry.cache_clear()
     try:
-        with pytest.raises(ValueError, match="family 'keras' is not one of open_clip, toy"):
-            models._registry()
+        with pytest.raises(ValueError, match="x.yaml: field family: Input should be 'open_clip', 'toy', 'timm' or "
+                                             "'blip' \\(got 'keras'\\)"):
+            models.model_spec("x")
     finally:
         monkeypatch.undo()
+        models._manifests.cache_clear()
         models._registry.cache_clear()
 
 
