@@ -2,10 +2,14 @@
 
 tests/unit: the library, fast; tests/integration: models, experiments, the planner and the job engine end to
 end; tests/book: the runner, the pages, the site. `pytest tests/unit` is the quick loop; `make test` runs all.
+
+The expensive fixtures are per session: the smoke model is trained once, the smoke book is built once, and the
+experiment tests run in the artifacts folder the book filled, so they read its caches and stored training back.
 """
 
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Figures render off-screen in tests, whatever the machine's display.
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# What the smoke session's artifacts folder takes from the user's: downloads (weights, datasets, dictionaries) and
+# the toy world's drawn image pools, all keyed by what they hold.
+SHARED_DOWNLOADS = ("models", "data", "downloads", "toy_images")
 
 
 @pytest.fixture
@@ -53,3 +61,44 @@ def book_project(tmp_path: Path):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_model_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway artifacts folder holding the smoke model, trained once a session by the command `make book` runs.
+    The smoke book and the tests that run the smoke model share it, so they read each other's caches back; the
+    user's download folders and drawn toy images are linked, so the session downloads and draws nothing twice."""
+    from residual_lib.paths import artifacts_dir
+    from residual_lib.toy.train import CONFIGS, is_current
+
+    folder = tmp_path_factory.mktemp("smoke-artifacts")
+    for name in SHARED_DOWNLOADS:
+        (artifacts_dir() / name).mkdir(parents=True, exist_ok=True)
+        (folder / name).symlink_to(artifacts_dir() / name)
+    train = subprocess.run([sys.executable, "-m", "residual_lib.toy.train", "--profile", "smoke"],
+                           env={**os.environ, "RESIDUAL_ARTIFACTS": str(folder)}, capture_output=True, text=True)
+    assert train.returncode == 0, f"toy model training (smoke) failed:\n{train.stderr[-4000:]}"
+    assert is_current(folder / "toy" / "smoke", CONFIGS["smoke"])
+    return folder
+
+
+@pytest.fixture
+def smoke_artifacts(smoke_model_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's smoke artifacts folder as this test's `residual_lib.paths.artifacts_dir()`."""
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(smoke_model_artifacts))
+    return smoke_model_artifacts
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_model_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a temporary project holding this repo's book and notebooks, built once in the smoke profile (two
+    pages at a time, as `make book` runs them) into the session's smoke artifacts folder."""
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "_generated", "notebooks"))
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "residual_lib.book", "build", "--profile", "smoke", "--jobs", "2",
+                           "--root", str(root), "--quiet"],
+                          env={**os.environ, "RESIDUAL_ARTIFACTS": str(smoke_model_artifacts)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"smoke book build failed:\n{proc.stderr[-6000:]}"
+    return root

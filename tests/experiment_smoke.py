@@ -1,15 +1,13 @@
-"""What the experiment modules' tests share: a page's smoke-profile parameters and the smoke model's artifacts."""
+"""What the experiment modules' tests share: a page's smoke-profile parameters (the smoke model's artifacts folder is
+tests/conftest.py's `smoke_artifacts`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from residual_lib.book import layout as book_layout, runner as book
 from residual_lib.experiments import experiment
-from residual_lib.paths import REPO_ROOT, artifacts_dir
+from residual_lib.paths import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -49,20 +47,3 @@ def planner_jobs_agree(notebook: str, profile: str, overrides: dict | None = Non
     module = experiment(notebook)
     ours = module.caches(module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()}))
     return bool(ours) and set(ours) <= set(plan(profile, overrides))
-
-
-@pytest.fixture(scope="module")
-def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway artifacts folder holding the smoke model: linked from the user's when trained, else trained here."""
-    from residual_lib.toy.train import CONFIGS, ensure_model, is_current
-
-    trained = artifacts_dir() / "toy" / "smoke"
-    folder = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RESIDUAL_ARTIFACTS", str(folder))
-        mp.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "Agg"))
-        if is_current(trained, CONFIGS["smoke"]):
-            (folder / "toy").mkdir()
-            (folder / "toy" / "smoke").symlink_to(trained)
-        ensure_model("smoke", progress=False)  # trains in the throwaway folder unless linked
-        yield folder

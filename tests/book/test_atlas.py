@@ -98,15 +98,15 @@ SMOKE = dict(models=["toy-clip-smoke"], reference_dataset="toy-mixed", datasets=
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The atlas experiment on the smoke model, in a throwaway artifacts folder (trains the model there)."""
+def smoke(smoke_model_artifacts, tmp_path_factory):
+    """The atlas experiment on the session's smoke model and artifacts folder, its page in a throwaway folder."""
     from residual_lib.experiments import atlas as experiment
 
-    root = tmp_path_factory.mktemp("atlas")
+    pages = tmp_path_factory.mktemp("atlas") / "pages"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RESIDUAL_ARTIFACTS", str(root / "artifacts"))
-        result = experiment.run(experiment.Params(**SMOKE, page_dir=str(root / "pages")))
-        yield result, root
+        mp.setenv("RESIDUAL_ARTIFACTS", str(smoke_model_artifacts))
+        result = experiment.run(experiment.Params(**SMOKE, page_dir=str(pages)))
+        yield result, smoke_model_artifacts
 
 
 @pytest.mark.slow
@@ -143,10 +143,10 @@ def test_smoke_atlas_thumbnails_are_the_extreme_images_of_each_component(smoke):
 
     from residual_lib.store.cache import CacheKey, UnitCache
 
-    result, root = smoke
+    result, artifacts = smoke
     doc = result.artifacts["docs"]["toy-clip-smoke"]
     key = CacheKey("toy-clip-smoke", "toy-mixed", "train", 120)
-    units = UnitCache(key.folders(root / "artifacts" / "cache")[0])
+    units = UnitCache(key.folders(artifacts / "cache")[0])
     images = atlas.CacheImages(units)
 
     def decoded(i):

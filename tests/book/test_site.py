@@ -4,10 +4,8 @@ Needs Debian's `chromium` for the screenshots (`make browser` installs it); scre
 `<artifacts>/site-check/` to be looked at.
 """
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -15,7 +13,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from residual_lib.book import layout as book_layout, runner as book, provenance
-from residual_lib.paths import REPO_ROOT, artifacts_dir
+from residual_lib.paths import artifacts_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.site]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -35,27 +33,10 @@ class Images(HTMLParser):
             self.sources.append(dict(attrs).get("src") or "")
 
 
-def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a missing parent package
-        return False
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """Root of a temporary project holding this repo's book and notebooks, built in the smoke profile."""
-    root = tmp_path_factory.mktemp("site")
-    shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "_generated", "notebooks"))
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
-    if has_module("residual_lib.toy.train"):  # as `make book` does before the notebooks
-        train = subprocess.run([sys.executable, "-m", "residual_lib.toy.train", "--profile", "smoke"],
-                               capture_output=True, text=True)
-        assert train.returncode == 0, f"toy model training (smoke) failed:\n{train.stderr[-4000:]}"
-    proc = subprocess.run([sys.executable, "-m", "residual_lib.book", "build", "--profile", "smoke",
-                           "--root", str(root), "--quiet"], capture_output=True, text=True)
-    assert proc.returncode == 0, f"smoke book build failed:\n{proc.stderr[-6000:]}"
-    return root
+def site(smoke_book) -> Path:
+    """Root of the smoke book that tests/conftest.py builds once a session for every test that reads it."""
+    return smoke_book
 
 
 def pages(root: Path) -> list[str]:

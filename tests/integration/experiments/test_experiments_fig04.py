@@ -1,7 +1,7 @@
 """Figure 4 as an experiment: its parameters, the caches it declares, and its run on the smoke model."""
 
 import pytest
-from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_artifacts, smoke_params  # noqa: F401
+from experiment_smoke import cell_defaults, planner_jobs_agree, smoke_params
 
 from residual_lib.store.cache import CacheKey
 from residual_lib.experiments import ParamsError, fig04

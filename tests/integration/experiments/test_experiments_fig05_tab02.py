@@ -94,7 +94,7 @@ def test_beyond_full_names_each_task_where_a_method_beat_full_finetuning():
 
 
 @pytest.mark.slow
-def test_run_on_the_smoke_profile(tmp_artifacts):
+def test_run_on_the_smoke_profile(smoke_artifacts):
     matplotlib.use("Agg")
     result = fig05_tab02.run(smoke())
     table2 = result.tables["table2"]

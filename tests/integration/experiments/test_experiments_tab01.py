@@ -1,5 +1,7 @@
 """The Table 1 experiment: parameter validation, the caches it reads, its tables and findings on the smoke profile."""
 
+import shutil
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -80,14 +82,13 @@ def test_kept_summary_ranks_each_rules_heads_by_the_probe():
 
 
 @pytest.mark.slow
-def test_stored_results_are_keyed_by_the_toy_weights(tmp_artifacts):
+def test_stored_results_are_keyed_by_the_toy_weights(tmp_artifacts, smoke_model_artifacts):
     """A retrained toy CLIP must not be served the results of its previous weights."""
-    from residual_lib.toy.train import ensure_model
-
     p = tab01.Params(models=["toy-clip-smoke"])
     before = tab01.train_key(p, "toy-clip-smoke", "toy-colour")
     assert before["weights"] is None  # not trained yet: nothing can be stored for it
-    ensure_model("smoke", progress=False)
+    (tmp_artifacts / "toy").mkdir()  # the session's training, as if it had run here
+    shutil.copytree(smoke_model_artifacts / "toy" / "smoke", tmp_artifacts / "toy" / "smoke")
     after = tab01.train_key(p, "toy-clip-smoke", "toy-colour")
     manifest = (tmp_artifacts / "toy" / "smoke" / "manifest.json").read_text()
     assert after["weights"] and after["weights"] in manifest
@@ -95,7 +96,7 @@ def test_stored_results_are_keyed_by_the_toy_weights(tmp_artifacts):
 
 
 @pytest.mark.slow
-def test_run_on_the_smoke_profile(tmp_artifacts):
+def test_run_on_the_smoke_profile(smoke_artifacts):
     matplotlib.use("Agg")
     p = page_params(NOTEBOOK, notebook_parameters(NOTEBOOK, "smoke"))
     result = tab01.run(p)

@@ -3,7 +3,8 @@
 Random-weight open_clip ViT-S/32 (QuickGELU) and generated images stand in for the paper's models and
 datasets (`residual_lib.reproduce.plan.STANDIN`), so every paper notebook runs its real code paths without a
 download: the extraction jobs, each notebook on the extracted caches, the saved results, and the
-reproduction report joining them with the paper's numbers.
+reproduction report joining them with the paper's numbers. One extraction serves the module: the run-for-real
+checks of the extraction (resumed, not redone; units sum to the embedding) read the caches the book then uses.
 """
 
 import json
@@ -13,12 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from residual_lib.report import results
+from residual_lib.data.datasets import dataset_spec
 from residual_lib.paper.reference import REFERENCES
 from residual_lib.paths import REPO_ROOT
+from residual_lib.report import results
+from residual_lib.reproduce.plan import STANDIN, plan
+from residual_lib.store import cache as cache_module
+from residual_lib.store.cache import CacheKey, UnitCache
+from residual_lib.store.jobs import ExtractJob
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +60,45 @@ def _glued(notebook: Path, name: str):
     raise AssertionError(f"{notebook.name} glued no {name!r}")
 
 
-def test_paper_profile_runs_end_to_end_on_the_standin(tmp_artifacts, tmp_path):
-    # Extraction only: the book run below trains with its own (shrunk) counts, so stored training would not match.
-    extracted = _python("-m", "residual_lib.reproduce", "--standin", "--no-training", "--device", "cpu",
-                        "--batch-size", "32")
+@pytest.fixture(scope="module")
+def standin_artifacts(tmp_path_factory) -> Path:
+    """An artifacts folder holding the stand-in plan's caches, extracted by `reproduce --standin` (two workers, as
+    on a 2-core machine). Extraction only: the book run trains with its own (shrunk) counts, so stored training
+    would not match."""
+    folder = tmp_path_factory.mktemp("standin-artifacts")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESIDUAL_ARTIFACTS", str(folder))
+        extracted = _python("-m", "residual_lib.reproduce", "--standin", "--no-training", "--device", "cpu",
+                            "--batch-size", "32", "--workers", "2")
     assert extracted.returncode == 0, extracted.stderr[-3000:]
+    return folder
+
+
+def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(standin_artifacts, monkeypatch):
+    """The paper profile's plan with the stand-in overrides, run for real: open_clip (QuickGELU) and timm
+    (LayerScale) stand-ins on generated images; a second run reuses every cache."""
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(standin_artifacts))
+    torch.set_num_threads(1)
+    dino = CacheKey("standin-dino", "standin-imagenet", "train", 64, 0, "float32")
+    assert ExtractJob(dino, device="cpu", batch_size=32)()["images"] == 64  # what run_local's processes call
+    jobs = [*plan("paper", STANDIN), dino]
+    assert all(j.status() == "done" for j in jobs)
+    manifests = {m: m.stat().st_mtime_ns for j in jobs for m in [j.folders()[0] / "manifest.json"]}
+    assert len(manifests) == len(jobs)
+    monkeypatch.setattr(cache_module, "_extract_locked", lambda *a, **k: pytest.fail("a finished cache was redone"))
+    again = [ExtractJob(j, device="cpu", batch_size=32)() for j in jobs]
+    assert [r["images"] for r in again] == [j.n or dataset_spec(j.dataset).splits[j.split]["size"] for j in jobs]
+    assert {m: m.stat().st_mtime_ns for m in manifests} == manifests, "a finished cache's manifest was rewritten"
+
+    for manifest in manifests:
+        cache = UnitCache(manifest.parent)
+        total = sum(cache.output_space(u).astype(np.float64) for u in cache.units)
+        scale = np.abs(cache.embedding).max()
+        assert np.abs(total - cache.embedding).max() / scale < 5e-3, manifest.parent  # float16 storage
+
+
+def test_paper_profile_runs_end_to_end_on_the_standin(standin_artifacts, monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(standin_artifacts))
     listed = _python("-m", "residual_lib.reproduce", "--standin", "--list", "--no-training")
     assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr[-3000:]
     assert all(line.startswith("done") for line in listed.stdout.splitlines()), listed.stdout
@@ -66,7 +108,7 @@ def test_paper_profile_runs_end_to_end_on_the_standin(tmp_artifacts, tmp_path):
     overrides = shlex.split(book_args.stdout) + [w for o in SHRINK for w in ("-p", o)]
     root = _project_copy(tmp_path / "project")
     run = _python("-m", "residual_lib.book", "run", "--profile", "paper", "--root", str(root), "--quiet",
-                  "--only", *PAPER_NOTEBOOKS, *overrides)
+                  "--jobs", "2", "--only", *PAPER_NOTEBOOKS, *overrides)  # two pages at once on a 2-core machine
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
 
     report_rows = pd.read_csv(root / "book" / "_generated" / "build_report.csv").set_index("notebook")

@@ -1,17 +1,13 @@
-"""The paper profile's extraction plan, its sharding, and an end-to-end stand-in run (random weights, generated images)."""
+"""The paper profile's extraction plan, its sharding and its command line (the stand-in run for real is in
+test_paper_standin.py)."""
 
 import json
 
-import numpy as np
 import pytest
-import torch
 
-from residual_lib.store import cache as cache_module
 from residual_lib.reproduce import plan as reproduce
 from residual_lib.experiments import fig02
-from residual_lib.data.datasets import dataset_spec
 from residual_lib.store.cache import CacheKey
-from residual_lib.store.jobs import ExtractJob
 from residual_lib.reproduce.plan import plan, sort_key
 
 TABLE_DATASETS = {"cifar10", "cifar100", "cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
@@ -123,34 +119,6 @@ def test_book_args_carry_the_selection():
     from residual_lib.book.runner import parse_overrides
     assert parse_overrides(standin)["datasets"] == reproduce.STANDIN["datasets"]
     assert all(" " not in word for word in standin), "each override must survive shell word splitting"
-
-
-@pytest.mark.slow
-def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(tmp_path, monkeypatch):
-    """The paper profile's plan with the stand-in overrides, run for real: open_clip (QuickGELU) and timm
-    (LayerScale) stand-ins on generated images; a second run reuses every cache."""
-    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
-    torch.set_num_threads(1)
-    jobs = plan("paper", reproduce.STANDIN, datasets=["standin-imagenet", "standin-mnist"])
-    jobs = [j for j in jobs if j.n is not None or j.split != "train"]  # one train cache per dataset keeps it short
-    jobs += [CacheKey("standin-dino", "standin-imagenet", "train", 64, 0, "float32")]
-    records = [ExtractJob(j, device="cpu", batch_size=32)() for j in jobs]  # what run_local's processes call
-    assert [r["images"] for r in records] == [j.n or dataset_spec(j.dataset).splits[j.split]["size"] for j in jobs]
-    assert all(j.status() == "done" for j in jobs)
-    manifests = {m: m.stat().st_mtime_ns for m in tmp_path.glob("cache/*/*/*/manifest.json")}
-    assert len(manifests) == len(jobs)
-    monkeypatch.setattr(cache_module, "_extract_locked", lambda *a, **k: pytest.fail("a finished cache was redone"))
-    again = [ExtractJob(j, device="cpu", batch_size=32)() for j in jobs]
-    assert [r["images"] for r in again] == [r["images"] for r in records]
-    assert {m: m.stat().st_mtime_ns for m in manifests} == manifests, "a finished cache's manifest was rewritten"
-
-    from residual_lib.store.cache import UnitCache
-
-    for manifest in tmp_path.glob("cache/*/*/*/manifest.json"):
-        cache = UnitCache(manifest.parent)
-        total = sum(cache.output_space(u).astype(np.float64) for u in cache.units)
-        scale = np.abs(cache.embedding).max()
-        assert np.abs(total - cache.embedding).max() / scale < 5e-3, manifest.parent  # float16 storage
 
 
 @pytest.mark.parametrize("extra", [[], ["--book-args"], ["--list"]])
