@@ -265,7 +265,8 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
         collapse_parameters(executed)
         nbformat.write(executed, out)
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, provenance.git_commit(),
+    commit = provenance.describe_commit(provenance.git_commit(), provenance.changed_files())
+    return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, commit,
                      finished, error)
 
 
