@@ -1,8 +1,11 @@
-"""Model factory: any open_clip architecture, or a name registered in `data_manifests/models/*.yaml`.
+"""Model factory: any open_clip architecture, or a name registered by a manifest or by `register_model`.
 
 A model manifest (`ModelSpec`) has: name, family (open_clip | toy | timm | blip), arch (the family's
-own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
-notes. Registered names win over open_clip architecture names.
+own identifier), pretrained (weights tag, or the path of a local weights file for open_clip and timm; for
+the toy family, the toy profile), quick_gelu (bool), notes. Manifests are read from
+`data_manifests/models/*.yaml` and from every folder listed in `RESIDUAL_MODEL_MANIFESTS` (separated by
+os.pathsep, so that a book page's kernel sees your models too); `register_model` adds one for this process.
+Registered names win over open_clip architecture names.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -61,19 +65,48 @@ class ModelSpec:
 _SPEC_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)} - {"extra"}
 
 
+MANIFEST_DIRS_ENV = "RESIDUAL_MODEL_MANIFESTS"
+_REGISTERED: dict[str, ModelSpec] = {}  # register_model's, for this process
+
+
+def _spec(raw: dict[str, Any], where: str) -> ModelSpec:
+    missing = {"name", "family", "arch"} - raw.keys()
+    if missing:
+        raise ValueError(f"model manifest {where} lacks {sorted(missing)}")
+    if raw["family"] not in FAMILIES:
+        raise ValueError(f"model manifest {where}: family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
+    return ModelSpec(**{k: v for k, v in raw.items() if k in _SPEC_FIELDS},
+                     extra={k: v for k, v in raw.items() if k not in _SPEC_FIELDS})
+
+
 @cache
-def _registry() -> dict[str, ModelSpec]:
+def _manifests(extra_dirs: str) -> dict[str, ModelSpec]:
+    folders = [MANIFESTS / "models", *(Path(d) for d in extra_dirs.split(os.pathsep) if d)]
+    for folder in folders[1:]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{MANIFEST_DIRS_ENV} names {folder}, which is not a folder")
     specs = {}
-    for path in sorted((MANIFESTS / "models").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
-        missing = {"name", "family", "arch"} - raw.keys()
-        if missing:
-            raise ValueError(f"model manifest {path} lacks {sorted(missing)}")
-        if raw["family"] not in FAMILIES:
-            raise ValueError(f"model manifest {path}: family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
-        specs[raw["name"]] = ModelSpec(**{k: v for k, v in raw.items() if k in _SPEC_FIELDS},
-                                       extra={k: v for k, v in raw.items() if k not in _SPEC_FIELDS})
+    for path in [p for folder in folders for p in sorted(folder.glob("*.yaml"))]:
+        spec = _spec(yaml.safe_load(path.read_text()), str(path))
+        specs[spec.name] = spec
     return specs
+
+
+def _registry() -> dict[str, ModelSpec]:
+    return {**_manifests(os.environ.get(MANIFEST_DIRS_ENV, "")), **_REGISTERED}
+
+
+def register_model(name: str, family: str, arch: str, **fields: Any) -> ModelSpec:
+    """Register a model under `name` for this process, as a manifest would (same keys, same checks).
+
+    E.g. `register_model("my-vit", "timm", "vit_small_patch16_224", pretrained="/data/my_vit.safetensors",
+    text=False)`: then `load_model("my-vit")` and every experiment's `Params(models=["my-vit"])` use it. A book
+    page runs in its own process: for pages, write the same keys to a manifest in a folder named by
+    `RESIDUAL_MODEL_MANIFESTS`.
+    """
+    spec = _spec({"name": name, "family": family, "arch": arch, **fields}, f"register_model({name!r})")
+    _REGISTERED[name] = spec
+    return spec
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -163,6 +196,18 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
         return loader(spec.entry(), weights, **kw).to(dev)
     with _hub(name, weights):
         return loader(spec.entry(), weights, **kw).to(dev)
+
+
+def load_architecture(name: str) -> ResidualModel:
+    """A model's architecture on PyTorch's meta device: its shapes, and FLOPs under a counter, without weights,
+    memory or a download (registered open_clip, timm and BLIP models, and open_clip architecture names)."""
+    spec = _registry().get(name)
+    with torch.device("meta"):
+        if spec is None:
+            return _load_open_clip(name, name, None, device="meta")
+        module_name, function = LOADERS[spec.family].split(":")
+        loader = getattr(importlib.import_module(module_name), function)
+        return loader(spec.entry(), None, **({"device": "meta"} if spec.family == "open_clip" else {}))
 
 
 def _load_open_clip_entry(entry: dict, weights: str | None, **kw) -> ResidualModel:

@@ -87,13 +87,13 @@ def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "x.yaml").write_text("name: x\nfamily: keras\narch: y\n")
     monkeypatch.setattr(models, "MANIFESTS", tmp_path)
-    models._registry.cache_clear()
+    models._manifests.cache_clear()
     try:
         with pytest.raises(ValueError, match="family 'keras' is not one of open_clip, toy"):
             models._registry()
     finally:
         monkeypatch.undo()
-        models._registry.cache_clear()
+        models._manifests.cache_clear()
 
 
 def test_random_weights_are_the_same_on_every_load_and_leave_the_global_rng_alone():
