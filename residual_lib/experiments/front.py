@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import claims
+from ..report.tables import name_any_model
 from ..store.cache import CacheKey
 from .base import Params as BaseParams
 from .base import Result, positive
@@ -131,5 +132,4 @@ def show_thumbnails(result: Result) -> None:
 
 def show_ledger(result: Result) -> None:
     """The ledger table: verdict badge, claim, model, criterion, this build's numbers, link to the page."""
-    ledger = result.tables["ledger"].replace({"model": {"": "any model"}})  # claims about no model in particular
-    claims.show_verdicts(ledger, links=True, link_prefix="../")
+    claims.show_verdicts(name_any_model(result.tables["ledger"]), links=True, link_prefix="../")

@@ -150,7 +150,8 @@ LAYOUT_PROBLEMS = r"""(() => {
         problems.push(`empty cell (row ${row}, column ${cell.cellIndex + 1}) without a stated reason: ${name}`);
       const texts = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
       for (let node = texts.nextNode(); node; node = texts.nextNode()) {
-        for (const word of node.data.matchAll(/[^\s\-\/]+/g)) {
+        // a word is a run of letters and digits: a code name may wrap at its dots and underscores
+        for (const word of node.data.matchAll(/[\p{L}\p{N}]+/gu)) {
           const range = document.createRange();
           range.setStart(node, word.index);
           range.setEnd(node, word.index + word[0].length);

@@ -94,8 +94,10 @@ def test_plot_agreement_draws_one_panel_per_quantity_both_have_with_a_band_aroun
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled == ["table2: accuracy"], "fig9 has the paper's values alone: no panel"
     band, points = fig.axes[0].collections
-    x = band.get_paths()[0].vertices[:, 0]
+    x, y = band.get_paths()[0].vertices.T
     assert x.min() <= ours["accuracy"].min() - 0.01 and x.max() >= ours["accuracy"].max()
+    assert y.max() == pytest.approx(0.03), "the band is the tolerance around a difference of 0"
+    assert list(points.get_offsets()[:, 1]) == pytest.approx([0.01] * len(ours)), "each point is ours - paper"
     assert results.plot_agreement({"fig9": results.compare("fig9", None)}) is None
 
 

@@ -42,3 +42,10 @@ def test_a_missing_value_is_a_dash_and_the_caption_says_why(shown):
 def test_a_code_like_header_may_wrap_after_its_underscores(shown):
     tables.show(pd.DataFrame({"text_attribute_skill": [0.5], "a<b": [1.0]}))
     assert "text_<wbr>attribute_<wbr>skill" in shown[0] and "a&lt;b" in shown[0]
+
+
+def test_a_fitted_table_wraps_code_names_at_their_separators_only(shown):
+    tables.show(pd.DataFrame({"option": ["alignment.selection.head_scores(head_score)"], "effect": ["0.410 -> 0.240"]}),
+                fit=True)
+    assert "alignment.<wbr>selection.<wbr>head_<wbr>scores(head_<wbr>score)" in shown[0]
+    assert "0.410 -&gt; 0.240" in shown[0]
