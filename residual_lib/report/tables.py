@@ -27,7 +27,7 @@ def precision(values: pd.Series, decimals: int) -> int:
     return next((d for d in range(decimals) if np.allclose(rounded.round(d), rounded, rtol=0, atol=1e-9)), decimals)
 
 
-CODE_SEPARATOR = re.compile(r"(?<=[A-Za-z_)])([._])(?=[A-Za-z])")
+CODE_SEPARATOR = re.compile(r"(?<=[A-Za-z0-9_)])([._])(?=[A-Za-z])")
 
 
 def breakable(value) -> str:
