@@ -14,7 +14,8 @@
 # # Build environment
 #
 # The software and the machine this build of the book ran on. Every other page's provenance block
-# names its device and commit; this page adds the versions of the packages the numbers depend on.
+# names its device and commit; this page adds the versions of the packages the numbers depend on. The commit
+# is the checkout's last commit; a build from a checkout with uncommitted changes names the files that differ.
 
 # %% tags=["parameters", "hide-input"]
 device = "auto"  # torch device of the build: "auto" (CUDA when visible, else CPU), "cpu" or "cuda"
@@ -36,7 +37,8 @@ glue("cpus", machine["cpus"], display=False)
 glue("device", machine["device"], display=False)
 glue("gpu_seen", "a CUDA GPU was visible" if machine["cuda_available"] else "no CUDA GPU was visible",
      display=False)
-pd.DataFrame({"value": {"residual_lib": __version__, **machine}}).rename_axis("machine")
+commit = provenance.describe_commit(provenance.git_commit(), provenance.changed_files())
+pd.DataFrame({"value": {"residual_lib": __version__, "commit": commit, **machine}}).rename_axis("machine")
 
 # %% [markdown]
 # This build ran on {glue:text}`cpus` CPU cores; {glue:text}`gpu_seen`, and the notebooks computed on

@@ -11,10 +11,12 @@
 # ---
 
 # %% [markdown]
-# # Figure 2 (and 7): intrinsic dimension of attention heads across depth
+# # Figure 2: intrinsic dimension of attention heads across depth
 #
 # Section 3.1 of the paper asks how many dimensions each attention head's representation occupies, how far
-# from linear it is, and how both change with depth.
+# from linear it is, and how both change with depth. The paper's Figure 7 is the same analysis on its ViT-B
+# models: a build draws it when `models` lists them (the paper profile does); this build's models are in the
+# provenance block below.
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures

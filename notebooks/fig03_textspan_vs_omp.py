@@ -11,10 +11,10 @@
 # ---
 
 # %% [markdown]
-# # Figure 3 (and 8): TextSpan against OMP on a principal component
+# # Figure 3: TextSpan against OMP on a principal component
 #
 # Section 3.2 of the paper asks whether TextSpan's text descriptions of a head mostly describe the head's
-# first principal component.
+# first principal component (Figure 3), and its Figure 8 asks the same of the second. {glue:text}`figures_text`
 
 # %% tags=["parameters", "hide-input"]
 model_name = "toy-clip"  # a registered model with a text tower, or an open_clip architecture
@@ -134,7 +134,8 @@ fig = fig03.plot_probe(result)
 # %% tags=["hide-input"]
 if "probe_check" in result.tables:
     page.show(result.tables["probe_check"], caption="Attributes the descriptions name against the probe's best",
-              decimals=2)
+              decimals=2, missing="named_skill when the descriptions name no attribute, unnamed_skill when they "
+              "name every one")
 
 # %% [markdown]
 # {glue:text}`probe_text`

@@ -11,10 +11,11 @@
 # ---
 
 # %% [markdown]
-# # Figure 4 (and 9-15): spectral similarity of heads across datasets
+# # Figure 4: spectral similarity of heads across datasets
 #
 # Section 3.3 of the paper asks whether a head does the same thing on every input distribution, by comparing
-# its principal components across datasets.
+# its principal components across datasets. The paper's Figures 9-15 are the same analysis across its other
+# models: a build draws them when `models` lists several (the paper profile does).
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names or open_clip architectures; several -> Fig 9
@@ -82,9 +83,12 @@ fig = fig04.plot_heatmaps(result)
 # %% [markdown]
 # ## Dataset order: this build beside the paper's
 #
-# The paper orders the rows of each heatmap by mean similarity with ImageNet. For a model of the
-# paper, the table sets our order beside the paper's figure for that model; for another model
-# (the toy build), beside Figure 4a (OpenCLIP-L), whose datasets are not ours.
+# The paper orders the rows of each heatmap by mean similarity with ImageNet. Ranks compare only over the
+# same datasets: where this build shares three or more datasets with the paper's figure for its model, the
+# table sets the two orders of those datasets side by side. Otherwise (the toy build, whose datasets are not
+# the paper's) it says where each kind of dataset falls in each order, beside Figure 4a (OpenCLIP-L): the task
+# datasets and the out-of-distribution sets (Sketch, PACS and Random in the paper), with their ranks and their
+# mean position (0: first, most similar to the reference; 1: last).
 
 # %% tags=["hide-input"]
 page.show(result.tables["order"], caption="Datasets by mean similarity with the reference, most similar first")
@@ -120,10 +124,14 @@ page.show(result.tables["paper_4b"])
 #
 # For each model, the mean similarity (over heads) of every dataset with the reference gives a
 # profile over datasets; Figure 9 is the Pearson correlation of these profiles between models. It
-# needs at least two models in `models`; otherwise only the paper's panel is drawn.
+# needs at least two models in `models`; with one, there is no figure of this build's, and the paper's values
+# follow as a table.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Correlation between models of the per-dataset mean head similarity."}, "image": {"alt": "Correlation between models of the per-dataset mean head similarity."}}
 fig = fig04.plot_correlation(result)
+
+# %% tags=["hide-input"]
+page.show(fig04.paper_correlation(result), caption=style.paper_label("Fig 9"), decimals=2)
 
 # %% [markdown]
 # ## This build's numbers in detail

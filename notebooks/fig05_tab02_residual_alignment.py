@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Figure 5 and Table 2 (and 6, 16): ResiDual alignment
+# # Figure 5 and Table 2: ResiDual alignment
 #
 # Section 4.2 of the paper asks whether rescaling each residual unit along its principal components
 # (ResiDual) aligns a frozen model to a task about as well as a linear aligner or full finetuning, with far
@@ -187,7 +187,7 @@ page.show(result.tables["described"], caption="The most amplified components and
 # scatter plots show the tasks where RD was trained.
 
 # %% tags=["hide-input"]
-page.show(result.tables["probe"], caption="Best probe heads and most amplified heads per task", decimals=2)
+page.show(result.tables["probe"], caption="Best probe heads and RD's most amplified heads", missing="RD not trained")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}, "image": {"alt": "Per head: probe accuracy of the task's attribute against the head's mean RD scale."}}
 fig = fig05.plot_probe(result)

@@ -13,8 +13,9 @@
 # %% [markdown]
 # # ResiDual companion
 #
-# **The paper in three sentences.** *ResiDual Transformer Alignment with Spectral Decomposition* (arXiv
-# 2411.00246) splits a vision transformer's output into the exact sum of its residual units (every attention
+# **The paper in three sentences.** *ResiDual Transformer Alignment with Spectral Decomposition*
+# ([arXiv 2411.00246](https://arxiv.org/abs/2411.00246); the authors' code:
+# [github.com/Flegyas/ResiDual](https://github.com/Flegyas/ResiDual)) splits a vision transformer's output into the exact sum of its residual units (every attention
 # head, every MLP) and finds that heads live on low-dimensional, increasingly nonlinear manifolds whose
 # principal components carry nameable meaning and specialise to some datasets more than to others. Keeping
 # only a few task-relevant heads keeps most of the zero-shot accuracy, and rescaling each unit along its
@@ -82,4 +83,4 @@ front.show_thumbnails(result)
 #   parameters, git commit, library version, device, runtime and peak memory.
 # - **The code** is short and collapsed: each page calls one experiment of `residual_lib.experiments`,
 #   where the computation lives and is tested. How to rerun a page, the book or the paper's profile:
-#   {doc}`../reproduce`.
+#   {doc}`reproduce`; how to run any page on a model of your own: {doc}`../own_model`.

@@ -63,7 +63,7 @@ page.glue_findings(result.findings)
 
 # %% tags=["hide-input"]
 page.show(result.tables["choices"], caption="Each choice, the value each profile uses, and the effect in this build",
-          fit=True)
+          fit=True, missing="no library option (a page parameter only), or an effect this build does not measure")
 
 # %% [markdown]
 # ## The measurements behind the last column
@@ -74,7 +74,8 @@ page.show(result.tables["choices"], caption="Each choice, the value each profile
 # head with the reference dataset under each matching rule.
 
 # %% tags=["hide-input"]
-page.show(result.tables["training"], caption="Table 2's methods on the first task under each training protocol")
+page.show(result.tables["training"], caption="Table 2's methods on the first task under each training protocol",
+          missing="Base is not trained, so it has no learning rate")
 page.show(result.tables["selections"], caption="U and U|T: kept heads under each reading")
 page.show(result.tables["counts"], caption="Heads kept at each fraction under both counting rules")
 page.show(result.tables["pursuits"], caption="TextSpan and OMP: atoms shared between the readings, agreement |Z|")

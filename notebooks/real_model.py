@@ -67,7 +67,7 @@ real_model.record_claims(result)
 # used: {glue:text}`counts_text`.
 
 # %% tags=["hide-input"]
-claims.show_verdicts(result.tables["verdicts"])
+claims.show_verdicts(page.name_any_model(result.tables["verdicts"]))
 
 # %% [markdown]
 # **Provenance of the weights.** The DINOv2 ViT-S/14 architecture with the weights shipped inside the

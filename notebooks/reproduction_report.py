@@ -48,8 +48,8 @@ page.show(result.tables["tolerances"])
 fig = reproduction_report.plot(result)
 
 # %% [markdown]
-# Each panel plots our value against the paper's for a quantity this build can compare (on the diagonal
-# when they agree; the shaded band is the tolerance). Quantities this build has no counterpart for are left
+# Each panel plots our value minus the paper's against the paper's, for a quantity this build can compare (on
+# the zero line when they agree; the shaded band is the tolerance). Quantities this build has no counterpart for are left
 # out of the figure and of the tables below.
 #
 # ## Per reference

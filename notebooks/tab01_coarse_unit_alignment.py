@@ -11,10 +11,11 @@
 # ---
 
 # %% [markdown]
-# # Table 1 (and 3-5): coarse unit alignment by selecting heads
+# # Table 1: coarse unit alignment by selecting heads
 #
 # Section 4.1 of the paper asks whether a few attention heads, kept alone, already carry a task: does the
-# zero-shot accuracy of their sum approach the whole model's?
+# zero-shot accuracy of their sum approach the whole model's? The paper's Tables 3-5 are Table 1 for its other
+# models and head budgets: the paper profile computes them.
 
 # %% tags=["parameters", "hide-input"]
 models = ["toy-clip"]  # registered model names (data_manifests/models) or open_clip architectures

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..report.tables import show, show_present
+from ..report.tables import name_any_model, show, show_present
 
 # What a notebook calls as `page.<name>`; the table helpers live with the other shared views in `report`.
-__all__ = ["glue_findings", "show", "params", "claims", "glue_atlas", "show_present"]
+__all__ = ["glue_findings", "show", "name_any_model", "params", "claims", "glue_atlas", "show_present"]
 
 
 def _plain(value: Any) -> Any:
@@ -38,7 +38,8 @@ def claims(module, result) -> None:
     notebook = next(name for name, mod in PAGES.items() if module.__name__.endswith(f".{mod}"))
     tables = module.claim_tables(result)
     ledger.record(notebook, tables)
-    ledger.show_verdicts(ledger.page_verdicts(notebook, tables))
+    verdicts = ledger.page_verdicts(notebook, tables)
+    ledger.show_verdicts(name_any_model(verdicts))
 
 
 def glue_atlas(model: str, /, **units: str | None) -> None:

@@ -20,15 +20,30 @@ NOT_MEASURED = "measured by the runner after execution"
 
 
 def git_commit(root=REPO_ROOT) -> str:
-    """Short commit hash of `root`, suffixed '+dirty' when tracked files changed; 'unknown' outside git."""
+    """Short hash of `root`'s HEAD commit; 'unknown' outside git. Uncommitted changes: `changed_files`."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + ("+dirty" if dirty else "")
+
+
+def changed_files(root=REPO_ROOT) -> list[str]:
+    """Tracked files whose working copy differs from HEAD (a build from a dirty checkout); [] outside git."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return sorted(line[3:].split(" -> ")[-1] for line in out.splitlines() if line.strip())
+
+
+def describe_commit(commit: str, changed: list[str], shown: int = 8) -> str:
+    """'<hash>', or '<hash> with uncommitted changes to N files: a, b, ...' (the first `shown` named)."""
+    if not changed:
+        return commit
+    names = ", ".join(changed[:shown]) + (f" and {len(changed) - shown} more" if len(changed) > shown else "")
+    return f"{commit} with uncommitted changes to {len(changed)} file{'s' * (len(changed) != 1)}: {names}"
 
 
 def package_versions(names: list[str]) -> dict[str, str]:
@@ -78,6 +93,7 @@ def record(profile: str, notebook: str, parameters: dict[str, Any]) -> dict[str,
         "profile": profile,
         "parameters": {k: repr(v) for k, v in parameters.items()},
         "commit": git_commit(),
+        "changed": changed_files(),
         "residual_lib": __version__,
         "device": device["device"],
         "gpus": device["gpus"],
@@ -100,7 +116,7 @@ def render_html(rec: dict[str, Any]) -> str:
     """The provenance block as HTML (styled by book/_static/provenance.css)."""
     rows = [
         ("Profile", rec["profile"]),
-        ("Git commit", rec["commit"]),
+        ("Git commit", describe_commit(rec["commit"], rec.get("changed", []))),
         ("residual_lib", rec["residual_lib"]),
         ("Device", f"{rec['device']} ({rec['cpus']} CPU cores; GPUs: {rec['gpus']})"),
         ("Runtime", _fmt_runtime(rec)),
@@ -116,7 +132,8 @@ def render_html(rec: dict[str, Any]) -> str:
 def render_text(rec: dict[str, Any]) -> str:
     """The provenance block as plain text (for consoles and text-only viewers)."""
     params = ", ".join(f"{k}={v}" for k, v in rec["parameters"].items()) or "none"
-    return (f"Provenance: notebook {rec['notebook']} | profile {rec['profile']} | commit {rec['commit']} | "
+    commit = describe_commit(rec["commit"], rec.get("changed", []))
+    return (f"Provenance: notebook {rec['notebook']} | profile {rec['profile']} | commit {commit} | "
             f"residual_lib {rec['residual_lib']} | device {rec['device']} ({rec['cpus']} CPUs, GPUs: {rec['gpus']}) "
             f"| runtime {_fmt_runtime(rec)} | parameters {params}")
 

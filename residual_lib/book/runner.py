@@ -266,7 +266,8 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
         collapse_parameters(executed)
         nbformat.write(executed, out)
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, provenance.git_commit(),
+    commit = provenance.describe_commit(provenance.git_commit(), provenance.changed_files())
+    return RunRecord(name, profile, "failed" if error else "ok", runtime, peak, commit,
                      finished, error)
 
 
@@ -282,7 +283,10 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
     total = {REPORT_FIELDS[0]: TOTAL_ROW, REPORT_FIELDS[1]: ", ".join(sorted({r[REPORT_FIELDS[1]] for r in table})),
              REPORT_FIELDS[2]: "ok" if all(r[REPORT_FIELDS[2]] == "ok" for r in table) else "failed",
              runtime: f"{sum(float(r[runtime]) for r in table):.1f}",
-             peak: max((r[peak] for r in table if r[peak]), key=float, default="")}
+             peak: max((r[peak] for r in table if r[peak]), key=float, default=""),
+             # the total spans the rows' commits and finishing times: it names them rather than leave cells blank
+             REPORT_FIELDS[5]: ", ".join(sorted({r[REPORT_FIELDS[5]] for r in table})),
+             REPORT_FIELDS[6]: max((r[REPORT_FIELDS[6]] for r in table), default="")}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)

@@ -99,7 +99,7 @@ def run(p: Params) -> Result:
                                        ignore_index=True),
         "paper_descriptions": _paper_descriptions(figure),
     }
-    findings = _findings(table, paper[paper.pc == p.pc].z, p.pc)
+    findings = _findings(table, paper[paper.pc == p.pc].z, p.pc) | {"figures_text": figures_text(p)}
     artifacts = {"paper_agreement": paper}
     if p.probe_attributes:
         skills, check, text = _probe(units, heads, table, p)
@@ -145,6 +145,18 @@ def _description_rows(table: pd.DataFrame, figure: str, chosen: list, named: dic
         pd.DataFrame({"figure": figure, "layer": row.layer, "head": row["head"], "role": named.get(i, ""),
                       "method": method, "rank": range(1, k + 1), "text": row[method]})
         for i, row in table.loc[chosen].iterrows() for method in ("TextSpan", f"OMP{pc}")], ignore_index=True)
+
+
+FIGURE_OF_PC = {1: "Figure 3", 2: "Figure 8"}  # the paper's figure of each principal component
+
+
+def figures_text(p: Params) -> str:
+    """Which of the paper's figures this run computed (the page's title names only Figure 3)."""
+    ran = [p.pc, *p.extra_pcs]
+    named = [f"PC{pc} ({FIGURE_OF_PC[pc]})" if pc in FIGURE_OF_PC else f"PC{pc}" for pc in ran]
+    missing = [f"{figure} (PC{pc}; parameter extra_pcs=[{pc}])" for pc, figure in FIGURE_OF_PC.items() if pc not in ran]
+    return (f"This build computed {' and '.join(named)}" + (f", not {' or '.join(missing)}" if missing else "")
+            + "; the figures below draw PC" + f"{p.pc}.")
 
 
 def _findings(table: pd.DataFrame, paper_z: pd.Series, pc: int) -> dict:

@@ -21,7 +21,7 @@ from ..store.cache import CacheKey
 from ..data.datasets import dataset_spec
 from ..models.registry import load_model
 from ..paper.reference import reference
-from ..report.plots_spectral import dataset_display, model_display, order_agreement, order_table
+from ..report.plots_spectral import order_by_role, dataset_display, model_display, order_agreement, order_table
 from ..analysis.pursuit import signals_from_units, somp
 from ..analysis.spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
 from ..data.text_dictionary import text_dictionary
@@ -145,10 +145,15 @@ def _orders(similarities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dic
         figure = theirs["figure"].iloc[0] if m == paper_model else "ours"
         rows += [{"figure": figure, "model": m, "rank": i + 1, "dataset": d} for i, d in enumerate(ours)]
         agreements[m] = order_agreement(ours, theirs)
-        shown.append(order_table(ours, theirs).set_axis(["rank", "this build", style.paper_label("order")], axis=1)
-                     .assign(model=m, compared_with=f"Fig {theirs['figure'].iloc[0]}, {paper_model}"))
-    order = pd.concat(shown, ignore_index=True)
-    return order[["model", "compared_with", *order.columns[:3]]], pd.DataFrame(rows), agreements
+        common = [d for d in ours if d in set(theirs["dataset"])]
+        if len(common) >= 3:  # ranks compare only over the same datasets
+            table = order_table(common, theirs[theirs["dataset"].isin(common)]).set_axis(
+                ["rank among shared", "this build", style.paper_label("order")], axis=1)
+        else:
+            table = order_by_role(ours, theirs)
+        shown.append(table.assign(model=m, compared_with=f"Fig {theirs['figure'].iloc[0]}, {paper_model}")
+                     [["model", "compared_with", *table.columns]])
+    return pd.concat(shown, ignore_index=True), pd.DataFrame(rows), agreements
 
 
 def _findings(first_table: pd.DataFrame, by_layer: pd.Series, rho: float, p: Params) -> dict:
@@ -231,9 +236,20 @@ def plot_heatmaps(result: Result):
 
 
 def plot_correlation(result: Result):
-    """Fig 9: the correlation of the models' dataset profiles, this build's (with several models) beside the paper's."""
+    """Fig 9: the correlation of the models' dataset profiles, this build's beside the paper's; None with a single
+    model (the paper's values alone are a table, `paper_correlation`: a figure of this build draws what it computed)."""
+    if result.artifacts["correlation"] is None:
+        return None
     return plots_spectral.plot_cross_model_correlation(result.artifacts["correlation"],
                                                        result.artifacts["paper_correlation"])
+
+
+def paper_correlation(result: Result) -> pd.DataFrame:
+    """The paper's Figure 9 as a model x model table."""
+    paper = result.artifacts["paper_correlation"]
+    order = list(dict.fromkeys(paper["model_a"]))
+    return paper.pivot(index="model_a", columns="model_b", values="pearson").loc[order, order].rename_axis(
+        index="model", columns=None)
 
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import claims
 from ..files import read_json
+from ..report.tables import name_any_model
 from ..store.cache import CacheKey
 from .base import Params as BaseParams
 from .base import Result, positive
@@ -82,7 +83,8 @@ def plot_ledger(result: Result):
     ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right", fontsize=8)
     ax.grid(False)
     ax.set_title("The paper's claims in this build", fontsize=10)
-    ax.legend(handles=[Patch(color=claims.BADGE_COLOURS[s], label=s) for s in claims.STATUSES],
+    blank = Patch(facecolor="white", edgecolor="#999999", label="blank: not evaluated on this model")
+    ax.legend(handles=[Patch(color=claims.BADGE_COLOURS[s], label=s) for s in claims.STATUSES] + [blank],
               loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
@@ -130,4 +132,4 @@ def show_thumbnails(result: Result) -> None:
 
 def show_ledger(result: Result) -> None:
     """The ledger table: verdict badge, claim, model, criterion, this build's numbers, link to the page."""
-    claims.show_verdicts(result.tables["ledger"], links=True, link_prefix="../")
+    claims.show_verdicts(name_any_model(result.tables["ledger"]), links=True, link_prefix="../")

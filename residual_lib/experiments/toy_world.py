@@ -65,10 +65,10 @@ def run(p: Params) -> Result:
 
 
 def plot_samples(result: Result):
-    """The sample grid with each image's caption."""
+    """The sample grid with each image's caption, four to a row so that the captions read at the page's width."""
     from ..toy import plots
 
-    return plots.image_grid(*result.artifacts["samples"], ncols=8)
+    return plots.image_grid(*result.artifacts["samples"], ncols=4, width=2.6, wrap=30, fontsize=10)
 
 
 def plot_ood(result: Result):

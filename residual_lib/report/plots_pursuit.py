@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import BoundaryNorm, ListedColormap
 import numpy as np
 import pandas as pd
 
@@ -66,8 +67,12 @@ def plot_equivalence(tables: dict[str, pd.DataFrame], k: int) -> plt.Figure:
         logd = np.log10(diff.clip(lower=1e-18))
         im = row[0].imshow(logd.to_numpy(dtype=float), cmap=style.CMAP_SEQ, aspect="auto", vmin=-17, vmax=-5)
         plt.colorbar(im, ax=row[0], fraction=0.04, label="log10 (tolerance 1e-5 at -5)")
-        im = row[1].imshow(dep.to_numpy(dtype=float), cmap="magma", aspect="auto", vmin=0, vmax=k)
-        plt.colorbar(im, ax=row[1], fraction=0.04, label="pick number (0: never)")
+        # 0 ("never departs") in grey, apart from the ramp of pick numbers: on one ramp it looked like 1
+        picks = ListedColormap(["#d9d9d9", *plt.get_cmap("viridis")(np.linspace(0.0, 0.9, k))])
+        im = row[1].imshow(dep.to_numpy(dtype=float), cmap=picks, aspect="auto",
+                           norm=BoundaryNorm(np.arange(-0.5, k + 1), picks.N))
+        bar = plt.colorbar(im, ax=row[1], fraction=0.04, ticks=range(k + 1), label="first pick that differs")
+        bar.ax.set_yticklabels(["never", "1 (first)", *map(str, range(2, k + 1))])
         for ax, g in zip(row, (logd, dep)):
             ax.set_xticks(range(g.shape[1]), g.columns)
             ax.set_yticks(range(g.shape[0]), g.index)

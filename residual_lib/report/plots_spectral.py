@@ -101,6 +101,43 @@ def order_table(ours: list[str], paper_order: pd.DataFrame) -> pd.DataFrame:
                          label: theirs + [""] * (n - len(theirs))})
 
 
+ROLE_NAMES = {"task": "task datasets", "ood": "out-of-distribution sets", "reference": "reference sets",
+              "standin": "stand-in sets"}
+
+
+def dataset_role(display: str) -> str:
+    """The manifest role of a dataset named as the paper or a figure names it ("Sketch" -> "ood")."""
+    from ..data.datasets import list_datasets
+
+    roles = {dataset_display(d): dataset_spec(d).role for d in list_datasets()}
+    return roles.get(display, "task")
+
+
+def order_by_role(ours: list[str], paper_order: pd.DataFrame) -> pd.DataFrame:
+    """Where each kind of dataset falls in our order and in the paper's, for orders over different datasets.
+
+    Ranks are only comparable between orders of the same datasets; across different ones, what compares is the
+    position of a kind (task datasets, out-of-distribution sets such as Sketch or Random) in its own order:
+    0 first (most similar to the reference), 1 last.
+    """
+    theirs = paper_order.sort_values("rank")["dataset"].tolist()
+    label = style.paper_label(f"Fig {paper_order['figure'].iloc[0]}, {paper_order['model'].iloc[0]}")
+
+    def place(order: list[str], role: str) -> tuple[str, str]:
+        ranks = {d: i for i, d in enumerate(order) if dataset_role(d) == role}
+        if not ranks:
+            return "none", "none"
+        names = ", ".join(f"{d} ({i + 1} of {len(order)})" for d, i in ranks.items())
+        return names, f"{np.mean([i / max(len(order) - 1, 1) for i in ranks.values()]):.2f}"
+
+    rows = []
+    for role in dict.fromkeys(dataset_role(d) for d in [*ours, *theirs]):
+        (mine, my_pos), (paper, paper_pos) = place(ours, role), place(theirs, role)
+        rows.append({"kind": ROLE_NAMES.get(role, role), "this build": mine, "position": my_pos, label: paper,
+                     style.paper_label("position"): paper_pos})
+    return pd.DataFrame(rows)
+
+
 def order_agreement(ours: list[str], paper_order: pd.DataFrame) -> float:
     """Spearman correlation between our ranks and the paper's over the datasets both orders contain (nan if < 3)."""
     theirs = paper_order.sort_values("rank")["dataset"].tolist()

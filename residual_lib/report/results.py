@@ -263,14 +263,16 @@ def run_summary(run: str | None = None, architecture: pd.DataFrame | None = None
 
 
 def plot_agreement(comparisons: dict[str, pd.DataFrame]):
-    """One panel per numeric quantity present: ours against the paper's, tolerance band shaded; paper-only
-    quantities show the paper's values alone. Returns the matplotlib Figure (None without any panel)."""
+    """One panel per numeric quantity this build and the paper both have: ours against the paper's, tolerance band
+    shaded. A quantity with the paper's values alone has no panel: a figure of this build draws what it computed.
+    Returns the matplotlib Figure (None without any panel)."""
     import matplotlib.pyplot as plt
 
     from .style import OURS, PAPER, paper_label
 
     panels = [(name, q, comp[comp["quantity"] == q]) for name, comp in comparisons.items()
-              for q, tol in TOLERANCES[name].items() if tol is not None and (comp["quantity"] == q).any()]
+              for q, tol in TOLERANCES[name].items() if tol is not None
+              and pd.to_numeric(comp.loc[comp["quantity"] == q, "ours"], errors="coerce").notna().any()]
     if not panels:
         return None
     cols = min(4, len(panels))
@@ -279,22 +281,23 @@ def plot_agreement(comparisons: dict[str, pd.DataFrame]):
     for ax, (name, quantity, comp) in zip(axes.flat, panels):
         p = comp["paper"].astype(float).to_numpy()
         o = pd.to_numeric(comp["ours"], errors="coerce").to_numpy(dtype=float)
-        lo, hi = float(np.nanmin(p)), float(np.nanmax(p))
-        grid = np.linspace(lo, hi, 50)
         tol = TOLERANCES[name][quantity]
-        if np.isnan(o).all():
-            ax.hist(p, bins=20, color=PAPER)
-            ax.set_xlabel(paper_label(quantity))
-            ax.set_ylabel("count")
-        else:
-            ax.fill_between(grid, grid - tol.bound(grid), grid + tol.bound(grid), color=PAPER, alpha=0.15, lw=0)
-            ax.plot(grid, grid, color=PAPER, lw=0.8)
-            ax.scatter(p, o, s=8, color=OURS)
-            ax.set_xlabel(paper_label(quantity))
-            ax.set_ylabel(f"{quantity} (ours)")
-            if quantity == "params":  # counts span 256 to 590k
-                ax.set_xscale("log")
-                ax.set_yscale("log")
+        # the band spans every point, ours included, with a margin: over the paper's range alone it was a sliver
+        # (a single paper value made it a point)
+        values = np.concatenate([p, o[~np.isnan(o)]])
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        margin = 0.1 * (hi - lo) or 0.1 * max(abs(hi), 1e-9)
+        grid = (np.geomspace(max(lo, 1.0) / 1.5, hi * 1.5, 50) if quantity == "params"
+                else np.linspace(lo - margin, hi + margin, 50))
+        # ours - paper against the paper's value: the tolerance band stays visible at any scale (a 2% band
+        # around the diagonal of a log-log plot of counts was thinner than a pixel)
+        ax.fill_between(grid, -tol.bound(grid), tol.bound(grid), color=PAPER, alpha=0.3, lw=0, label="tolerance")
+        ax.axhline(0, color=PAPER, lw=0.8)
+        ax.scatter(p, o - p, s=8, color=OURS, zorder=3)
+        ax.set_xlabel(paper_label(quantity))
+        ax.set_ylabel("ours - paper")
+        if quantity == "params":  # counts span 256 to 590k
+            ax.set_xscale("log")
         ax.set_title(f"{name}: {quantity}")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -444,12 +444,28 @@ def _exclusive(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _stored_dtypes(dtype: str) -> dict[str, str]:
+    """Each shard file's dtype: the units in the cache's storage dtype, the model's embedding always float32."""
+    return {"emb": dtype, "head_coords": dtype, "mlp": dtype, "embedding": "float32", "labels": "int64"}
+
+
+def cache_bytes(n_layers: int, n_heads: int, d_head: int, embed_dim: int, n: int, dtype: str = "float32") -> int:
+    """Bytes on disk of a complete cache of `n` images, from the format above (the .npy headers and hashes aside):
+    per image L*H*(d_head+2) head coordinates, (L+1)*E MLP and EMB values in `dtype`, the embedding (E float32)
+    and a label; per model the float32 head bases and offsets."""
+    L, H, r, E = n_layers, n_heads, d_head + 2, embed_dim
+    per_row = {"emb": E, "head_coords": L * H * r, "mlp": L * E, "embedding": E, "labels": 1}
+    stored = _stored_dtypes(dtype)
+    row = sum(per_row[f] * np.dtype(stored[f]).itemsize for f in SHARD_FILES)
+    return n * row + 4 * L * H * (r * E + E)
+
+
 def _write_shard(path: Path, k: int, parts: dict[str, list], dtype: str) -> dict[str, str]:
     """Write one shard into a temporary directory, then rename it into place; return its file digests."""
     shards = path / "shards"
     shards.mkdir(exist_ok=True)
     axis = {"emb": 0, "head_coords": 2, "mlp": 1, "embedding": 0, "labels": 0}
-    store = {"emb": dtype, "head_coords": dtype, "mlp": dtype, "embedding": "float32", "labels": "int64"}
+    store = _stored_dtypes(dtype)
     hashes = {}
     with atomic_directory(shards / f"{k:05d}") as tmp:
         for f in SHARD_FILES:

@@ -14,18 +14,19 @@ from ..report.style import OURS
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8,
-               width: float = 1.6, wrap: int = 22) -> Figure:
-    """uint8 (N, 3, S, S) images in a grid, each under its (wrapped) title."""
+               width: float = 1.6, wrap: int = 22, fontsize: float = 7) -> Figure:
+    """uint8 (N, 3, S, S) images in a grid, each under its (wrapped) title; `width` inches per image."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
     lines = max((len(textwrap.wrap(t, wrap)) for t in titles), default=0) if titles is not None else 0
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * width, nrows * (width + 0.16 * lines)), squeeze=False)
+    line = fontsize / 72 * 1.3  # inches per title line
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * width, nrows * (width + line * lines)), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
             ax.imshow(np.transpose(images[k], (1, 2, 0)), interpolation="nearest")
             if titles is not None:
-                ax.set_title("\n".join(textwrap.wrap(titles[k], wrap)), fontsize=7)
+                ax.set_title("\n".join(textwrap.wrap(titles[k], wrap)), fontsize=fontsize)
     fig.tight_layout()
     return fig
 

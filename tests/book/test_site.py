@@ -101,3 +101,64 @@ def test_pages_render_in_headless_chromium(site, tmp_path):
         assert png.is_file() and png.stat().st_size > 10_000, f"no screenshot of {page}"
         dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
         assert "<h1>" in dom.stdout and not any(m in dom.stdout for m in ERROR_MARKERS), f"{page} renders wrong"
+
+
+# What a reader sees broken in a page's tables, measured in the browser's layout (rendering checks of issue 27).
+LAYOUT_PROBLEMS = r"""(() => {
+  const problems = [];
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  // How far right a table shows: up to the first ancestor that scrolls (then all of it can be seen), else up to
+  // the nearest edge that clips it (an ancestor hiding its overflow, the article's column, the window).
+  const visibleRight = (el) => {
+    let right = Math.min(article.getBoundingClientRect().right, document.documentElement.clientWidth);
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+      const overflow = getComputedStyle(e).overflowX;
+      if (overflow === 'auto' || overflow === 'scroll') return Infinity;
+      if (overflow === 'hidden' || overflow === 'clip') right = Math.min(right, e.getBoundingClientRect().right);
+    }
+    return right;
+  };
+  [...article.querySelectorAll('table')].forEach((t, i) => {
+    const box = t.getBoundingClientRect();
+    if (box.width === 0) return;  // in a collapsed block
+    const name = (t.caption ? t.caption.textContent.trim().slice(0, 70) : `table ${i + 1}`);
+    const right = visibleRight(t);
+    if (box.right > right + 1)
+      problems.push(`clipped: ${Math.round(box.right - right)} px hidden past the column's edge: ${name}`);
+    for (const cell of t.querySelectorAll('td')) {
+      const row = cell.parentElement.rowIndex;
+      if (!cell.textContent.trim() && !cell.querySelector('img, svg'))
+        problems.push(`empty cell (row ${row}, column ${cell.cellIndex + 1}) without a stated reason: ${name}`);
+      const texts = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+      for (let node = texts.nextNode(); node; node = texts.nextNode()) {
+        // a word is a run of letters and digits: a code name may wrap at its dots and underscores
+        for (const word of node.data.matchAll(/[\p{L}\p{N}]+/gu)) {
+          const range = document.createRange();
+          range.setStart(node, word.index);
+          range.setEnd(node, word.index + word[0].length);
+          const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+          if (lines.size > 1) problems.push(`word "${word[0]}" broken over ${lines.size} lines (row ${row}): ${name}`);
+        }
+      }
+    }
+  });
+  return problems;
+})()"""
+
+
+def layout_problems(html: Path, profile: Path, width: int = 1400) -> list[str]:
+    """Tables of one built page that are clipped, break words or leave a cell blank, at `width` CSS pixels."""
+    from browser import Browser
+
+    with Browser(profile, width=width, height=1200) as b:
+        b.open(html.as_uri())
+        return b.eval(LAYOUT_PROBLEMS)
+
+
+def test_tables_scroll_rather_than_clip_keep_words_whole_and_leave_no_cell_blank(site, tmp_path):
+    from browser import chromium
+
+    if chromium() is None:
+        pytest.skip("headless browser missing: install Debian's 'chromium' package (apt-get install chromium)")
+    problems = {page: found for page in pages(site) if (found := layout_problems(html_of(site, page), tmp_path / "p"))}
+    assert not problems, "\n".join(f"{page}: {p}" for page, found in problems.items() for p in found)

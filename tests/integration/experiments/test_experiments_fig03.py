@@ -80,3 +80,11 @@ def test_run_on_the_smoke_model(smoke_artifacts):
 def test_last_layers_beyond_the_model_is_an_error(smoke_artifacts):
     with pytest.raises(ParamsError, match="last_layers=99"):
         fig03.run(smoke_params(PAGE).replace(last_layers=99))
+
+
+def test_the_page_says_which_of_figures_3_and_8_ran():
+    from residual_lib.experiments import fig03
+
+    assert fig03.figures_text(fig03.Params(extra_pcs=[])).startswith(
+        "This build computed PC1 (Figure 3), not Figure 8 (PC2; parameter extra_pcs=[2])")
+    assert fig03.figures_text(fig03.Params(extra_pcs=[2])).startswith("This build computed PC1 (Figure 3) and PC2 (Figure 8);")

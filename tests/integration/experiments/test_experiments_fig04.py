@@ -60,7 +60,11 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     t = result.tables
     assert list(t["fig4_order"].columns) == ["figure", "model", "rank", "dataset"]
     assert sorted(t["fig4_order"].dataset) == ["toy-colour", "toy-noise", "toy-sketch"]
-    assert list(t["order"].columns) == ["model", "compared_with", "rank", "this build", "order (paper)"]
+    # toy datasets are not the paper's: the orders compare by kind of dataset, not rank by rank
+    assert list(t["order"].columns) == ["model", "compared_with", "kind", "this build", "position",
+                                        "Fig 4a, OpenCLIP-L (paper)", "position (paper)"]
+    assert "Random (13 of 13)" in t["order"].set_index("kind").loc["out-of-distribution sets",
+                                                                  "Fig 4a, OpenCLIP-L (paper)"]
     assert list(t["standout"].columns) == ["unit", "layer", "head", "dataset", "similarity", "gap",
                                            "SOMP descriptions"]
     assert len(t["standout"]) == p.n_standout and t["standout"]["SOMP descriptions"].str.count(r" \| ").eq(
@@ -76,4 +80,6 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     order = t["fig4_order"].dataset
     assert f["top_dataset"] == order.iloc[0] and f["bottom_dataset"] == order.iloc[-1]
     assert t["by_layer"].iloc[0, 1] == f["sim_first_layer"]
-    assert fig04.plot_heatmaps(result) is not None and fig04.plot_correlation(result) is not None
+    assert fig04.plot_heatmaps(result) is not None
+    assert fig04.plot_correlation(result) is None, "one model: no correlation of this build's to draw"
+    assert fig04.paper_correlation(result).shape == (5, 5)

@@ -28,7 +28,7 @@ def manifests(tmp_path, monkeypatch):
     shutil.copytree(MANIFESTS, tmp_path / "m")
     for module in (datasets, registry):
         monkeypatch.setattr(module, "MANIFESTS", tmp_path / "m")
-    caches = (datasets._manifests, datasets._specs, registry._manifests, registry._registry)
+    caches = (datasets._manifests, datasets._specs, registry._manifests)
     for cached in caches:
         cached.cache_clear()
 

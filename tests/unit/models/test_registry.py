@@ -88,7 +88,6 @@ def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
     (tmp_path / "models" / "x.yaml").write_text("name: x\nfamily: keras\narch: y\n")
     monkeypatch.setattr(models, "MANIFESTS", tmp_path)
     models._manifests.cache_clear()
-    models._registry.cache_clear()
     try:
         with pytest.raises(ValueError, match="x.yaml: field family: Input should be 'open_clip', 'toy', 'timm' or "
                                              "'blip' \\(got 'keras'\\)"):
@@ -96,7 +95,6 @@ def test_bad_manifest_family_is_rejected(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         models._manifests.cache_clear()
-        models._registry.cache_clear()
 
 
 def test_random_weights_are_the_same_on_every_load_and_leave_the_global_rng_alone():

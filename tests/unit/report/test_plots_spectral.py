@@ -51,3 +51,15 @@ def test_figures_draw_ours_beside_the_papers():
     corr = pd.DataFrame([[1.0, 0.9], [0.9, 1.0]], index=["a", "b"], columns=["a", "b"])
     assert len(plot_cross_model_correlation(corr, reference("fig9")).axes) == 4  # two panels + colorbars
     assert len(plot_cross_model_correlation(None, reference("fig9")).axes) == 2
+
+
+def test_orders_over_different_datasets_compare_where_each_kind_falls_not_rank_by_rank():
+    from residual_lib.paper.reference import reference
+    from residual_lib.report.plots_spectral import order_by_role
+
+    paper = reference("fig4_order").query("model == 'OpenCLIP-L'")
+    table = order_by_role(["toy-colour", "toy-sketch", "toy-shape", "toy-noise"], paper).set_index("kind")
+    ood = table.loc["out-of-distribution sets"]
+    assert ood["this build"] == "toy-sketch (2 of 4), toy-noise (4 of 4)" and ood["position"] == "0.67"
+    assert ood["Fig 4a, OpenCLIP-L (paper)"] == "Sketch (4 of 13), PACS (8 of 13), Random (13 of 13)"
+    assert "SUN397 (1 of 13)" in table.loc["task datasets", "Fig 4a, OpenCLIP-L (paper)"]

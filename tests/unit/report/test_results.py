@@ -84,15 +84,21 @@ def test_every_paper_reference_has_a_comparison():
     assert set(results.KEYS) == set(REFERENCES)
 
 
-def test_plot_agreement_draws_one_panel_per_numeric_quantity():
+def test_plot_agreement_draws_one_panel_per_quantity_both_have_with_a_band_around_every_point():
     import matplotlib
     matplotlib.use("Agg")
-    comps = {"table2": results.compare("table2", reference("table2")), "fig9": results.compare("fig9", None),
+    ours = reference("table2").assign(accuracy=lambda t: t["accuracy"] + 0.01)
+    comps = {"table2": results.compare("table2", ours), "fig9": results.compare("fig9", None),
              "fig4_order": results.compare("fig4_order", None)}
     fig = results.plot_agreement(comps)
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titled == ["table2: accuracy", "fig9: pearson"]
-    assert len(fig.axes[0].collections) == 2, "ours vs paper: the tolerance band and the scatter"
+    assert titled == ["table2: accuracy"], "fig9 has the paper's values alone: no panel"
+    band, points = fig.axes[0].collections
+    x, y = band.get_paths()[0].vertices.T
+    assert x.min() <= ours["accuracy"].min() - 0.01 and x.max() >= ours["accuracy"].max()
+    assert y.max() == pytest.approx(0.03), "the band is the tolerance around a difference of 0"
+    assert list(points.get_offsets()[:, 1]) == pytest.approx([0.01] * len(ours)), "each point is ours - paper"
+    assert results.plot_agreement({"fig9": results.compare("fig9", None)}) is None
 
 
 def test_dataset_order_joins_on_model_and_rank_whatever_the_figure_label():
