@@ -42,6 +42,12 @@ def _where(error: dict) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 
+def problems(err: ValidationError) -> str:
+    """Each field a schema refused, with the value it got: 'field family: Input should be ... (got 'keras')'."""
+    return "; ".join(f"field {_where(e)}: {e['msg']} (got {e['input']!r})" if e["type"] != "missing"
+                     else f"field {_where(e)}: missing" for e in err.errors())
+
+
 def parse_manifest(path: Path, schema: type[M]) -> M:
     """The manifest at `path` checked against `schema`; ManifestError naming the file, field and value otherwise."""
     try:
@@ -54,9 +60,7 @@ def parse_manifest(path: Path, schema: type[M]) -> M:
     try:
         manifest = schema.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"field {_where(e)}: {e['msg']} (got {e['input']!r})" if e["type"] != "missing"
-                             else f"field {_where(e)}: missing" for e in err.errors())
-        raise ManifestError(f"manifest {path}: {problems}; the fields and their choices: "
+        raise ManifestError(f"manifest {path}: {problems(err)}; the fields and their choices: "
                             f"{schema.__module__}.{schema.__name__}") from err
     if manifest.name != path.stem:
         raise ManifestError(f"manifest {path}: field name: {manifest.name!r} must match the file name {path.stem!r}")

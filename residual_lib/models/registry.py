@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal
 import torch
 from pydantic import Field, ValidationError
 
-from ..data.manifests import Manifest, ManifestError, read_manifests, valid
+from ..data.manifests import Manifest, ManifestError, problems, read_manifests, valid
 from ..units.adapter import ResidualModel
 from ..device import resolve_device
 from ..paths import MANIFESTS, artifacts_dir
@@ -121,7 +121,7 @@ def register_model(name: str, family: str, arch: str, **fields: Any) -> ModelSpe
     try:
         manifest = ModelManifest.model_validate({"name": name, "family": family, "arch": arch, **fields})
     except ValidationError as err:
-        raise ValueError(f"register_model({name!r}): {err}") from None
+        raise ValueError(f"register_model({name!r}): {problems(err)}") from None
     _REGISTERED[name] = spec = _spec(manifest)
     return spec
 
