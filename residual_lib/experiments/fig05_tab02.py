@@ -18,7 +18,8 @@ from scipy.stats import spearmanr
 
 from ..report import results, style
 from ..alignment.tasks import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
-                         resolve_logit_scale, residual_alignment, task_caches, top_components)
+                               resolve_logit_scale, residual_alignment, task_caches, test_size, top_components)
+from ..data.datasets import dataset_spec
 from ..store.cache import CacheKey, extract
 from ..models.registry import load_model
 from ..paper.reference import reference
@@ -155,7 +156,8 @@ def run(p: Params) -> Result:
     params = params_table(trained, p.methods)
     label0 = model_display(p.models[0])
     tasks = [dataset_display(d) for d in p.datasets]
-    moved = [d for d in tasks if trained[(label0, d)]["RD"].result.best_epoch > 0]
+    # interpretations (scale maps, amplified components) only where RD trained healthily
+    moved = [d for d in tasks if _health(trained[(label0, d)]["RD"])["healthy"]]
     probe, per_task = probe_table(first_model, p, {d: trained[(label0, d)]["RD"].method for d in tasks},
                                   archs[label0], moved)
     paper_acc, paper_params = reference("table2"), reference("table2_params")
@@ -169,6 +171,8 @@ def run(p: Params) -> Result:
                                                     for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
         "probe": probe, "gap": gap_table(accuracy, list(p.methods)),
+        "tasks": pd.DataFrame([{"model": model_display(m), "dataset": dataset_display(d), "n": test_size(d, p.n_test),
+                                "chance": 1 / len(dataset_spec(d).class_names)} for m in p.models for d in p.datasets]),
     }
     return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
                                                        improved(trained, label0, moved)),
@@ -231,11 +235,19 @@ def count_check(paper_params: pd.DataFrame) -> pd.DataFrame:
         columns={"params": style.paper_label("#params")})
 
 
+def _health(t: Trained) -> dict:
+    """A run's `training.health` (recorded when it trained; a run stored before health was recorded is judged on
+    its epoch kept alone)."""
+    return t.extra.get("health") or {"lr": t.result.lr, "epoch kept": t.result.best_epoch,
+                                     "flags": "kept epoch 0 (untrained)" if t.result.best_epoch == 0 else "",
+                                     "healthy": t.result.best_epoch > 0}
+
+
 def training_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
-    """(model, dataset, method, lr, epochs run, best epoch) of every trained method (Base has no training)."""
-    return pd.DataFrame([{"model": m, "dataset": d, "method": k, "lr": t.result.lr, "epochs run": t.result.epochs_run,
-                          "best epoch": t.result.best_epoch} for (m, d), out in trained.items() for k, t in out.items()
-                         if t.result is not None])
+    """Per model, task and trained method (Base has no training): its `training.health` (rate and where it sits in
+    the range test, epoch kept, epochs run, cap hit, scale range, flags, healthy) and the remedy that ran."""
+    return pd.DataFrame([{"model": m, "dataset": d, "method": k, **_health(t), "remedy": t.extra.get("remedy", "")}
+                         for (m, d), out in trained.items() for k, t in out.items() if t.result is not None])
 
 
 def described_table(model, methods: dict, dictionary: list[str], k: int) -> pd.DataFrame:
@@ -507,7 +519,10 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
                  for (m, _), out in result.artifacts["trained"].items() if "Full finetuning" in out]
     if finetuned:
         params = pd.concat([params, pd.DataFrame(finetuned).drop_duplicates("model")], ignore_index=True)
-    return {"accuracy": result.tables["accuracy"][["model", "dataset", "method", "accuracy"]], "params": params}
+    health = result.tables["training"][["model", "dataset", "method", "healthy"]]
+    accuracy = (result.tables["accuracy"][["model", "dataset", "method", "accuracy"]]
+                .merge(result.tables["tasks"], on=["model", "dataset"]).merge(health, how="left"))
+    return {"accuracy": accuracy.fillna({"healthy": True}), "params": params}
 
 
 def save_results(result: Result) -> list:
