@@ -132,7 +132,7 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
 
 def _train_once(name: str, arch: Architecture, task: Task, reference, config: TrainConfig, variance: float) -> Trained:
     method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed,
-                         lin_init=config.lin_init)
+                         lin_init=config.lin_init, back_projection=config.back_projection)
     if name in ("RD", "RD*", "RDY"):
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")

@@ -71,6 +71,7 @@ class TrainConfig:
                                        # built from this config (alignment.train_method); 0: exactly 1
     lin_init: str = "identity"         # Lin's start (residual.LIN_INITS): identity on the centred output, or
                                        # "pytorch", nn.Linear's default init on the uncentred output
+    back_projection: str = "orthonormal"  # RD's and RD*'s map back to the residual (residual.BACK_PROJECTIONS)
 
     def __post_init__(self) -> None:
         from ..device import resolve_device

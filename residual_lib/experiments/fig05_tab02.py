@@ -40,7 +40,7 @@ PAPER_ARCHITECTURES = [("CLIP-L", "ViT-L-14"), ("OpenCLIP-L", "ViT-L-14"), ("CLI
 
 Method = Literal["Lin", "RD", "RD*", "RDY"]
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
-AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
+AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors", "back_projection": "authors_code"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Params(ComputeParams):
     protocol: Literal["paper_text", "authors_code"] = "paper_text"  # learning rates, init (training.protocol_config)
     logit_scale: float | Literal["model"] = 100.0  # the loss's temperature; "model": the model's own
     prompts: Literal["manifest", "authors"] = "manifest"  # class names and templates (templates.prompts)
+    back_projection: Literal["orthonormal", "authors_code"] = "orthonormal"  # RD's map back (residual.BACK_PROJECTIONS)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets", "methods")
@@ -130,7 +131,8 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
                      prompts=p.prompts)
     out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods,
                              variance=p.rd_star_variance, protocol=p.protocol,
-                             overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size})
+                             overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size,
+                                        "back_projection": p.back_projection})
     if p.finetune:
         # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
         ft = {**shared, "max_epochs": p.finetune_max_epochs, "range_steps": p.finetune_range_steps}
@@ -389,10 +391,13 @@ def table2_panels(result: Result) -> dict[str, pd.DataFrame]:
             **difference_tables(result)}
 
 
-def best_epochs(result: Result) -> pd.DataFrame:
-    """The epoch early stopping kept, per model and task (rows) and method (columns); 0 is the untrained method."""
-    return (result.tables["training"].pivot_table(index=["model", "dataset"], columns="method", values="best epoch")
-            .astype(int).rename_axis(columns=None).reset_index())
+def training_health(result: Result) -> pd.DataFrame:
+    """The training-health table: per model, task and method the rate and its place in the range test (0: the
+    sweep's first rate, 1: its last), the epoch kept (0: untrained), epochs run, cap hit, scale range, flags,
+    and the remedy that ran; flagged runs are left out of the claim verdicts."""
+    table = result.tables["training"].copy()
+    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
+    return table
 
 
 def plot_bars(result: Result):
@@ -454,8 +459,8 @@ def plot_head_scales(result: Result):
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
     for ax, (d, g) in zip(axes.flat, grids.items()):
         values = g.to_numpy(dtype=float)
-        if trained[(label0, d)]["RD"].result.best_epoch == 0:  # early stopping kept the untrained scales
-            _note(ax, f"{d}\n\nRD kept its untrained scales:\nno epoch beat the model itself")
+        if not (h := _health(trained[(label0, d)]["RD"]))["healthy"]:  # not interpreted
+            _note(ax, f"{d}\n\nRD's run is flagged:\n{h['flags']}")
             continue
         span = max(1e-3, float(np.nanmax(np.abs(values - 1))))  # each task on its own scale, centred at 1
         im = ax.imshow(values, cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
@@ -475,8 +480,8 @@ def plot_pc_scales(result: Result):
     """The first model's RD scale of every kept PC of every head on `probe_dataset`; None if it is not a task."""
     trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
     probe_task = dataset_display(result.params.probe_dataset)
-    if (label0, probe_task) not in trained or trained[(label0, probe_task)]["RD"].result.best_epoch == 0:
-        return None  # not a task of this build, or RD kept every scale at its start (the page says which)
+    if (label0, probe_task) not in trained or not _health(trained[(label0, probe_task)]["RD"])["healthy"]:
+        return None  # not a task of this build, or RD's run is flagged (the page says which)
     scales = trained[(label0, probe_task)]["RD"].method.unit_scales()
     heads = [u for u in scales if ".H" in u]
     matrix = np.array([scales[h] for h in heads])
