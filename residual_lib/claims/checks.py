@@ -494,5 +494,6 @@ def textspan_equals_somp(equivalence: pd.DataFrame | None) -> Verdict:
     same = equivalence["identical_atoms"].astype(bool)
     worst = float(equivalence["max_residual_difference"].max())
     return _decide(bool(same.all()) and worst <= SOMP_TOLERANCE,
-                   {"heads": len(equivalence), "heads with identical atoms": int(same.sum()),
+                   {"heads": equivalence["unit"].nunique(), "comparisons (head x dictionary)": len(equivalence),
+                    "with identical atoms": int(same.sum()),
                     "max residual difference": worst}, criterion)
