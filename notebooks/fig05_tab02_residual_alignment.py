@@ -45,6 +45,7 @@ threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' ow
 protocol = "paper_text"  # training: "paper_text" (LR finder) or "authors_code" (fixed rates, lambda = 1 + N(0, 1))
 logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
 prompts = "manifest"  # class names and templates: "manifest" or "authors"
+back_projection = "orthonormal"  # RD's map back: "orthonormal" or "authors_code" (bases.mT when square)
 
 # %% tags=["hide-input"]
 from residual_lib.book import page
