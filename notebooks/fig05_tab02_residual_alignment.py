@@ -45,6 +45,7 @@ threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' ow
 protocol = "paper_text"  # training: "paper_text" (LR finder) or "authors_code" (fixed rates, lambda = 1 + N(0, 1))
 logit_scale = 100.0  # the loss's temperature, or "model" (the model's own, the authors' code)
 prompts = "manifest"  # class names and templates: "manifest" or "authors"
+back_projection = "orthonormal"  # RD's map back: "orthonormal" or "authors_code" (bases.mT when square)
 
 # %% tags=["hide-input"]
 from residual_lib.book import page
@@ -143,14 +144,17 @@ page.show(result.tables["count_check"], caption="Parameter counts from the archi
 # For the first model and every task, each method's training loss over one exponential sweep of
 # learning rates (Smith 2017; faint: each step's batch, solid: smoothed); the dashed line is the rate the
 # test picked (steepest descent of the smoothed loss). A task the model cannot read gives a flat curve,
-# and the picked rate is then noise. The table gives the epoch that early stopping kept (0: the
-# untrained method).
+# and the picked rate is then noise. The table records each run's health: the rate and where it sits in
+# the sweep, the epoch that early stopping kept (0: the untrained method), whether the epoch cap was hit,
+# and the range of its scales. A run that kept epoch 0, diverged, or took the sweep's first or last rate is
+# retrained at the authors' fixed rate (column remedy); a run still flagged after that is left out of every
+# claim verdict, and its scales are not interpreted below.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}, "image": {"alt": "Learning-rate range test of each method on each task (first model); dashed: the rate picked."}}
 fig = fig05.plot_lr_range(result)
 
 # %% tags=["hide-input"]
-page.show(fig05.best_epochs(result), caption="The epoch early stopping kept (0: the untrained method)")
+page.show(fig05.training_health(result), caption="Training health of every run (flagged runs: left out of the verdicts)")
 
 # %% [markdown]
 # ## What ResiDual amplified
@@ -172,8 +176,8 @@ fig = fig05.plot_pc_scales(result)
 # {glue:text}`described_tasks`), each described by the three texts of the dictionary that orthogonal
 # matching pursuit (OMP, `residual_lib.analysis.pursuit.omp`; on one vector SOMP is OMP) picks for its direction in
 # the output space (sign: whether the text points along or against it). Read each description with its
-# scale: a component scaled by 1.001 was barely touched. Tasks where early stopping kept the untrained
-# method have nothing to describe: {glue:text}`untrained_tasks`.
+# scale: a component scaled by 1.001 was barely touched. Tasks where RD's run is flagged (kept the untrained
+# method, diverged, or an edge rate) are not interpreted: {glue:text}`untrained_tasks`.
 
 # %% tags=["hide-input"]
 page.show(result.tables["described"], caption="The most amplified components and their OMP descriptions")

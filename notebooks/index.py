@@ -41,8 +41,9 @@ page.glue_findings(result.findings)
 # ## What this build ran
 #
 # Profile {glue:text}`results_run`; models with recorded results: {glue:text}`models_text`. Of the
-# {glue:text}`n_pages` pages that test claims, {glue:text}`n_pages_ran` ran in this build (not run:
-# {glue:text}`not_run_text`). The paper's own models and datasets need a GPU and the network; the default
+# {glue:text}`n_pages` pages whose claims the ledger tests, {glue:text}`n_pages_ran` recorded verdicts in this
+# build (not run: {glue:text}`not_run_text`); pages that file verdicts under them (the real-model page files
+# Figures 2 and 4 for its model) are listed in the table below. The paper's own models and datasets need a GPU and the network; the default
 # build runs the project's own tiny CLIP on a synthetic world whose ground truth is known, and a real
 # pretrained DINOv2 ViT-S/14 on Fashion-MNIST (see the toy world and real-model pages).
 
@@ -53,9 +54,13 @@ page.show(result.tables["ran"], caption="Pages that recorded results, and their 
 # ## The paper's claims, tested
 #
 # {glue:text}`n_claims` claims, read once from the paper, each with a criterion fixed in advance
-# (`residual_lib.claims`). Over the models of this build: {glue:text}`n_holds` verdicts hold,
-# {glue:text}`n_fails` do not, and {glue:text}`n_untestable` cannot be tested here (the build lacks what the
-# criterion needs: a second model, a full-finetuning run, a dataset of random images, ...).
+# (`residual_lib.claims`), and with the least evidence it needs. Over the models of this build
+# ({glue:text}`n_rows` verdicts): {glue:text}`n_holds` hold, {glue:text}`n_fails` do not hold,
+# {glue:text}`n_inconclusive` are inconclusive (the 95% interval of the criterion's number straddles its
+# threshold, or a trend's permutation p-value is not below 0.05), and {glue:text}`n_untestable` are not
+# testable on this build, each with its reason (too few layers for a depth trend, a task where the model
+# itself is near chance, no healthy training run, no second model, ...). A "does not hold" on a toy model
+# is a finding about that model, not evidence against the paper's models.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "The verdict of each of the paper's claims for each model of this build."}, "image": {"alt": "The verdict of each of the paper's claims for each model of this build."}}
 fig = front.plot_ledger(result)

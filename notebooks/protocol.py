@@ -13,9 +13,11 @@
 # %% [markdown]
 # # Protocol: the paper's text and the authors' code
 #
-# The paper's numbers were produced by the authors' published code (Flegyas/ResiDual at 004b0aa).
-# Where the paper's text is silent or reads differently from that code, this companion offers both
-# readings by name. The paper profile sets the reading that produced the paper's numbers; the toy
+# The authors published code for the paper (Flegyas/ResiDual; read here at 004b0aa, the camera-ready
+# commit). That this code, at that commit, produced the paper's numbers is not established: the paper
+# says its code would be released on acceptance, and no run of it is recorded here. Where the paper's
+# text is silent or reads differently from that code, this companion offers both readings by name. The
+# paper profile sets the code's reading (our best guess at what produced the paper's numbers); the toy
 # profile keeps the cleaner one, so its numbers read as the text describes. Each row below is one
 # such choice: what the text says, what the code does, the library option and the pages' parameters
 # that switch it, the value each profile's parameter files set, and, where this build can measure it,

@@ -48,6 +48,11 @@ from ..units.unit_set import is_head, parse_unit, unit_names
 Components = Union[None, str, int, float]  # None: drop the unit; "fixed": all PCs, scale 1; "all"; k; variance
 METHODS = ("O", "RD", "RD*", "RDY", "Lin")
 LIN_INITS = ("identity", "pytorch")
+# How ResiDual maps scaled PC coefficients back to the residual space: "orthonormal", c -> c Phi (the inverse of
+# x -> x Phi^T for orthonormal rows); "authors_code", the authors' adapter (src/residual/nn/adapter.py, ResiDual),
+# whose inverse is `bases.mT` whenever the zero-padded basis tensor is square (some unit keeps all E PCs: their
+# RD) and inv(B B^T) B (= Phi, as here) otherwise (heads only: RD*).
+BACK_PROJECTIONS = ("orthonormal", "authors_code")
 
 
 @dataclass(frozen=True)
@@ -195,10 +200,13 @@ class ResiDual(AlignmentMethod):
 
     def __init__(self, arch: Architecture, heads: Components = None, mlps: Components = None,
                  emb: Components = None, on_output: bool = False, add_mean: bool = False,
-                 init_noise: float = 0.0, seed: int = 0, name: str = "ResiDual"):
+                 init_noise: float = 0.0, seed: int = 0, name: str = "ResiDual", back_projection: str = "orthonormal"):
         super().__init__()
         for kind, spec in (("heads", heads), ("mlps", mlps), ("emb", emb)):
             _check_components(kind, spec)
+        if back_projection not in BACK_PROJECTIONS:
+            raise ValueError(f"unknown back_projection {back_projection!r}; valid: {', '.join(BACK_PROJECTIONS)}")
+        self.back_projection = back_projection
         self.arch, self.on_output, self.add_mean = arch, on_output, add_mean
         self.spec = {"head": heads, "mlp": mlps, "emb": emb}
         self.init_noise, self.seed, self.name = init_noise, seed, name
@@ -207,6 +215,7 @@ class ResiDual(AlignmentMethod):
         self.pca: UnitPCA | None = None
         self.scales = nn.Parameter(torch.empty(0))
         self.register_buffer("components", torch.empty(0, arch.embed_dim))
+        self.register_buffer("back", torch.empty(0, arch.embed_dim))  # row j: where coefficient j goes back to
         self.register_buffer("mean", torch.zeros(arch.embed_dim))
 
     def planned_components(self) -> dict[str, int] | None:
@@ -249,10 +258,26 @@ class ResiDual(AlignmentMethod):
             self.blocks = [(u, self._n_kept(u, self.spec[parse_unit(u)[0]])) for u in kept if u not in self.fixed_units]
         trained = [self.pca.components_[u][:k] for u, k in self.blocks]
         self.components = torch.from_numpy(np.concatenate(trained).astype(np.float32))
+        self.back = torch.from_numpy(np.concatenate(self._back(trained)).astype(np.float32))
         self.mean = torch.from_numpy(sum(self.pca.mean_.values()).astype(np.float32))
         noise = torch.randn(self.components.shape[0], generator=torch.Generator().manual_seed(self.seed))
         self.scales = nn.Parameter(1.0 + self.init_noise * noise)
         return self
+
+    def _back(self, trained: list[np.ndarray]) -> list[np.ndarray]:
+        """Each block's back-projection (k, E): Phi itself, or under "authors_code" with a square padded basis
+        (the authors pad every unit's full PCA basis; square when some unit has all E PCs) that basis
+        transposed, whose row j is column j of the unit's full basis: a unit's output then lands in its first
+        coordinates, and an MLP's is (x - mu) Phi^T diag(lambda) Phi^T."""
+        full = [self.pca.components_[u] for u, _ in self.blocks]
+        if self.back_projection == "orthonormal" or self.on_output or max(len(f) for f in full) != self.arch.embed_dim:
+            return trained
+        out = []
+        for phi, basis in zip(trained, full):
+            back = np.zeros_like(phi)
+            back[:, :len(basis)] = basis[:, :len(phi)].T
+            out.append(back)
+        return out
 
     def _n_kept(self, unit: str, spec: Components) -> int:
         evr = self.pca.explained_variance_ratio_[unit]
@@ -284,7 +309,7 @@ class ResiDual(AlignmentMethod):
 
     def forward(self, features: Tensor) -> Tensor:
         k = self.components.shape[0]
-        out = (features[:, :k] * self.scales) @ self.components
+        out = (features[:, :k] * self.scales) @ self.back
         if features.shape[1] > k:
             out = out + features[:, k:]
         return out + self.mean if self.add_mean else out
@@ -305,17 +330,20 @@ def _check_components(kind: str, spec: Components) -> None:
 
 
 def make_method(method: str, arch: Architecture, variance: float = 0.9, init_noise: float = 0.0,
-                seed: int = 0, lin_init: str = "identity") -> AlignmentMethod:
+                seed: int = 0, lin_init: str = "identity", back_projection: str = "orthonormal") -> AlignmentMethod:
     """One of METHODS for an architecture; ResiDual variants still need `fit_reference`.
 
-    init_noise: lambda = 1 + init_noise * N(0, 1) (O, RD, RD*, RDY); lin_init: `LinearAligner`'s init.
+    init_noise: lambda = 1 + init_noise * N(0, 1) (O, RD, RD*, RDY); lin_init: `LinearAligner`'s init;
+    back_projection: RD's and RD*'s (`BACK_PROJECTIONS`).
     """
     if method == "O":
         return HeadWeights(arch.heads, init_noise=init_noise, seed=seed)
     if method == "RD":
-        return ResiDual(arch, heads=arch.d_head, mlps="all", emb="fixed", init_noise=init_noise, seed=seed, name="RD")
+        return ResiDual(arch, heads=arch.d_head, mlps="all", emb="fixed", init_noise=init_noise, seed=seed, name="RD",
+                        back_projection=back_projection)
     if method == "RD*":
-        return ResiDual(arch, heads=float(variance), init_noise=init_noise, seed=seed, name="RD*")
+        return ResiDual(arch, heads=float(variance), init_noise=init_noise, seed=seed, name="RD*",
+                        back_projection=back_projection)
     if method == "RDY":
         return ResiDual(arch, on_output=True, init_noise=init_noise, seed=seed, name="RDY")
     if method == "Lin":

@@ -7,7 +7,7 @@ own `val` split when it declares one, else a stratified 10% of train, seed 42) a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,8 @@ from ..data.datasets import dataset_spec
 from .residual import METHODS, AlignmentMethod, Architecture, make_method
 from .selection import SCORES, SWEEP_FRACTIONS, coarse_selection, fraction_sweep, head_scores
 from ..models.text import encode_texts
-from .training import TrainConfig, TrainResult, evaluate, fit, protocol_config, validation_split
+from .training import (AUTHORS_LEARNING_RATES, TrainConfig, TrainResult, evaluate, fit, health, protocol_config,
+                       scale_range, validation_split)
 from ..units.unit_set import Units, UnitSet
 from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier, model_logit_scale
 
@@ -85,6 +86,15 @@ def resolve_logit_scale(model, requested: float | str) -> float:
         return UNSCALED_LOGIT_SCALE
 
 
+def test_size(dataset: str, n_test: int | None) -> int:
+    """How many test images a task scores: n_test, or the whole test split when None."""
+    if n_test is not None:
+        return n_test
+    from ..data.datasets import load_dataset
+
+    return len(load_dataset(dataset, "test"))
+
+
 def task_caches(model: str, dataset: str, n_train: int | None = None, n_val: int | None = None,
                 n_test: int | None = None, seed: int = 0, dtype: str = "float32") -> list[CacheKey]:
     """The unit caches `load_task` reads: train, val (when the dataset declares one) and test."""
@@ -109,8 +119,20 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
     Without a config, the protocol's for this method (`training.protocol_config`) with `overrides` applied.
     """
     config = config or protocol_config(name, protocol, **(overrides or {}))
+    trained = _train_once(name, arch, task, reference, config, variance)
+    if trained.extra["health"]["healthy"] or config.lr is not None:
+        return trained
+    # The remedy for a range-test run that kept epoch 0, diverged or picked an edge rate: the authors' fixed
+    # rate for this method (their camera-ready configs), the run that replaces it recorded beside it.
+    fallback = _train_once(name, arch, task, reference, replace(config, lr=AUTHORS_LEARNING_RATES[name]), variance)
+    fallback.extra["remedy"] = (f"authors' fixed rate {AUTHORS_LEARNING_RATES[name]:g} (the range test's rate "
+                                f"{trained.result.lr:.3g}: {trained.extra['health']['flags']})")
+    return fallback
+
+
+def _train_once(name: str, arch: Architecture, task: Task, reference, config: TrainConfig, variance: float) -> Trained:
     method = make_method(name, arch, variance=variance, init_noise=config.lambda_init_noise, seed=config.seed,
-                         lin_init=config.lin_init)
+                         lin_init=config.lin_init, back_projection=config.back_projection)
     if name in ("RD", "RD*", "RDY"):
         if reference is None:
             raise ValueError(f"{name} needs the reference dataset's units for its PCA bases and means")
@@ -119,7 +141,8 @@ def train_method(name: str, arch: Architecture, task: Task, reference=None, conf
         method.fit_reference(reference)
     x_train, x_val, x_test = (method.features(s) for s in (task.train, task.val, task.test))
     result = fit(method, task.classifier, (x_train, task.train.labels), (x_val, task.val.labels), config)
-    return Trained(method, result, evaluate(method, task.classifier, x_test, task.test.labels))
+    return Trained(method, result, evaluate(method, task.classifier, x_test, task.test.labels),
+                   {"health": health(result, config, scale_range(method)), "remedy": ""})
 
 
 def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
@@ -176,7 +199,7 @@ def full_finetuning(model, task: Task, n_train: int | None = None, n_val: int | 
     test = images("test", n_test)
     tower, result = finetune(model, task.classifier, train, val, config)
     return Trained(tower, result, evaluate(tower, task.classifier, test[0], test[1], batch_size=256,
-                                           device=config.device))
+                                           device=config.device), {"health": health(result, config), "remedy": ""})
 
 
 def head_scale_grid(method, arch: Architecture, reduce=np.mean) -> pd.DataFrame:

@@ -44,6 +44,9 @@ PROTOCOLS = ("paper_text", "authors_code")
 AUTHORS_LEARNING_RATES = {"O": 0.8, "RD": 0.8, "RD*": 0.8, "RDY": 1e-3, "Lin": 1e-3, "finetune": 1e-5}
 # A ViT diverges long before the range test's default 10; the sweep stops at divergence anyway.
 FINETUNE_MAX_LR = 1e-1
+# A run is unhealthy (`health`) when it kept epoch 0, its loss went non-finite, its range test picked the first or
+# last rate it swept, or a scale (lambda, head weight; all start at 1) left [-SCALE_LIMIT, SCALE_LIMIT].
+SCALE_LIMIT = 10.0
 # the loss's temperature: fixed 100 (paper_text), or the model's own exp(logit_scale) as the authors' classifier
 PROTOCOL_LOGIT_SCALES: dict[str, float | str] = {"paper_text": DEFAULT_LOGIT_SCALE, "authors_code": "model"}
 
@@ -68,6 +71,7 @@ class TrainConfig:
                                        # built from this config (alignment.train_method); 0: exactly 1
     lin_init: str = "identity"         # Lin's start (residual.LIN_INITS): identity on the centred output, or
                                        # "pytorch", nn.Linear's default init on the uncentred output
+    back_projection: str = "orthonormal"  # RD's and RD*'s map back to the residual (residual.BACK_PROJECTIONS)
 
     def __post_init__(self) -> None:
         from ..device import resolve_device
@@ -286,3 +290,36 @@ def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, 
     method.load_state_dict(best_state)
     method.eval()
     return TrainResult(lr=lr, best_epoch=best_epoch, best_val_accuracy=best_acc, history=history, lr_range=range_test)
+
+
+def scale_range(method: nn.Module) -> tuple[float, float] | None:
+    """(min, max) of a method's trained scales (ResiDual's lambda, O's head weights); None for other methods."""
+    values = getattr(method, "scales", None)
+    values = getattr(method, "weights", None) if values is None else values
+    if not isinstance(values, torch.Tensor) or values.numel() == 0:
+        return None
+    values = values.detach()
+    return float(values.min()), float(values.max())
+
+
+def health(result: TrainResult, config: TrainConfig, scales: tuple[float, float] | None = None) -> dict:
+    """What a reviewer checks of one run: the rate and where it sits in the range test's sweep (0: its first
+    rate, 1: its last), the epoch kept, whether the epoch cap was hit, the scale range, and the flags that
+    make it unhealthy (see `SCALE_LIMIT`); `healthy` is True when there are none."""
+    flags = []
+    if result.best_epoch == 0:
+        flags.append("kept epoch 0 (untrained)")
+    if not all(math.isfinite(h["train_loss"]) for h in result.history[1:]):
+        flags.append("diverged (non-finite loss)")
+    position = None
+    if result.lr_range is not None:
+        swept = result.lr_range.lrs
+        position = float(np.log(result.lr / swept[0]) / np.log(swept[-1] / swept[0])) if len(swept) > 1 else 0.0
+        if result.lr in (swept[0], swept[-1]):
+            flags.append("rate at the edge of the range test")
+    if scales is not None and max(abs(scales[0]), abs(scales[1])) > SCALE_LIMIT:
+        flags.append(f"scales beyond +-{SCALE_LIMIT:g} (diverged)")
+    return {"lr": result.lr, "lr position in range test": position, "epoch kept": result.best_epoch,
+            "epochs run": result.epochs_run, "cap hit": result.epochs_run >= config.max_epochs,
+            "scale min": None if scales is None else scales[0], "scale max": None if scales is None else scales[1],
+            "flags": "; ".join(flags), "healthy": not flags}

@@ -1,9 +1,12 @@
 """The paper's claims as checks: each a function over tidy tables returning a `Verdict`.
 
 Every criterion is a constant below, read from the paper's wording before any build ran and never fitted
-to a build's numbers. A check returns "not testable" when its tables lack what the criterion needs (a
-second model, a Full finetuning run, a dataset of random images, ...). The columns each table needs are
-listed in `residual_lib.claims.ledger.TABLES`.
+to a build's numbers, and so is the minimum evidence it needs (the `MIN_*` constants): below it a check
+returns "not testable" with the reason (too few layers for a depth trend, a task where the model itself is
+near chance, no healthy training run, no second model, ...). Above it, the criterion's number is read with
+its uncertainty (`evidence`): "holds" or "does not hold" when the 95% interval (or the permutation p-value of
+a trend) decides, "inconclusive" when the interval straddles the threshold. The columns each table needs
+are listed in `residual_lib.claims.ledger.TABLES`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from .evidence import ALPHA, all_of, any_of, combination, compare, interval_text, trend, trend_outcome, wilson
 
-STATUSES = ("holds", "does not hold", "not testable")
+STATUSES = ("holds", "does not hold", "inconclusive", "not testable")
 
 # --- Criteria, fixed before any build ran ----------------------------------------------------------------
 TREND = 0.5  # |Spearman rho| over layers that counts as a rising / falling trend
@@ -41,6 +44,14 @@ FEWER_PARAMS = 0.01  # "far fewer parameters" than full finetuning: at most 1% o
 RDSTAR_PARAMS = 0.5  # RD* is the cheaper configuration: at most half of RD's parameters
 RDY_GAP = 0.05  # RDY "behind RD on some tasks": at least one dataset this much below RD
 SOMP_TOLERANCE = 1e-5  # largest |R_TextSpan - R_SOMP| entry that counts as equal (float64 runs)
+NEAR_IDENTICAL = 0.9  # "early heads almost identical across distributions": first-layer mean similarity >= this
+
+# --- Minimum evidence, fixed with the criteria: below it a verdict is "not testable" -----------------------
+MIN_TREND_LAYERS = 6  # a depth trend (or a peak inside the network) needs this many layers and p < ALPHA
+MIN_LAYERS = 3  # early against late layers: at least a first, a middle and a last layer
+MIN_ABOVE_CHANCE = 0.10  # a Section 4 task counts when the model itself (Base / B) is this far above chance
+MIN_CONTENT_DATASETS = 2  # specialisation: datasets that differ from the reference in content, not sampling
+CONTENT_ROLES = ("ood",)  # dataset roles whose images differ in content (the manifests' role field)
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class Verdict:
     numbers: dict[str, Any]
     criterion: str
     reason: str = ""  # for "not testable": what the build lacks
+    caveat: str = ""  # what the verdict leaves out or rests on (tasks dropped, unhealthy runs, ...)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -62,21 +74,19 @@ def untestable(criterion: str, reason: str) -> Verdict:
     return Verdict("not testable", {}, criterion, reason)
 
 
-def _decide(ok: bool, numbers: dict[str, Any], criterion: str) -> Verdict:
-    return Verdict("holds" if ok else "does not hold", {k: _plain(v) for k, v in numbers.items()}, criterion)
+def _decide(ok: bool | str, numbers: dict[str, Any], criterion: str, caveat: str = "") -> Verdict:
+    """A verdict from a bool (a criterion without uncertainty) or an outcome of `evidence`."""
+    status = ok if isinstance(ok, str) else ("holds" if ok else "does not hold")
+    return Verdict(status, {k: _plain(v) for k, v in numbers.items()}, criterion, caveat=caveat)
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _spearman(x: pd.Series, y: pd.Series) -> float:
-    return float(spearmanr(x.to_numpy(dtype=float), y.to_numpy(dtype=float)).statistic)
-
-
 # --- Section 3.1: intrinsic dimension across depth (per model) --------------------------------------------
 
-def _layers_ok(layers: pd.DataFrame | None, criterion: str, need: int = 3) -> Verdict | None:
+def _layers_ok(layers: pd.DataFrame | None, criterion: str, need: int = MIN_LAYERS) -> Verdict | None:
     if layers is None or layers["layer"].nunique() < need:
         n = 0 if layers is None else layers["layer"].nunique()
         return untestable(criterion, f"needs at least {need} layers; this model has {n}")
@@ -94,18 +104,19 @@ def early_heads_near_linear(layers: pd.DataFrame | None) -> Verdict:
     early, late = float(ordered["ratio"].head(n).mean()), float(ordered["ratio"].tail(n).mean())
     return _decide(early <= EARLY_MAX_RATIO and early < late,
                    {"early L/N": early, "late L/N": late, "early linear ID": float(ordered["linear_id"].head(n).mean()),
-                    "early layers": n}, criterion)
+                    "early layers": n}, criterion, caveat="no interval: one estimate per layer")
 
 
 def _trend(layers: pd.DataFrame | None, column: str, label: str, sign: int) -> Verdict:
     op = ">" if sign > 0 else "<"
-    criterion = f"Spearman(layer, {label}) {op} {sign * TREND:g}"
-    if (bad := _layers_ok(layers, criterion)) is not None:
+    criterion = f"Spearman(layer, {label}) {op} {sign * TREND:g} with permutation p < {ALPHA:g}"
+    if (bad := _layers_ok(layers, criterion, MIN_TREND_LAYERS)) is not None:
         return bad
-    rho = _spearman(layers["layer"], layers[column])
+    rho, p = trend(layers["layer"], layers[column])
     ordered = layers.sort_values("layer")
-    return _decide(rho * sign > TREND, {"Spearman rho": rho, f"{label} first layer": float(ordered[column].iloc[0]),
-                                        f"{label} last layer": float(ordered[column].iloc[-1])}, criterion)
+    return _decide(trend_outcome(rho, p, sign, TREND),
+                   {"Spearman rho": rho, "p": p, f"{label} first layer": float(ordered[column].iloc[0]),
+                    f"{label} last layer": float(ordered[column].iloc[-1])}, criterion)
 
 
 def linear_id_rises(layers: pd.DataFrame | None) -> Verdict:
@@ -129,14 +140,15 @@ def heads_low_dimensional(layers: pd.DataFrame | None) -> Verdict:
     if layers is None or "d_head" not in layers.columns:
         return untestable(criterion, "needs the head dimension (column d_head) beside the per-layer IDs")
     twonn, d_head = float(layers["twonn_id"].mean()), int(layers["d_head"].iloc[0])
-    return _decide(twonn <= LOW_DIM_SHARE * d_head, {"mean TwoNN ID": twonn, "d_head": d_head}, criterion)
+    return _decide(twonn <= LOW_DIM_SHARE * d_head, {"mean TwoNN ID": twonn, "d_head": d_head}, criterion,
+                   caveat="no interval: one estimate per layer")
 
 
 def twonn_hunchback(layers: pd.DataFrame | None) -> Verdict:
     """The TwoNN dimension rises, peaks inside the network and falls towards the last layers."""
     criterion = (f"TwoNN ID peaks at neither the first nor the last layer, and the last layer is "
                  f"<= {HUNCHBACK_DROP:g} x the peak")
-    if (bad := _layers_ok(layers, criterion)) is not None:
+    if (bad := _layers_ok(layers, criterion, MIN_TREND_LAYERS)) is not None:
         return bad
     ordered = layers.sort_values("layer").reset_index(drop=True)
     peak = int(ordered["twonn_id"].idxmax())
@@ -144,7 +156,8 @@ def twonn_hunchback(layers: pd.DataFrame | None) -> Verdict:
     inside = 0 < peak < len(ordered) - 1
     return _decide(inside and last <= HUNCHBACK_DROP * top,
                    {"peak layer": int(ordered["layer"].iloc[peak]), "peak TwoNN": top, "last TwoNN": last,
-                    "first TwoNN": float(ordered["twonn_id"].iloc[0])}, criterion)
+                    "first TwoNN": float(ordered["twonn_id"].iloc[0])}, criterion,
+                   caveat="no interval: one estimate per layer")
 
 
 # --- Section 3.2: text decompositions and principal components --------------------------------------------
@@ -202,25 +215,44 @@ def _random_names(similarity: pd.DataFrame, random_datasets: tuple[str, ...]) ->
 
 
 def heads_specialise(similarity: pd.DataFrame | None) -> Verdict:
-    """Heads' similarity with the reference dataset depends on the dataset (specialisation generalises unevenly)."""
-    criterion = f"mean similarity of the most and the least similar dataset differ by >= {DATASET_SPREAD:g}"
-    if similarity is None or similarity["dataset"].nunique() < 2:
-        return untestable(criterion, "needs at least two datasets compared with the reference")
-    means = _dataset_means(similarity)
+    """Heads' similarity with the reference depends on the dataset's content, not merely on a distribution shift.
+
+    Only datasets whose images differ from the reference in content (role in `CONTENT_ROLES`, random pixels
+    left out) are compared: a fresh sample of the reference distribution against any other dataset would
+    differ by the shift alone.
+    """
+    criterion = (f"over datasets that differ from the reference in content (not random pixels), the mean "
+                 f"similarity of the most and the least similar differ by >= {DATASET_SPREAD:g}")
+    need = f"needs at least {MIN_CONTENT_DATASETS} datasets that differ from the reference in content"
+    if similarity is None or "role" not in similarity.columns:
+        return untestable(criterion, need + " (column role)")
+    randoms = _random_names(similarity, RANDOM_DATASETS)
+    content = similarity[similarity["role"].isin(CONTENT_ROLES) & ~similarity["dataset"].isin(randoms)]
+    if content["dataset"].nunique() < MIN_CONTENT_DATASETS:
+        found = ", ".join(sorted(content["dataset"].unique())) or "none"
+        return untestable(criterion, f"{need}; this build has {found}")
+    means = _dataset_means(content)
+    left_out = sorted(set(similarity["dataset"]) - set(content["dataset"]))
     return _decide(means.iloc[0] - means.iloc[-1] >= DATASET_SPREAD,
                    {"most similar": means.index[0], "top mean": float(means.iloc[0]),
-                    "least similar": means.index[-1], "bottom mean": float(means.iloc[-1])}, criterion)
+                    "least similar": means.index[-1], "bottom mean": float(means.iloc[-1])}, criterion,
+                   caveat=f"left out (same content as the reference, or random): {', '.join(left_out) or 'none'}; "
+                          "no null spread")
 
 
 def similarity_falls_with_depth(similarity: pd.DataFrame | None) -> Verdict:
     """Head similarity across datasets decreases with depth; first-layer heads are nearly identical."""
-    criterion = f"Spearman(layer, mean similarity over heads and datasets) < {-TREND:g}"
-    if similarity is None or similarity["layer"].nunique() < 3:
-        return untestable(criterion, "needs similarities for at least 3 layers")
+    criterion = (f"Spearman(layer, mean similarity over heads and datasets) < {-TREND:g} with permutation p < "
+                 f"{ALPHA:g}, and first-layer mean similarity >= {NEAR_IDENTICAL:g}")
+    if similarity is None or similarity["layer"].nunique() < MIN_TREND_LAYERS:
+        n = 0 if similarity is None else similarity["layer"].nunique()
+        return untestable(criterion, f"needs at least {MIN_TREND_LAYERS} layers; this model has {n}")
     by_layer = similarity.groupby("layer")["similarity"].mean()
-    rho = _spearman(pd.Series(by_layer.index), by_layer.reset_index(drop=True))
-    return _decide(rho < -TREND, {"Spearman rho": rho, "first layer": float(by_layer.iloc[0]),
-                                  "last layer": float(by_layer.iloc[-1])}, criterion)
+    rho, p = trend(by_layer.index, by_layer.to_numpy())
+    first = float(by_layer.iloc[0])
+    return _decide(all_of([trend_outcome(rho, p, -1, TREND), "holds" if first >= NEAR_IDENTICAL else "does not hold"]),
+                   {"Spearman rho": rho, "p": p, "first layer": first, "last layer": float(by_layer.iloc[-1])},
+                   criterion)
 
 
 def _standouts(part: pd.DataFrame, n: int) -> set[str]:
@@ -262,76 +294,124 @@ def dataset_order_consistent(similarity: pd.DataFrame | None) -> Verdict:
 
 
 # --- Sections 4.1 and 4.2: accuracies (per model) ---------------------------------------------------------
+# An accuracy table may carry, per row, n (test images), chance (1 / classes) and healthy (the training run
+# passed `alignment.training.health`); without n and chance no comparison is testable.
 
-def _wide(accuracy: pd.DataFrame) -> pd.DataFrame:
+BASES = ("B", "Base")  # the model itself: Table 1's B, Figure 5's Base
+
+
+def _wide(accuracy: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
     """datasets x methods; a printed table's "Average" row is not a dataset and is left out."""
     rows = accuracy[accuracy["dataset"].astype(str).str.lower() != "average"]
-    return rows.pivot_table(index="dataset", columns="method", values="accuracy", aggfunc="mean")
-
-
-def _method_means(accuracy: pd.DataFrame | None, methods: list[str]) -> pd.Series | None:
-    """Mean accuracy per method over the datasets every one of `methods` was run on; None when one is missing."""
-    if accuracy is None:
-        return None
-    wide = _wide(accuracy)
-    if any(m not in wide.columns for m in methods):
-        return None
-    wide = wide[methods].dropna()
-    return wide.mean() if len(wide) else None
+    return rows.pivot_table(index="dataset", columns="method", values=column, aggfunc="mean")
 
 
 def _missing(methods: list[str]) -> str:
     return f"needs accuracies of {', '.join(methods)} on common datasets"
 
 
+@dataclass(frozen=True)
+class Accuracies:
+    """The datasets a Section 4 criterion may read: accuracies (datasets x methods), test images, caveat."""
+
+    wide: pd.DataFrame
+    n: pd.Series
+    caveat: str
+
+    def interval(self, weights: dict[str, float], rows: list[str] | None = None) -> tuple[float, float, float]:
+        wide = self.wide if rows is None else self.wide.loc[rows]
+        return combination(wide, self.n[wide.index], weights)
+
+
+def _accuracies(accuracy: pd.DataFrame | None, methods: list[str], criterion: str) -> Accuracies | Verdict:
+    """The datasets with every method of `methods` from a healthy run and the model well above chance there, or
+    a "not testable" verdict saying what is missing (`MIN_ABOVE_CHANCE`, healthy runs, n and chance)."""
+    if accuracy is None or not set(methods) <= set(accuracy["method"]):
+        return untestable(criterion, _missing(methods))
+    if not {"n", "chance"} <= set(accuracy.columns):
+        return untestable(criterion, "needs each accuracy's number of test images and chance level")
+    caveats = []
+    rows = accuracy[accuracy["method"].isin(methods) | accuracy["method"].isin(BASES)]
+    if "healthy" in rows.columns:
+        sick = rows[~rows["healthy"].fillna(True).astype(bool)]
+        if len(sick):
+            caveats.append("unhealthy runs left out: " + ", ".join(f"{r.method} on {r.dataset}" for r in sick.itertuples()))
+            rows = rows.drop(sick.index)
+    wide = _wide(rows)
+    base = next((b for b in BASES if b in wide.columns), None)
+    if base is None:
+        return untestable(criterion, f"needs the model's own accuracy ({' or '.join(BASES)}) to check it is above chance")
+    chance = _wide(rows, "chance")[base]
+    near = wide.index[wide[base] < chance + MIN_ABOVE_CHANCE]
+    if len(near):
+        caveats.append("tasks at chance left out: " + ", ".join(
+            f"{d} ({base} {wide.loc[d, base]:.3f}, chance {chance[d]:.3f})" for d in near))
+    wide = wide.drop(near).reindex(columns=methods).dropna()
+    if wide.empty:
+        return untestable(criterion, f"needs a task where {base} is >= {MIN_ABOVE_CHANCE:g} above chance and "
+                                     f"healthy runs of {', '.join(methods)}; " + "; ".join(caveats))
+    n = _wide(rows, "n").loc[wide.index].max(axis=1)
+    return Accuracies(wide, n, "; ".join(caveats + [f"{len(wide)} task(s), 95% intervals over test images"]))
+
+
+def _part(acc: Accuracies, weights: dict[str, float], threshold: float, label: str,
+          numbers: dict[str, Any], rows: list[str] | None = None) -> str:
+    value, low, high = acc.interval(weights, rows)
+    numbers[label] = interval_text(value, low, high)
+    return compare(low, high, threshold)
+
+
+def _means(acc: Accuracies, methods: list[str]) -> dict[str, Any]:
+    """Each method's mean accuracy with its 95% interval (Wilson's on a single task)."""
+    if len(acc.wide) == 1:
+        d = acc.wide.index[0]
+        return {m: interval_text(acc.wide.loc[d, m], *wilson(acc.wide.loc[d, m], int(acc.n[d]))) for m in methods}
+    return {m: interval_text(*acc.interval({m: 1.0})) for m in methods}
+
+
 def selected_heads_near_base(accuracy: pd.DataFrame | None) -> Verdict:
     """The top 5% of heads by U|T or S come near the whole model (B) and far above random heads (R)."""
     criterion = (f"mean accuracy of U|T and of S each >= B - {NEAR:g} and >= R + {ABOVE_RANDOM:g}")
     methods = ["U|T", "S", "B", "R"]
-    mean = _method_means(accuracy, methods)
-    if mean is None:
-        return untestable(criterion, _missing(methods))
-    ok = all(mean[m] >= mean["B"] - NEAR and mean[m] >= mean["R"] + ABOVE_RANDOM for m in ("U|T", "S"))
-    return _decide(ok, {m: float(mean[m]) for m in methods}, criterion)
+    if isinstance(acc := _accuracies(accuracy, methods, criterion), Verdict):
+        return acc
+    numbers = _means(acc, methods)
+    parts = [_part(acc, {m: 1.0, "B": -1.0}, -NEAR, f"{m} - B", numbers) for m in ("U|T", "S")]
+    parts += [_part(acc, {m: 1.0, "R": -1.0}, ABOVE_RANDOM, f"{m} - R", numbers) for m in ("U|T", "S")]
+    return _decide(all_of(parts), numbers, criterion, acc.caveat)
 
 
 def heads_carry_alignment(accuracy: pd.DataFrame | None) -> Verdict:
     """All heads alone (H) come near the whole model (B): about 90% of the alignment comes from heads."""
-    criterion = f"mean over datasets of H / B >= {HEADS_SHARE:g}"
-    if accuracy is None:
-        return untestable(criterion, _missing(["H", "B"]))
-    wide = _wide(accuracy)
-    if not {"H", "B"} <= set(wide.columns) or wide[["H", "B"]].dropna().empty:
-        return untestable(criterion, _missing(["H", "B"]))
-    wide = wide[["H", "B"]].dropna()
-    share = float((wide["H"] / wide["B"]).mean())
-    return _decide(share >= HEADS_SHARE, {"H / B": share, "H": float(wide["H"].mean()), "B": float(wide["B"].mean())},
-                   criterion)
+    criterion = f"mean over datasets of H - {HEADS_SHARE:g} B >= 0 (H / B >= {HEADS_SHARE:g})"
+    if isinstance(acc := _accuracies(accuracy, ["H", "B"], criterion), Verdict):
+        return acc
+    numbers = {"H / B": float((acc.wide["H"] / acc.wide["B"]).mean()), **_means(acc, ["H", "B"])}
+    status = _part(acc, {"H": 1.0, "B": -HEADS_SHARE}, 0.0, f"H - {HEADS_SHARE:g} B", numbers)
+    return _decide(status, numbers, criterion, acc.caveat)
 
 
 def optimized_weights_best(accuracy: pd.DataFrame | None) -> Verdict:
     """Optimised head weights (O) score best of all selections and above the model itself (B)."""
     criterion = "mean accuracy of O above that of B and of every other selection (U, U|T, S, R, H)"
     methods = ["O", "B", "U", "U|T", "S", "R", "H"]
-    mean = _method_means(accuracy, methods)
-    if mean is None:
-        return untestable(criterion, _missing(methods))
-    return _decide(bool((mean.drop("O") < mean["O"]).all()), {m: float(mean[m]) for m in methods}, criterion)
+    if isinstance(acc := _accuracies(accuracy, methods, criterion), Verdict):
+        return acc
+    numbers = _means(acc, ["O", "B"])
+    parts = [_part(acc, {"O": 1.0, m: -1.0}, 1e-12, f"O - {m}", numbers) for m in methods[1:]]
+    return _decide(all_of(parts), numbers, criterion, acc.caveat)
 
 
 def residual_near_lin(accuracy: pd.DataFrame | None) -> Verdict:
     """ResiDual (RD) is comparable to, if not better than, the linear aligner (Lin) on every dataset."""
-    criterion = f"RD >= Lin - {NEAR:g} on every dataset (differences rounded to 2 decimals, as the paper prints)"
-    if accuracy is None:
-        return untestable(criterion, _missing(["RD", "Lin"]))
-    wide = _wide(accuracy)
-    if not {"RD", "Lin"} <= set(wide.columns) or wide[["RD", "Lin"]].dropna().empty:
-        return untestable(criterion, _missing(["RD", "Lin"]))
-    diff = (wide["RD"] - wide["Lin"]).dropna()
-    worst = diff.idxmin()
-    return _decide(bool((diff.round(2) >= -NEAR).all()),
-                   {"RD": float(wide.loc[diff.index, "RD"].mean()), "Lin": float(wide.loc[diff.index, "Lin"].mean()),
-                    "worst dataset": worst, "RD - Lin there": float(diff[worst])}, criterion)
+    criterion = f"RD >= Lin - {NEAR:g} on every dataset"
+    if isinstance(acc := _accuracies(accuracy, ["RD", "Lin"], criterion), Verdict):
+        return acc
+    numbers = _means(acc, ["RD", "Lin"])
+    parts = {d: _part(acc, {"RD": 1.0, "Lin": -1.0}, -NEAR, f"RD - Lin on {d}", {}, [d]) for d in acc.wide.index}
+    worst = (acc.wide["RD"] - acc.wide["Lin"]).idxmin()
+    _part(acc, {"RD": 1.0, "Lin": -1.0}, -NEAR, f"RD - Lin on {worst} (worst)", numbers, [worst])
+    return _decide(all_of(list(parts.values())), numbers, criterion, acc.caveat)
 
 
 def _params(params: pd.DataFrame | None, method: str) -> float | None:
@@ -344,21 +424,22 @@ def _params(params: pd.DataFrame | None, method: str) -> float | None:
 def residual_improves_base(accuracy: pd.DataFrame | None) -> Verdict:
     """Training ResiDual improves on the base model's zero-shot accuracy (Figure 5)."""
     criterion = f"mean accuracy of RD >= Base + {IMPROVES:g}"
-    mean = _method_means(accuracy, ["RD", "Base"])
-    if mean is None:
-        return untestable(criterion, _missing(["RD", "Base"]))
-    return _decide(mean["RD"] >= mean["Base"] + IMPROVES, {"RD": float(mean["RD"]), "Base": float(mean["Base"])},
-                   criterion)
+    if isinstance(acc := _accuracies(accuracy, ["RD", "Base"], criterion), Verdict):
+        return acc
+    numbers = _means(acc, ["RD", "Base"])
+    return _decide(_part(acc, {"RD": 1.0, "Base": -1.0}, IMPROVES, "RD - Base", numbers), numbers, criterion,
+                   acc.caveat)
 
 
 def lin_near_full(accuracy: pd.DataFrame | None) -> Verdict:
     """A linear aligner on the output approximates full finetuning."""
     criterion = f"mean accuracy of Lin >= Full finetuning - {NEAR:g}"
     methods = ["Lin", "Full finetuning"]
-    mean = _method_means(accuracy, methods)
-    if mean is None:
-        return untestable(criterion, _missing(methods))
-    return _decide(mean["Lin"] >= mean["Full finetuning"] - NEAR, {m: float(mean[m]) for m in methods}, criterion)
+    if isinstance(acc := _accuracies(accuracy, methods, criterion), Verdict):
+        return acc
+    numbers = _means(acc, methods)
+    return _decide(_part(acc, {"Lin": 1.0, "Full finetuning": -1.0}, -NEAR, "Lin - Full", numbers), numbers,
+                   criterion, acc.caveat)
 
 
 def residual_near_full_with_few_params(accuracy: pd.DataFrame | None, params: pd.DataFrame | None) -> Verdict:
@@ -366,37 +447,41 @@ def residual_near_full_with_few_params(accuracy: pd.DataFrame | None, params: pd
     criterion = (f"mean accuracy of RD >= Full finetuning - {NEAR:g}, with at most {FEWER_PARAMS:.0%} "
                  "of its parameters")
     methods = ["RD", "Full finetuning"]
-    mean = _method_means(accuracy, methods)
     n_rd, n_full = _params(params, "RD"), _params(params, "Full finetuning")
-    if mean is None or n_rd is None or n_full is None:
+    if n_rd is None or n_full is None:
         return untestable(criterion, _missing(methods) + " and both parameter counts")
-    return _decide(mean["RD"] >= mean["Full finetuning"] - NEAR and n_rd <= FEWER_PARAMS * n_full,
-                   {"RD": float(mean["RD"]), "Full finetuning": float(mean["Full finetuning"]),
-                    "RD params": int(n_rd), "Full finetuning params": int(n_full)}, criterion)
+    if isinstance(acc := _accuracies(accuracy, methods, criterion), Verdict):
+        return acc
+    numbers = {**_means(acc, methods), "RD params": int(n_rd), "Full finetuning params": int(n_full)}
+    close = _part(acc, {"RD": 1.0, "Full finetuning": -1.0}, -NEAR, "RD - Full", numbers)
+    return _decide(all_of([close, "holds" if n_rd <= FEWER_PARAMS * n_full else "does not hold"]), numbers,
+                   criterion, acc.caveat)
 
 
 def rdstar_near_rd(accuracy: pd.DataFrame | None, params: pd.DataFrame | None) -> Verdict:
     """RD* (heads only, PCs to 90% variance) is comparable to RD with a fraction of its parameters."""
     criterion = f"mean accuracy of RD* >= RD - {NEAR:g}, with at most {RDSTAR_PARAMS:.0%} of RD's parameters"
-    mean = _method_means(accuracy, ["RD*", "RD"])
     n_star, n_rd = _params(params, "RD*"), _params(params, "RD")
-    if mean is None or n_star is None or n_rd is None:
+    if n_star is None or n_rd is None:
         return untestable(criterion, _missing(["RD*", "RD"]) + " and both parameter counts")
-    return _decide(mean["RD*"] >= mean["RD"] - NEAR and n_star <= RDSTAR_PARAMS * n_rd,
-                   {"RD*": float(mean["RD*"]), "RD": float(mean["RD"]), "RD* / RD params": n_star / n_rd}, criterion)
+    if isinstance(acc := _accuracies(accuracy, ["RD*", "RD"], criterion), Verdict):
+        return acc
+    numbers = {**_means(acc, ["RD*", "RD"]), "RD* / RD params": n_star / n_rd}
+    close = _part(acc, {"RD*": 1.0, "RD": -1.0}, -NEAR, "RD* - RD", numbers)
+    return _decide(all_of([close, "holds" if n_star <= RDSTAR_PARAMS * n_rd else "does not hold"]), numbers,
+                   criterion, acc.caveat)
 
 
 def rdy_behind_rd(accuracy: pd.DataFrame | None) -> Verdict:
     """ResiDual on the output alone (RDY) falls behind RD on some tasks: output components are not aligned."""
     criterion = f"RD - RDY >= {RDY_GAP:g} on at least one dataset"
-    if accuracy is None:
-        return untestable(criterion, _missing(["RD", "RDY"]))
-    wide = _wide(accuracy)
-    if not {"RD", "RDY"} <= set(wide.columns) or wide[["RD", "RDY"]].dropna().empty:
-        return untestable(criterion, _missing(["RD", "RDY"]))
-    gap = (wide["RD"] - wide["RDY"]).dropna()
-    return _decide(gap.max() >= RDY_GAP, {"largest gap": float(gap.max()), "on": gap.idxmax(),
-                                          "mean gap": float(gap.mean())}, criterion)
+    if isinstance(acc := _accuracies(accuracy, ["RD", "RDY"], criterion), Verdict):
+        return acc
+    parts = [_part(acc, {"RD": 1.0, "RDY": -1.0}, RDY_GAP, d, {}, [d]) for d in acc.wide.index]
+    gap = acc.wide["RD"] - acc.wide["RDY"]
+    numbers: dict[str, Any] = {"on": gap.idxmax()}
+    _part(acc, {"RD": 1.0, "RDY": -1.0}, RDY_GAP, "largest gap", numbers, [gap.idxmax()])
+    return _decide(any_of(parts), numbers, criterion, acc.caveat)
 
 
 # --- Appendix A.2 -----------------------------------------------------------------------------------------
@@ -409,5 +494,6 @@ def textspan_equals_somp(equivalence: pd.DataFrame | None) -> Verdict:
     same = equivalence["identical_atoms"].astype(bool)
     worst = float(equivalence["max_residual_difference"].max())
     return _decide(bool(same.all()) and worst <= SOMP_TOLERANCE,
-                   {"heads": len(equivalence), "heads with identical atoms": int(same.sum()),
+                   {"heads": equivalence["unit"].nunique(), "comparisons (head x dictionary)": len(equivalence),
+                    "with identical atoms": int(same.sum()),
                     "max residual difference": worst}, criterion)

@@ -37,6 +37,12 @@ TABLES: dict[str, dict[str, list[str]]] = {
 OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
     "fig02_intrinsic_dimension": {"layers": ["d_head"]},
     "fig03_textspan_vs_omp": {"agreement": ["model"], "probe": ["model"]},
+    # the dataset's role (reference | task | ood): specialisation compares datasets that differ in content
+    "fig04_spectral_dataset_similarity": {"similarity": ["role"]},
+    # test images and chance level of each accuracy (its interval, and whether the task is above chance);
+    # healthy: the training run passed `alignment.training.health` (Base and untrained rows: true)
+    "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance"]},
+    "fig05_tab02_residual_alignment": {"accuracy": ["n", "chance", "healthy"]},
     "appA2_textspan_equals_somp": {"equivalence": ["model"]},
 }
 
@@ -184,7 +190,8 @@ def evaluate(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None = N
     return c.check(*args)
 
 
-LEDGER_COLUMNS = ["claim", "section", "page", "link", "model", "status", "statement", "criterion", "numbers", "reason"]
+LEDGER_COLUMNS = ["claim", "section", "page", "link", "model", "status", "statement", "criterion", "numbers", "reason",
+                  "caveat"]
 
 
 def ledger(tables_by_page: Mapping[str, Mapping[str, pd.DataFrame] | pd.DataFrame | None]) -> pd.DataFrame:
@@ -213,7 +220,8 @@ def ledger(tables_by_page: Mapping[str, Mapping[str, pd.DataFrame] | pd.DataFram
 
 
 def _verdict_row(v: Verdict) -> dict[str, Any]:
-    return {"status": v.status, "criterion": v.criterion, "numbers": v.numbers, "reason": v.reason}
+    return {"status": v.status, "criterion": v.criterion, "numbers": v.numbers, "reason": v.reason,
+            "caveat": v.caveat}
 
 
 def page_verdicts(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:

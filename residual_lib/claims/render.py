@@ -13,7 +13,7 @@ from .ledger import PAGE_TITLES
 
 # --- Rendering ----------------------------------------------------------------------------------------------
 
-BADGE_COLOURS = {"holds": "#2e7d32", "does not hold": "#c62828", "not testable": "#757575"}
+BADGE_COLOURS = {"holds": "#2e7d32", "does not hold": "#c62828", "inconclusive": "#ef6c00", "not testable": "#757575"}
 
 
 def format_numbers(numbers: Mapping[str, Any]) -> str:
@@ -32,7 +32,11 @@ def format_numbers(numbers: Mapping[str, Any]) -> str:
 
 
 def _evidence(row: pd.Series) -> str:
-    return row["reason"] if row["status"] == "not testable" else format_numbers(row["numbers"])
+    """The deciding numbers (with their intervals or p-values) and the caveat, or why the claim is not testable."""
+    if row["status"] == "not testable":
+        return row["reason"]
+    caveat = row.get("caveat", "")
+    return format_numbers(row["numbers"]) + (f". Caveat: {caveat}" if caveat else "")
 
 
 def badge(status: str) -> str:

@@ -254,4 +254,6 @@ def paper_correlation(result: Result) -> pd.DataFrame:
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
-    return {"similarity": result.tables["similarities"][["model", "dataset", "unit", "layer", "similarity"]]}
+    roles = {dataset_display(d): dataset_spec(d).role for d in result.params.datasets}
+    table = result.tables["similarities"][["model", "dataset", "unit", "layer", "similarity"]]
+    return {"similarity": table.assign(role=table["dataset"].map(roles))}

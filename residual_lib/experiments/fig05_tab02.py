@@ -18,7 +18,8 @@ from scipy.stats import spearmanr
 
 from ..report import results, style
 from ..alignment.tasks import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
-                         resolve_logit_scale, residual_alignment, task_caches, top_components)
+                               resolve_logit_scale, residual_alignment, task_caches, test_size, top_components)
+from ..data.datasets import dataset_spec
 from ..store.cache import CacheKey, extract
 from ..models.registry import load_model
 from ..paper.reference import reference
@@ -40,7 +41,7 @@ PAPER_ARCHITECTURES = [("CLIP-L", "ViT-L-14"), ("OpenCLIP-L", "ViT-L-14"), ("CLI
 
 Method = Literal["Lin", "RD", "RD*", "RDY"]
 # The reading parameters and the authors' code's value of each (residual_lib.paper.protocol); the paper profile sets these.
-AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors"}
+AUTHORS = {"protocol": "authors_code", "logit_scale": "model", "prompts": "authors", "back_projection": "authors_code"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Params(ComputeParams):
     protocol: Literal["paper_text", "authors_code"] = "paper_text"  # learning rates, init (training.protocol_config)
     logit_scale: float | Literal["model"] = 100.0  # the loss's temperature; "model": the model's own
     prompts: Literal["manifest", "authors"] = "manifest"  # class names and templates (templates.prompts)
+    back_projection: Literal["orthonormal", "authors_code"] = "orthonormal"  # RD's map back (residual.BACK_PROJECTIONS)
 
     def check(self) -> None:
         nonempty(self, "models", "datasets", "methods")
@@ -130,7 +132,8 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
                      prompts=p.prompts)
     out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods,
                              variance=p.rd_star_variance, protocol=p.protocol,
-                             overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size})
+                             overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size,
+                                        "back_projection": p.back_projection})
     if p.finetune:
         # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
         ft = {**shared, "max_epochs": p.finetune_max_epochs, "range_steps": p.finetune_range_steps}
@@ -156,7 +159,8 @@ def run(p: Params) -> Result:
     params = params_table(trained, p.methods)
     label0 = model_display(p.models[0])
     tasks = [dataset_display(d) for d in p.datasets]
-    moved = [d for d in tasks if trained[(label0, d)]["RD"].result.best_epoch > 0]
+    # interpretations (scale maps, amplified components) only where RD trained healthily
+    moved = [d for d in tasks if _health(trained[(label0, d)]["RD"])["healthy"]]
     probe, per_task = probe_table(first_model, p, {d: trained[(label0, d)]["RD"].method for d in tasks},
                                   archs[label0], moved)
     paper_acc, paper_params = reference("table2"), reference("table2_params")
@@ -170,6 +174,8 @@ def run(p: Params) -> Result:
                                                     for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
         "probe": probe, "gap": gap_table(accuracy, list(p.methods)),
+        "tasks": pd.DataFrame([{"model": model_display(m), "dataset": dataset_display(d), "n": test_size(d, p.n_test),
+                                "chance": 1 / len(dataset_spec(d).class_names)} for m in p.models for d in p.datasets]),
     }
     return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
                                                        improved(trained, label0, moved)),
@@ -232,11 +238,19 @@ def count_check(paper_params: pd.DataFrame) -> pd.DataFrame:
         columns={"params": style.paper_label("#params")})
 
 
+def _health(t: Trained) -> dict:
+    """A run's `training.health` (recorded when it trained; a run stored before health was recorded is judged on
+    its epoch kept alone)."""
+    return t.extra.get("health") or {"lr": t.result.lr, "epoch kept": t.result.best_epoch,
+                                     "flags": "kept epoch 0 (untrained)" if t.result.best_epoch == 0 else "",
+                                     "healthy": t.result.best_epoch > 0}
+
+
 def training_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
-    """(model, dataset, method, lr, epochs run, best epoch) of every trained method (Base has no training)."""
-    return pd.DataFrame([{"model": m, "dataset": d, "method": k, "lr": t.result.lr, "epochs run": t.result.epochs_run,
-                          "best epoch": t.result.best_epoch} for (m, d), out in trained.items() for k, t in out.items()
-                         if t.result is not None])
+    """Per model, task and trained method (Base has no training): its `training.health` (rate and where it sits in
+    the range test, epoch kept, epochs run, cap hit, scale range, flags, healthy) and the remedy that ran."""
+    return pd.DataFrame([{"model": m, "dataset": d, "method": k, **_health(t), "remedy": t.extra.get("remedy", "")}
+                         for (m, d), out in trained.items() for k, t in out.items() if t.result is not None])
 
 
 def described_table(model, methods: dict, dictionary: list[str], k: int) -> pd.DataFrame:
@@ -378,10 +392,13 @@ def table2_panels(result: Result) -> dict[str, pd.DataFrame]:
             **difference_tables(result)}
 
 
-def best_epochs(result: Result) -> pd.DataFrame:
-    """The epoch early stopping kept, per model and task (rows) and method (columns); 0 is the untrained method."""
-    return (result.tables["training"].pivot_table(index=["model", "dataset"], columns="method", values="best epoch")
-            .astype(int).rename_axis(columns=None).reset_index())
+def training_health(result: Result) -> pd.DataFrame:
+    """The training-health table: per model, task and method the rate and its place in the range test (0: the
+    sweep's first rate, 1: its last), the epoch kept (0: untrained), epochs run, cap hit, scale range, flags,
+    and the remedy that ran; flagged runs are left out of the claim verdicts."""
+    table = result.tables["training"].copy()
+    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
+    return table
 
 
 def plot_bars(result: Result):
@@ -443,8 +460,8 @@ def plot_head_scales(result: Result):
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
     for ax, (d, g) in zip(axes.flat, grids.items()):
         values = g.to_numpy(dtype=float)
-        if trained[(label0, d)]["RD"].result.best_epoch == 0:  # early stopping kept the untrained scales
-            _note(ax, f"{d}\n\nRD kept its untrained scales:\nno epoch beat the model itself")
+        if not (h := _health(trained[(label0, d)]["RD"]))["healthy"]:  # not interpreted
+            _note(ax, f"{d}\n\nRD's run is flagged:\n{h['flags']}")
             continue
         span = max(1e-3, float(np.nanmax(np.abs(values - 1))))  # each task on its own scale, centred at 1
         im = ax.imshow(values, cmap=style.CMAP_DIV, vmin=1 - span, vmax=1 + span)
@@ -464,8 +481,8 @@ def plot_pc_scales(result: Result):
     """The first model's RD scale of every kept PC of every head on `probe_dataset`; None if it is not a task."""
     trained, label0 = result.artifacts["trained"], result.artifacts["first_label"]
     probe_task = dataset_display(result.params.probe_dataset)
-    if (label0, probe_task) not in trained or trained[(label0, probe_task)]["RD"].result.best_epoch == 0:
-        return None  # not a task of this build, or RD kept every scale at its start (the page says which)
+    if (label0, probe_task) not in trained or not _health(trained[(label0, probe_task)]["RD"])["healthy"]:
+        return None  # not a task of this build, or RD's run is flagged (the page says which)
     scales = trained[(label0, probe_task)]["RD"].method.unit_scales()
     heads = [u for u in scales if ".H" in u]
     matrix = np.array([scales[h] for h in heads])
@@ -508,7 +525,10 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
                  for (m, _), out in result.artifacts["trained"].items() if "Full finetuning" in out]
     if finetuned:
         params = pd.concat([params, pd.DataFrame(finetuned).drop_duplicates("model")], ignore_index=True)
-    return {"accuracy": result.tables["accuracy"][["model", "dataset", "method", "accuracy"]], "params": params}
+    health = result.tables["training"][["model", "dataset", "method", "healthy"]]
+    accuracy = (result.tables["accuracy"][["model", "dataset", "method", "accuracy"]]
+                .merge(result.tables["tasks"], on=["model", "dataset"]).merge(health, how="left"))
+    return {"accuracy": accuracy.fillna({"healthy": True}), "params": params}
 
 
 def save_results(result: Result) -> list:

@@ -52,7 +52,8 @@ def run(p: Params) -> Result:
     counts = claims.counts(ledger)
     findings = {
         "n_claims": len(claims.CLAIMS), "n_rows": len(ledger), "n_holds": counts["holds"],
-        "n_fails": counts["does not hold"], "n_untestable": counts["not testable"],
+        "n_fails": counts["does not hold"], "n_inconclusive": counts["inconclusive"],
+        "n_untestable": counts["not testable"],
         "n_pages_ran": len(recorded), "n_pages": len(claims.PAGES),
         "models_text": ", ".join(sorted({m for m in ledger["model"] if m})) or "none",
         "not_run_text": ", ".join(claims.PAGE_TITLES[pg] for pg in claims.PAGES if pg not in recorded) or "none",

@@ -157,7 +157,12 @@ def run(p: Params) -> Result:
     paper = reference("fig2").query("model == @PAPER_MODEL").reset_index(drop=True)
     paper["depth"] = depth_fraction(paper["layer"])
 
+    # role: another sample of the reference dataset differs from it in sampling only ("reference"), the others in
+    # content ("ood"): the specialisation claim compares only the latter (`claims.checks.heads_specialise`)
+    roles = {label(d, p.split): "reference" if compared(d, p.split)[0] == p.reference_dataset else "ood"
+             for d in p.datasets}
     similarity = dataset_similarities(pca, others, evr_threshold=p.evr_threshold, device=p.device).assign(model=name)
+    similarity["role"] = similarity["dataset"].map(roles)
     ours_order = dataset_order(similarity)
     paper_order = reference("fig4_order").query("model == @PAPER_MODEL")
     order = order_table(ours_order, paper_order)
@@ -188,7 +193,7 @@ def claim_tables(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.Data
     """The claim ledger's tables of the Figure 2 and Figure 4 pages for this model ({page: {table: frame}})."""
     fig02, fig04 = PAGE_IDS
     return {fig02: {"layers": tables["layers"][["model", "layer", "linear_id", "twonn_id", "ratio", "evr1", "d_head"]]},
-            fig04: {"similarity": tables["similarity"][["model", "dataset", "unit", "layer", "similarity"]]}}
+            fig04: {"similarity": tables["similarity"][["model", "dataset", "unit", "layer", "similarity", "role"]]}}
 
 
 def verdicts(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

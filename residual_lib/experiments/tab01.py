@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..report import style
-from ..alignment.tasks import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches
+from ..alignment.tasks import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches, test_size
 from ..store.cache import CacheKey
 from ..models.registry import load_model
 from ..paper.reference import reference
@@ -299,4 +299,6 @@ def plot_sweep(result: Result):
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
-    return {"accuracy": result.tables["table1"][["model", "dataset", "method", "accuracy"]]}
+    sizes = result.tables["ours"][["model", "dataset", "chance"]].assign(
+        n=[test_size(d, result.params.n_test) for _ in result.params.models for d in result.params.datasets])
+    return {"accuracy": result.tables["table1"][["model", "dataset", "method", "accuracy"]].merge(sizes)}

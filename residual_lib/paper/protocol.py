@@ -52,6 +52,15 @@ CHOICES: tuple[Choice, ...] = (
            "conf/train/*.gin",
            "alignment.training.protocol_config(protocol)", ("paper_text", "authors_code"), "paper_text", "authors_code",
            "paper_text"),
+    Choice("ResiDual's back-projection (Eq. 6)",
+           "Phi^T diag(lambda) Phi (x - mu): back through the orthonormal basis",
+           "inverse_residual_bases = bases.mT whenever the zero-padded basis tensor is square (MLPs with all their "
+           "components: RD), so RD applies (x - mu) B^T diag(lambda) B^T and a head's output lands in its first "
+           "d_head coordinates; inv(B B^T) B otherwise (heads only: RD*), which equals the paper's map",
+           "src/residual/nn/adapter.py (ResiDual.__init__, encode)",
+           "alignment.residual.make_method(back_projection)", ("orthonormal", "authors_code"), "orthonormal",
+           "authors_code", "orthonormal",
+           "Read from the code at 004b0aa; that it produced the paper's RD numbers is an inference, not established."),
     Choice("Lambda initialisation",
            "silent",
            "1 + N(0, 1)",
@@ -124,7 +133,11 @@ CHOICES: tuple[Choice, ...] = (
            "ratio",
            "ratio of layer means",
            "experiments/experiment1.ipynb",
-           "", notes="This library computes the mean of per-head ratios."),
+           "experiments.fig02.Params(ratio)", ("mean_of_heads", "of_means"), "mean_of_heads", "mean_of_heads",
+           "mean_of_heads",
+           "The paper profile keeps the mean of per-head ratios although the authors' notebook divides the layer "
+           "means: the paper's printed table matches the former (the Figure 2 page checks it; 43 of its 144 rows "
+           "differ from the ratio of its own printed means by more than 0.02)."),
     Choice("Figure 2 sample",
            "80k stratified ImageNet train",
            "50,000 random rows (torch.randperm, seed 42) of their ImageNet train split, the 80% kept by their "

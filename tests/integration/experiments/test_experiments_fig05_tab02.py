@@ -120,12 +120,16 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     assert list(table.columns) == ["dataset", "Base", "Lin", "RD", "RD*", "RDY", "Full finetuning"]
     assert list(fig05_tab02.paper_table(result).columns) == ["model", "dataset", "Lin", "RD", "RD*", "RDY"]
     assert fig05_tab02.difference_tables(result) == {}
-    assert set(fig05_tab02.best_epochs(result)["model"]) == {label}
+    health = fig05_tab02.training_health(result)
+    assert set(health["model"]) == {label} and set(health["healthy"]) <= {"yes", "FLAGGED"}
+    assert {"lr position in range test", "epoch kept", "cap hit", "scale min", "scale max", "remedy"} <= set(health)
+    accuracy = fig05_tab02.claim_tables(result)["accuracy"]
+    assert {"n", "chance", "healthy"} <= set(accuracy) and accuracy["n"].eq(result.params.n_test).all()
     assert list(fig05_tab02.table2_panels(result))[1:] == ["Tables 2 and 6 (paper)"]
     assert len(result.tables["count_check"]) == 4 * 3
     for plot in (fig05_tab02.plot_bars, fig05_tab02.plot_lr_range, fig05_tab02.plot_head_scales,
                  fig05_tab02.plot_probe):
         assert plot(result) is not None
     probe_rd = result.artifacts["trained"][(label, dataset_display(result.params.probe_dataset))]["RD"]
-    # The per-PC map is drawn only when RD moved from its start on the probe task (else the page says why).
-    assert (fig05_tab02.plot_pc_scales(result) is None) == (probe_rd.result.best_epoch == 0)
+    # The per-PC map is drawn only when RD's run on the probe task is healthy (else the page says why).
+    assert (fig05_tab02.plot_pc_scales(result) is None) == (not probe_rd.extra["health"]["healthy"])

@@ -91,6 +91,9 @@ def test_run_on_tiny_counts(smoke_artifacts):
 
     sim = t["similarity"]
     assert len(sim) == 72 * 4 and sim["similarity"].between(0, 1).all()
+    # another sample of the reference dataset differs in sampling, not content: specialisation leaves it out
+    roles = sim.groupby("dataset")["role"].first()
+    assert (roles == "reference").sum() == 1 and set(roles) == {"reference", "ood"}
     assert set(sim["dataset"]) == {"fashion-mnist (test)", "sklearn-digits", "lfw-subset", "Random"}
     by_mean = sim.groupby("dataset")["similarity"].mean().sort_values(ascending=False).index.tolist()
     assert t["order"]["this build"].tolist()[:4] == by_mean

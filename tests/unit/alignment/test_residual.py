@@ -123,3 +123,51 @@ def test_lin_pytorch_init_is_nn_linears_default_seeded_and_uncentred():
     assert torch.equal(lin.features(units), torch.as_tensor(units.embedding, dtype=torch.float32))
     with pytest.raises(ValueError, match="valid: identity, pytorch"):
         LinearAligner(e, init="zeros")
+
+
+def _authors_adapter(x_units, bases, means, lambdas):
+    """The authors' ResiDual.encode + sum (src/residual/nn/adapter.py at 004b0aa), transcribed: x_units (N, R, E),
+    bases zero-padded (R, K, E), lambdas padded (R, K)."""
+    inverse = torch.linalg.inv(bases @ bases.mT) @ bases if bases.shape[1] != bases.shape[2] else bases.mT
+    coeffs = torch.einsum("nrd,rkd->nrk", x_units - means, bases * lambdas.unsqueeze(-1))
+    return torch.einsum("nrk,rkd->nrd", coeffs, inverse).sum(1)
+
+
+def _their_inputs(rd, task):
+    """Their build_residual_spectral_adapter: every unit's full PCA basis, zero-padded; a pruned component's
+    lambda is the padding value (0 here: dropped, as our truncation)."""
+    units = [u for u, _ in rd.blocks]
+    lambdas = rd.unit_scales()
+    kmax = max(len(rd.pca.components_[u]) for u in units)
+    bases = torch.zeros(len(units), kmax, ARCH.embed_dim, dtype=torch.float64)
+    padded = torch.zeros(len(units), kmax, dtype=torch.float64)
+    for i, u in enumerate(units):
+        full = rd.pca.components_[u]
+        bases[i, :len(full)] = torch.from_numpy(full)
+        padded[i, :len(lambdas[u])] = torch.from_numpy(lambdas[u].astype(np.float64))
+    x = torch.from_numpy(np.stack([task.output_space(u) for u in units], 1).astype(np.float64))
+    means = torch.from_numpy(np.stack([rd.pca.mean_[u] for u in units]))
+    return _authors_adapter(x, bases, means, padded).numpy()
+
+
+@pytest.mark.parametrize("method", ["RD", "RD*"])
+def test_authors_code_back_projection_is_their_adapter_and_differs_only_where_their_basis_is_square(sets, method):
+    """Their RD (MLPs with all E components: a square padded basis) maps back with bases.mT, not through the
+    orthonormal inverse; their RD* (heads only) agrees with ours. EMB, fixed in our RD, is left out of both."""
+    reference, task, _ = sets
+    ours = make_method(method, ARCH).fit_reference(reference)
+    theirs = make_method(method, ARCH, back_projection="authors_code").fit_reference(reference)
+    scales = torch.rand(ours.scales.shape, generator=torch.Generator().manual_seed(0)) * 2
+    fixed = ours.features(task)[:, ours.components.shape[0]:].numpy()  # EMB's centred output (RD only)
+    for rd in (ours, theirs):
+        with torch.no_grad():
+            rd.scales.copy_(scales)
+    out_ours, out_theirs = (rd(rd.features(task)).detach().numpy() for rd in (ours, theirs))
+    adapter = _their_inputs(theirs, task) + (fixed if fixed.size else 0)
+    np.testing.assert_allclose(out_theirs, adapter, atol=5e-4)
+    if method == "RD":
+        assert np.abs(out_theirs - out_ours).max() > 0.1
+    else:
+        np.testing.assert_allclose(out_theirs, out_ours, atol=5e-4)
+    with pytest.raises(ValueError, match="orthonormal, authors_code"):
+        make_method(method, ARCH, back_projection="transpose")
