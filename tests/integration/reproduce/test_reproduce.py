@@ -4,7 +4,6 @@ test_paper_standin.py)."""
 import json
 
 import numpy as np
-
 import pytest
 
 from residual_lib.reproduce import plan as reproduce
