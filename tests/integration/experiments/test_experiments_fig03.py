@@ -61,7 +61,7 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     assert {"unit", "text_attribute", "probe_attribute", "agree"} <= set(t["probe_check"].columns)
     assert set(result.findings) == {"n_heads", "z_mean", "z_max", "z_max_head", "z_min_head", "z_min", "share_z1",
                                     "share_zset2", "paper_z_mean", "paper_share_z1", "pc", "probe_text",
-                                    "readings"}
+                                    "readings", "figures_text"}
     f = result.findings
     assert f["n_heads"] == len(t["fig3_agreement"]) == p.last_layers * 2  # the smoke model has 2 heads a layer
     assert (t["fig3_agreement"].z >= 0).all() and f["z_min"] <= f["z_mean"] <= f["z_max"]
