@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..files import atomic_file, sha256_file, write_text
+from ..files import DamagedFileError, atomic_file, read_json, sha256_file, write_text
 from ..paths import artifacts_dir
 
 QUANT_SUFFIX = "_quant"  # onnxruntime's quantiser names each MatMulInteger after the MatMul it replaced
@@ -300,8 +300,8 @@ class WheelOnnx:
         target, record = folder / "model.safetensors", folder / "manifest.json"
         if target.exists() and record.exists():
             try:
-                expected = json.loads(record.read_text())["safetensors_sha256"]
-            except (ValueError, KeyError, TypeError) as err:  # a truncated or foreign record: convert again
+                expected = read_json(record)["safetensors_sha256"]
+            except (DamagedFileError, KeyError, TypeError) as err:  # a truncated or foreign record: convert again
                 print(f"{record} is unreadable ({type(err).__name__}: {err}); converting the weights again",
                       file=sys.stderr)
             else:
@@ -340,4 +340,4 @@ class WheelOnnx:
     def manifest(self) -> dict:
         """The conversion record (hashes, provenance, timing) written next to the weights."""
         self.converted_weights()
-        return json.loads((self.folder() / "manifest.json").read_text())
+        return read_json(self.folder() / "manifest.json")
