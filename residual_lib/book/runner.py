@@ -210,11 +210,14 @@ def finalise_provenance(nb, runtime_s: float, peak_rss_mib: float | None) -> Non
 
 
 @contextlib.contextmanager
-def kernel_environment(profile: str) -> Iterator[None]:
-    """Environment the kernel inherits: the profile, sparse tqdm redraws (unless set), inline figures."""
+def kernel_environment(profile: str, notebook: str) -> Iterator[None]:
+    """Environment the kernel inherits: the profile, the notebook's name, sparse tqdm redraws (unless set), inline
+    figures."""
     saved = dict(os.environ)
-    # residual_lib.report.results files each notebook's numbers under the run's profile.
+    # residual_lib.report.results files each notebook's numbers under the run's profile; the claim ledger links
+    # the verdicts a notebook files to that notebook.
     os.environ["RESIDUAL_PROFILE"] = profile
+    os.environ["RESIDUAL_NOTEBOOK"] = notebook
     for key, value in TQDM_ENV.items():
         os.environ.setdefault(key, value)
     # A headless MPLBACKEND (Agg, as test runners set) would leave figures out of the executed notebook.
@@ -245,7 +248,7 @@ def run_notebook(layout: Layout, name: str, profile: str, overrides: dict[str, A
     start = time.perf_counter()
     error, interrupted = "", None
     try:
-        with kernel_environment(profile):
+        with kernel_environment(profile, name):
             papermill.execute_notebook(
                 nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(layout.root), progress_bar=False,
                 stdout_file=sys.stdout if log_output else None, stderr_file=sys.stderr if log_output else None,

@@ -27,17 +27,21 @@ The tables each page provides (`TABLES`), as page / table: what a row is: its co
 - appA2_textspan_equals_somp / "equivalence": head: unit, identical_atoms (bool), max_residual_difference.
 
 `model` may be left out of the fig03 and appA2 tables (one model); `OPTIONAL_COLUMNS` lists the columns
-a table may leave out or add. `ledger(tables_by_page)` evaluates every claim, once per model where the
+a table may leave out or add. A notebook other than the claim's page may file its tables (`FILERS`: the
+real-model page files Figures 2 and 4 for its model); `record` keeps the filing notebook in a `source` column
+and the ledger links each row to it. `ledger(tables_by_page)` evaluates every claim, once per model where the
 claim is about a model; a page files its tables with `record` so that the front page can build the
 ledger from `recorded()`; `verdicts_html` and `verdict_markdown` render verdicts for a page.
 """
 
 from .checks import STATUSES, Verdict
-from .ledger import (CLAIM_IDS, CLAIMS, LEDGER_COLUMNS, OPTIONAL_COLUMNS, PAGE_TITLES, PAGES, TABLES, Claim, claim,
-                     clear_records, criterion, evaluate, ledger, page_link, page_verdicts, record, recorded)
+from .ledger import (CLAIM_IDS, CLAIMS, FILERS, LEDGER_COLUMNS, OPTIONAL_COLUMNS, PAGE_TITLES, PAGES, SOURCE_TITLES,
+                     SOURCES, TABLES, Claim, claim, clear_records, criterion, evaluate, ledger, page_link, page_verdicts,
+                     record, recorded)
 from .render import BADGE_COLOURS, badge, counts, format_numbers, show_verdicts, verdict_markdown, verdicts_html
 
-__all__ = ["BADGE_COLOURS", "CLAIMS", "CLAIM_IDS", "Claim", "LEDGER_COLUMNS", "OPTIONAL_COLUMNS", "PAGES",
-           "PAGE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim", "clear_records", "counts", "criterion", "evaluate",
+__all__ = ["BADGE_COLOURS", "CLAIMS", "CLAIM_IDS", "Claim", "FILERS", "LEDGER_COLUMNS", "OPTIONAL_COLUMNS", "PAGES",
+           "PAGE_TITLES", "SOURCES", "SOURCE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim", "clear_records",
+           "counts", "criterion", "evaluate",
            "format_numbers", "ledger", "page_link", "page_verdicts", "record", "recorded", "show_verdicts",
            "verdict_markdown", "verdicts_html"]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..files import folder_lock, write_text
 from ..paths import artifacts_dir
-from ..report.results import current_run
+from ..report.results import current_notebook, current_run
 from .checks import (Verdict, agreement_varies, dataset_order_consistent, descriptions_name_what_heads_encode,
                      early_heads_near_linear, evr1_falls, heads_carry_alignment, heads_low_dimensional,
                      heads_specialise, lin_near_full, linear_id_rises, nonlinearity_rises, optimized_weights_best,
@@ -23,6 +23,11 @@ PAGE_TITLES = {"fig02_intrinsic_dimension": "Figure 2", "fig03_textspan_vs_omp":
                "fig04_spectral_dataset_similarity": "Figure 4", "tab01_coarse_unit_alignment": "Table 1",
                "fig05_tab02_residual_alignment": "Figure 5, Table 2", "appA2_textspan_equals_somp": "Appendix A.2"}
 PAGES = tuple(PAGE_TITLES)  # the notebooks whose claims the ledger tests, in the book's order
+# Notebooks that file tables under another page's claims (`record(..., source=)`), and the pages they file under.
+FILERS = {"real_model": ("Real pretrained ViT", ("fig02_intrinsic_dimension", "fig04_spectral_dataset_similarity"))}
+SOURCE_TITLES = PAGE_TITLES | {name: title for name, (title, _) in FILERS.items()}
+SOURCES = tuple(SOURCE_TITLES)  # every notebook that can file verdicts
+SOURCE = "source"  # the column `record` adds to each filed row: the notebook that computed it
 TABLES: dict[str, dict[str, list[str]]] = {
     "fig02_intrinsic_dimension": {"layers": ["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]},
     "fig03_textspan_vs_omp": {"agreement": ["unit", "pc", "z"],
@@ -141,9 +146,10 @@ def criterion(claim_id: str) -> str:
 
 
 def page_link(page: str, prefix: str = "notebooks/") -> str:
-    """The html name of a page, relative to the book's root (prefix "" from another notebook page)."""
-    if page not in PAGES:
-        raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
+    """The html name of a page that files verdicts, relative to the book's root (prefix "" from another notebook
+    page)."""
+    if page not in SOURCES:
+        raise KeyError(f"unknown page {page!r}; valid: {', '.join(SOURCES)}")
     return f"{prefix}{page}.html"
 
 
@@ -190,7 +196,7 @@ def evaluate(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None = N
     return c.check(*args)
 
 
-LEDGER_COLUMNS = ["claim", "section", "page", "link", "model", "status", "statement", "criterion", "numbers", "reason",
+LEDGER_COLUMNS = ["claim", "section", "page", "source", "link", "model", "status", "statement", "criterion", "numbers", "reason",
                   "caveat"]
 
 
@@ -199,24 +205,43 @@ def ledger(tables_by_page: Mapping[str, Mapping[str, pd.DataFrame] | pd.DataFram
 
     tables_by_page: {page: {table name: DataFrame}} (or the DataFrame itself for single-table pages);
     see `TABLES`. A page left out gives "not testable" rows saying it was not built.
-    Columns: LEDGER_COLUMNS; `numbers` holds the deciding numbers as a dict, `link` the page's html name.
+    Columns: LEDGER_COLUMNS; `numbers` holds the deciding numbers as a dict; `source` is the notebook that filed
+    the model's rows (`record`'s source column; the claim's page for tables without one), `link` its html name.
     """
     unknown = sorted(set(tables_by_page) - set(PAGES))
     if unknown:
         raise KeyError(f"unknown page(s) {', '.join(unknown)}; valid: {', '.join(PAGES)}")
     rows = []
     for c in CLAIMS:
-        base = {"claim": c.id, "section": c.section, "page": c.page, "link": page_link(c.page),
-                "statement": c.statement}
+        base = {"claim": c.id, "section": c.section, "page": c.page, "statement": c.statement}
         if c.page not in tables_by_page:
             v = untestable(criterion(c.id), "this build did not run the page")
-            rows.append({**base, "model": "", **_verdict_row(v)})
+            rows.append({**base, **_source(c, {}, None), "model": "", **_verdict_row(v)})
             continue
         tables = _page_tables(c.page, tables_by_page[c.page])
         models = _models(tables) if c.per_model else []
         for model in models or [None]:
-            rows.append({**base, "model": model or "", **_verdict_row(evaluate(c, tables, model))})
+            rows.append({**base, **_source(c, tables, model), "model": model or "",
+                         **_verdict_row(evaluate(c, tables, model))})
     return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
+
+
+def _source(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None) -> dict[str, str]:
+    """The notebook that filed the rows a claim reads for `model` (every model's with None), and its link.
+
+    Rows filed without a source (older records, tables passed directly) belong to the claim's page, and so does a
+    verdict over rows of several notebooks (a claim across models).
+    """
+    found = set()
+    for name in c.tables:
+        t = tables.get(name)
+        if t is None or SOURCE not in t.columns:
+            continue
+        if model is not None and "model" in t.columns:
+            t = t[t["model"].astype(str) == model]
+        found |= {s for s in t[SOURCE] if isinstance(s, str) and s}
+    source = found.pop() if len(found) == 1 else c.page
+    return {"source": source, "link": page_link(source)}
 
 
 def _verdict_row(v: Verdict) -> dict[str, Any]:
@@ -235,22 +260,28 @@ def _records_dir(run: str | None) -> Path:
     return artifacts_dir() / "claims" / (run or current_run())
 
 
-def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: str | None = None) -> list[Path]:
+def record(page: str, tables: Mapping[str, pd.DataFrame] | pd.DataFrame, run: str | None = None,
+           source: str | None = None) -> list[Path]:
     """File a page's claim tables under the run (artifacts/claims/<run>/<page>/<table>.csv).
 
     A table with a model column replaces only the rows of its own models, so two pages can file the same
     claims for different models (the toy CLIP's Figure 2 page, the real-model page); others are replaced.
+    source: the notebook that computed the tables (one of `SOURCES`), kept in each row's `source` column so that
+    the ledger links the rows to it; default: the notebook the book runner is executing, else `page`.
 
     The front page, which runs apart from the pages, builds the ledger from `recorded(run)`.
     """
     if page not in PAGES:
         raise KeyError(f"unknown page {page!r}; valid: {', '.join(PAGES)}")
+    source = source or current_notebook() or page
+    if source not in SOURCES:
+        raise KeyError(f"unknown source {source!r} of page {page}'s tables; valid: {', '.join(SOURCES)}")
     folder = _records_dir(run) / page
     paths = []
     with folder_lock(folder):  # two pages filing rows of the same table at once would each drop the other's
         for name, table in _page_tables(page, tables).items():
             path = folder / f"{name}.csv"
-            table = table[[c for c in _kept(page, name) if c in table.columns]]
+            table = table[[c for c in _kept(page, name) if c in table.columns]].assign(**{SOURCE: source})
             if path.is_file() and "model" in table.columns:  # rows of the models another page filed stay
                 old = pd.read_csv(path, dtype={"model": str, "dataset": str})
                 kept = old[~old["model"].isin(set(table["model"]))] if "model" in old.columns else old.iloc[:0]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import STATUSES
-from .ledger import PAGE_TITLES
+from .ledger import SOURCE_TITLES
 
 # --- Rendering ----------------------------------------------------------------------------------------------
 
@@ -50,8 +50,8 @@ def badge(status: str) -> str:
 def verdicts_html(verdicts: pd.DataFrame, links: bool = False, link_prefix: str = "") -> str:
     """An html table of ledger rows: badge, claim, model, criterion and the numbers (or why not testable).
 
-    links: add a column linking each claim to its page (the front page); link_prefix is prepended to
-    each row's `link` (e.g. "../" from a page inside a folder).
+    links: add a column linking each row to the page that computed it (the front page); link_prefix is prepended
+    to each row's `link` (e.g. "../" from a page inside a folder).
     """
     multi_model = verdicts["model"].nunique() > 1
     head = ["verdict", "section", "claim"] + (["model"] if multi_model else []) + ["criterion", "this build"] \
@@ -63,7 +63,7 @@ def verdicts_html(verdicts: pd.DataFrame, links: bool = False, link_prefix: str 
             cells.append(html.escape(r["model"]))
         cells += [html.escape(r["criterion"]), html.escape(_evidence(r))]
         if links:
-            title = PAGE_TITLES[r["page"]]
+            title = SOURCE_TITLES[r.get("source") or r["page"]]
             cells.append(f'<a href="{html.escape(link_prefix + r["link"])}">{html.escape(title)}</a>')
         body.append("<tr>" + "".join(f'<td style="text-align:left">{c}</td>' for c in cells) + "</tr>")
     header = "".join(f'<th style="text-align:left">{h}</th>' for h in head)

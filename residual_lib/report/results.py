@@ -25,6 +25,7 @@ from ..paper.reference import REFERENCES, reference
 from ..paths import artifacts_dir
 
 RUN_ENV = "RESIDUAL_PROFILE"
+NOTEBOOK_ENV = "RESIDUAL_NOTEBOOK"  # set by the book runner to the notebook it executes
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ VERDICTS = ("match", "differs", "not run")
 def current_run() -> str:
     """The run name results are filed under: $RESIDUAL_PROFILE, or 'interactive'."""
     return os.environ.get(RUN_ENV, "").strip() or "interactive"
+
+
+def current_notebook() -> str | None:
+    """The book notebook being executed ($RESIDUAL_NOTEBOOK, set by the book runner), or None outside the runner."""
+    return os.environ.get(NOTEBOOK_ENV, "").strip() or None
 
 
 def results_path(name: str, run: str | None = None) -> Path:

@@ -144,6 +144,16 @@ def test_executed_errors_finds_error_outputs(book_project):
         "notebook 'ok' cell 1 shows an error: ZeroDivisionError: division by zero"]
 
 
+def test_the_kernel_knows_its_profile_and_notebook_and_the_environment_is_restored(monkeypatch):
+    """The claim ledger files a notebook's verdicts under the notebook the runner executes (report.results)."""
+    from residual_lib.report import results
+
+    monkeypatch.delenv(results.NOTEBOOK_ENV, raising=False)
+    with book.kernel_environment("toy", "real_model"):
+        assert (results.current_run(), results.current_notebook()) == ("toy", "real_model")
+    assert results.current_notebook() is None
+
+
 def test_finalise_provenance_writes_runtime_into_output():
     rec = {"notebook": "nb", "profile": "smoke", "parameters": {"n": "1"}, "commit": "abc", "residual_lib": "0",
            "device": "cpu", "gpus": "none", "cpus": 2, "runtime_s": None, "peak_rss_mib": None}

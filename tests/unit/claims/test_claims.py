@@ -356,6 +356,13 @@ def test_rendering_shows_badges_criteria_numbers_and_links():
     front = claims.verdicts_html(ledger, links=True)
     assert '<a href="notebooks/appA2_textspan_equals_somp.html">Appendix A.2</a>' in front
     assert claims.BADGE_COLOURS[UNTESTABLE] in front and "this build did not run the page" in front
+    real = ledger.assign(source=ledger["source"].where(ledger["page"] != "fig02_intrinsic_dimension", "real_model"))
+    real["link"] = real["source"].map(claims.page_link)
+    assert '<a href="../notebooks/real_model.html">Real pretrained ViT</a>' in claims.verdicts_html(
+        real, links=True, link_prefix="../")
+    # each tested row shows its interval or p-value, and its caveat
+    shown = claims.verdicts_html(ledger[ledger["claim"].isin(["rd_improves_base", "linear_id_rises"])])
+    assert "RD - Base 0.310 [" in shown and "p 1.2e-04" in shown and "Caveat: 3 task(s), 95% intervals" in shown
     md = claims.verdict_markdown(ledger[ledger["claim"] == "rdstar_near_rd"])
     assert md.startswith("- **holds** (toy CLIP):") and "RD* / RD params 0.326" in md
     with pytest.raises(ValueError, match="not testable"):
@@ -380,7 +387,7 @@ def test_recorded_tables_round_trip_into_the_same_ledger(monkeypatch, tmp_path):
     assert set(back) == set(build)
     assert back["appA2_textspan_equals_somp"]["equivalence"]["identical_atoms"].dtype == bool
     assert list(back["fig02_intrinsic_dimension"]["layers"].columns) == claims.TABLES["fig02_intrinsic_dimension"][
-        "layers"] + ["d_head"]
+        "layers"] + ["d_head", "source"]
     pd.testing.assert_frame_equal(claims.ledger(back).drop(columns="numbers"),
                                   claims.ledger(build).drop(columns="numbers"))
     claims.record("fig02_intrinsic_dimension", layers(RISING[::-1], model="toy CLIP"), run="toy")
@@ -398,6 +405,44 @@ def test_a_second_page_filing_another_model_keeps_the_first_models_rows(monkeypa
     claims.clear_records("toy")
     assert claims.recorded("toy") == {}
 
+
+
+def test_rows_link_to_the_notebook_that_filed_them(monkeypatch, tmp_path):
+    """The real-model page files DINOv2-S's Figure 2 and 4 tables: its rows link to it, not to those pages."""
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    monkeypatch.delenv("RESIDUAL_NOTEBOOK", raising=False)
+    f2, f4 = "fig02_intrinsic_dimension", "fig04_spectral_dataset_similarity"
+    claims.record(f2, layers(RISING, model="toy CLIP"), run="toy")
+    monkeypatch.setenv("RESIDUAL_NOTEBOOK", "real_model")  # what the book runner sets while the page runs
+    claims.record(f2, layers(RISING, model="DINOv2-S"), run="toy")
+    monkeypatch.delenv("RESIDUAL_NOTEBOOK")
+    claims.record(f4, similarity({"a": falling(), "b": falling(0.2)}, model="DINOv2-S"), run="toy",
+                  source="real_model")
+    claims.record(f4, similarity({"a": falling(), "b": falling(0.2)}, model="toy CLIP"), run="toy")
+    ledger = claims.ledger(claims.recorded("toy")).set_index(["claim", "model"])
+    for claim_id in ("linear_id_rises", "similarity_falls_with_depth"):
+        assert ledger.loc[(claim_id, "DINOv2-S"), ["source", "link"]].tolist() == ["real_model",
+                                                                                  "notebooks/real_model.html"]
+        page = claims.claim(claim_id).page
+        assert ledger.loc[(claim_id, "toy CLIP"), ["source", "link"]].tolist() == [page, f"notebooks/{page}.html"]
+    # a verdict across models reads rows of both notebooks: it belongs to the claim's page
+    assert ledger.loc[("order_consistent", ""), "source"] == f4
+    with pytest.raises(KeyError, match="real_model"):
+        claims.record(f2, layers(RISING), run="toy", source="nowhere")
+
+
+def test_records_filed_before_sources_link_to_the_claims_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path))
+    folder = tmp_path / "claims" / "toy" / "fig02_intrinsic_dimension"
+    folder.mkdir(parents=True)
+    layers(RISING, model="DINOv2-S").to_csv(folder / "layers.csv", index=False)  # no source column
+    ledger = claims.ledger(claims.recorded("toy")).set_index("claim")
+    assert ledger.loc["linear_id_rises", "link"] == "notebooks/fig02_intrinsic_dimension.html"
+    monkeypatch.setenv("RESIDUAL_NOTEBOOK", "real_model")
+    claims.record("fig02_intrinsic_dimension", layers(RISING, model="toy CLIP"), run="toy")  # old rows stay
+    ledger = claims.ledger(claims.recorded("toy")).set_index(["claim", "model"])
+    assert ledger.loc[("linear_id_rises", "DINOv2-S"), "source"] == "fig02_intrinsic_dimension"
+    assert ledger.loc[("linear_id_rises", "toy CLIP"), "source"] == "real_model"
 
 
 def test_pages_filing_the_same_table_at_once_keep_each_others_rows(monkeypatch, tmp_path):
