@@ -177,6 +177,32 @@ def dataset_similarities(reference: Units | UnitPCA, others: Mapping[str, Units 
     return pd.concat(frames, ignore_index=True)
 
 
+def sampling_null(units: Units, n_draws: int = 10, seed: int = 0, heads_only: bool = True,
+                  evr_threshold: float | None = 0.9, device: str = "auto", matching: str = "cosine") -> pd.DataFrame:
+    """Each unit's similarity between two disjoint random halves of one dataset: what "same distribution" reads.
+
+    A head compared with itself on a fresh sample of the same images is not at 1: its principal components and
+    eigenvalues move with the sample. Two halves of `units` (n // 2 images each, drawn without replacement with
+    `seed`), fitted and compared as `dataset_similarities` compares two datasets, `n_draws` times. Components are
+    fitted in each unit's own coordinates, where cosines equal those in output space (orthonormal bases).
+    Returns unit, kind, layer, head, similarity, k_a, k_b and draw (0 .. n_draws - 1).
+    """
+    if n_draws < 1 or units.n < 4:
+        raise ValueError(f"sampling_null needs n_draws >= 1 and at least 4 images; got n_draws={n_draws}, n={units.n}")
+    names = units.heads if heads_only else units.units
+    coords = {u: units.coords(u) for u in names}
+    rng = np.random.default_rng(seed)
+    half = units.n // 2
+    frames = []
+    for draw in range(n_draws):
+        order = rng.permutation(units.n)
+        a, b = (UnitPCA(units=names, device=device, progress=False).fit({u: x[rows] for u, x in coords.items()})
+                for rows in (order[:half], order[half:2 * half]))
+        frames.append(unit_similarities(a, b, evr_threshold=evr_threshold, device=device, matching=matching)
+                      .assign(draw=draw))
+    return pd.concat(frames, ignore_index=True)
+
+
 def dataset_order(similarities: pd.DataFrame) -> list[str]:
     """Datasets sorted by mean similarity to the reference, most similar first (the heatmap's rows)."""
     return similarities.groupby("dataset")["similarity"].mean().sort_values(ascending=False).index.tolist()

@@ -20,7 +20,9 @@ The tables each page provides (`TABLES`), as page / table: what a row is: its co
   agree, named_skill, unnamed_skill.
 - fig04_spectral_dataset_similarity / "similarity": head of a model on a dataset: model, dataset, unit,
   layer, similarity (spectral similarity with the reference dataset; `spectral.dataset_similarities`
-  with a model column). A model's dataset order is its datasets sorted by mean similarity.
+  with a model column). A model's dataset order is its datasets sorted by mean similarity. "null": head of
+  a model in one draw of two disjoint random halves of the reference: model, unit, layer, draw, similarity
+  (`spectral.sampling_null`), the spread a fresh sample of the same distribution gives.
 - tab01_coarse_unit_alignment / "accuracy": model, dataset, method (B, H, O, R, S, U, U|T), accuracy.
 - fig05_tab02_residual_alignment / "accuracy": model, dataset, method (Base, Lin, RD, RD*, RDY,
   Full finetuning), accuracy; "params": model, method, params (trained parameters).

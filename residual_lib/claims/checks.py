@@ -45,6 +45,7 @@ RDSTAR_PARAMS = 0.5  # RD* is the cheaper configuration: at most half of RD's pa
 RDY_GAP = 0.05  # RDY "behind RD on some tasks": at least one dataset this much below RD
 SOMP_TOLERANCE = 1e-5  # largest |R_TextSpan - R_SOMP| entry that counts as equal (float64 runs)
 NEAR_IDENTICAL = 0.9  # "early heads almost identical across distributions": first-layer mean similarity >= this
+NULL_SD = 2.0  # a dataset differs from the reference beyond sampling: below the sampling null's mean by this many sd
 
 # --- Minimum evidence, fixed with the criteria: below it a verdict is "not testable" -----------------------
 MIN_TREND_LAYERS = 6  # a depth trend (or a peak inside the network) needs this many layers and p < ALPHA
@@ -53,6 +54,7 @@ MIN_ABOVE_CHANCE = 0.10  # a Section 4 task counts when the model itself (Base /
 MIN_SHARED_DATASETS = 3  # a correlation of dataset profiles between models needs this many datasets in common
 MIN_CONTENT_DATASETS = 2  # specialisation: datasets that differ from the reference in content, not sampling
 CONTENT_ROLES = ("ood",)  # dataset roles whose images differ in content (the manifests' role field)
+MIN_NULL_DRAWS = 5  # the sampling null's spread: at least this many draws of two halves of the reference
 
 
 @dataclass(frozen=True)
@@ -215,18 +217,38 @@ def _random_names(similarity: pd.DataFrame, random_datasets: tuple[str, ...]) ->
     return [d for d in similarity["dataset"].unique() if str(d).lower() in wanted]
 
 
-def heads_specialise(similarity: pd.DataFrame | None) -> Verdict:
+def _sampling_null(null: pd.DataFrame | None) -> tuple[float, float, int] | None:
+    """The sampling null's mean similarity over heads (mean over draws), its low end (mean - NULL_SD sd over
+    draws) and the number of draws; None below `MIN_NULL_DRAWS`."""
+    if null is None or null["draw"].nunique() < MIN_NULL_DRAWS:
+        return None
+    per_draw = null.groupby("draw")["similarity"].mean()
+    return float(per_draw.mean()), float(per_draw.mean() - NULL_SD * per_draw.std(ddof=1)), len(per_draw)
+
+
+def _null_missing(null: pd.DataFrame | None) -> str:
+    draws = 0 if null is None else null["draw"].nunique()
+    return (f"needs the sampling null (two disjoint random halves of the reference dataset, at least "
+            f"{MIN_NULL_DRAWS} draws; table null); these tables have {draws} draw(s)")
+
+
+def heads_specialise(similarity: pd.DataFrame | None, null: pd.DataFrame | None) -> Verdict:
     """Heads' similarity with the reference depends on the dataset's content, not merely on a distribution shift.
 
     Only datasets whose images differ from the reference in content (role in `CONTENT_ROLES`, random pixels
     left out) are compared: a fresh sample of the reference distribution against any other dataset would
-    differ by the shift alone.
+    differ by the shift alone. A dataset counts as different only below the sampling null's spread (`null`:
+    each head's similarity between two disjoint random halves of the reference, `analysis.spectral.sampling_null`).
     """
-    criterion = (f"over datasets that differ from the reference in content (not random pixels), the mean "
-                 f"similarity of the most and the least similar differ by >= {DATASET_SPREAD:g}")
+    criterion = (f"over datasets that differ from the reference in content (not random pixels), the least similar "
+                 f"falls below the sampling null (mean similarity over heads < the null's mean - {NULL_SD:g} sd over "
+                 f"draws of two disjoint halves of the reference), and the mean similarity of the most and the least "
+                 f"similar differ by >= {DATASET_SPREAD:g}")
     need = f"needs at least {MIN_CONTENT_DATASETS} datasets that differ from the reference in content"
     if similarity is None or "role" not in similarity.columns:
         return untestable(criterion, need + " (column role)")
+    if (band := _sampling_null(null)) is None:
+        return untestable(criterion, _null_missing(null))
     randoms = _random_names(similarity, RANDOM_DATASETS)
     content = similarity[similarity["role"].isin(CONTENT_ROLES) & ~similarity["dataset"].isin(randoms)]
     if content["dataset"].nunique() < MIN_CONTENT_DATASETS:
@@ -234,15 +256,21 @@ def heads_specialise(similarity: pd.DataFrame | None) -> Verdict:
         return untestable(criterion, f"{need}; this build has {found}")
     means = _dataset_means(content)
     left_out = sorted(set(similarity["dataset"]) - set(content["dataset"]))
-    return _decide(means.iloc[0] - means.iloc[-1] >= DATASET_SPREAD,
+    null_mean, null_low, draws = band
+    below = means.index[means < null_low]
+    return _decide(means.iloc[0] - means.iloc[-1] >= DATASET_SPREAD and means.iloc[-1] < null_low,
                    {"most similar": means.index[0], "top mean": float(means.iloc[0]),
-                    "least similar": means.index[-1], "bottom mean": float(means.iloc[-1])}, criterion,
-                   caveat=f"left out (same content as the reference, or random): {', '.join(left_out) or 'none'}; "
-                          "no null spread")
+                    "least similar": means.index[-1], "bottom mean": float(means.iloc[-1]),
+                    "sampling null": f"{null_mean:.3f} (low end {null_low:.3f}, {draws} draws)",
+                    "below the null": ", ".join(below) or "none"}, criterion,
+                   caveat=f"left out (same content as the reference, or random): {', '.join(left_out) or 'none'}")
 
 
-def similarity_falls_with_depth(similarity: pd.DataFrame | None) -> Verdict:
-    """Head similarity across datasets decreases with depth; first-layer heads are nearly identical."""
+def similarity_falls_with_depth(similarity: pd.DataFrame | None, null: pd.DataFrame | None = None) -> Verdict:
+    """Head similarity across datasets decreases with depth; first-layer heads are nearly identical.
+
+    With a sampling null (`heads_specialise`), its first- and last-layer means are shown beside the datasets': how
+    far a fresh sample of the reference itself falls with depth."""
     criterion = (f"Spearman(layer, mean similarity over heads and datasets) < {-TREND:g} with permutation p < "
                  f"{ALPHA:g}, and first-layer mean similarity >= {NEAR_IDENTICAL:g}")
     if similarity is None or similarity["layer"].nunique() < MIN_TREND_LAYERS:
@@ -251,9 +279,13 @@ def similarity_falls_with_depth(similarity: pd.DataFrame | None) -> Verdict:
     by_layer = similarity.groupby("layer")["similarity"].mean()
     rho, p = trend(by_layer.index, by_layer.to_numpy())
     first = float(by_layer.iloc[0])
+    numbers = {"Spearman rho": rho, "p": p, "first layer": first, "last layer": float(by_layer.iloc[-1])}
+    if _sampling_null(null) is not None:
+        null_by_layer = null.groupby("layer")["similarity"].mean()
+        numbers |= {"sampling null first layer": float(null_by_layer.iloc[0]),
+                    "sampling null last layer": float(null_by_layer.iloc[-1])}
     return _decide(all_of([trend_outcome(rho, p, -1, TREND), "holds" if first >= NEAR_IDENTICAL else "does not hold"]),
-                   {"Spearman rho": rho, "p": p, "first layer": first, "last layer": float(by_layer.iloc[-1])},
-                   criterion)
+                   numbers, criterion, caveat="" if len(numbers) > 4 else "no sampling null")
 
 
 def _standouts(part: pd.DataFrame, n: int) -> set[str]:

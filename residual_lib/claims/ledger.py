@@ -32,7 +32,8 @@ TABLES: dict[str, dict[str, list[str]]] = {
     "fig02_intrinsic_dimension": {"layers": ["model", "layer", "linear_id", "twonn_id", "ratio", "evr1"]},
     "fig03_textspan_vs_omp": {"agreement": ["unit", "pc", "z"],
                               "probe": ["unit", "agree", "named_skill", "unnamed_skill"]},
-    "fig04_spectral_dataset_similarity": {"similarity": ["model", "dataset", "unit", "layer", "similarity"]},
+    "fig04_spectral_dataset_similarity": {"similarity": ["model", "dataset", "unit", "layer", "similarity"],
+                                          "null": ["model", "unit", "layer", "draw", "similarity"]},
     "tab01_coarse_unit_alignment": {"accuracy": ["model", "dataset", "method", "accuracy"]},
     "fig05_tab02_residual_alignment": {"accuracy": ["model", "dataset", "method", "accuracy"],
                                        "params": ["model", "method", "params"]},
@@ -43,7 +44,7 @@ OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
     "fig02_intrinsic_dimension": {"layers": ["d_head"]},
     "fig03_textspan_vs_omp": {"agreement": ["model"], "probe": ["model"]},
     # the dataset's role (reference | task | ood): specialisation compares datasets that differ in content
-    "fig04_spectral_dataset_similarity": {"similarity": ["role"]},
+    "fig04_spectral_dataset_similarity": {"similarity": ["role"], "null": ["model"]},
     # test images and chance level of each accuracy (its interval, and whether the task is above chance);
     # healthy: the training run passed `alignment.training.health` (Base and untrained rows: true)
     "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance"]},
@@ -100,9 +101,10 @@ CLAIMS: tuple[Claim, ...] = (
           ("agreement",)),
     Claim("heads_specialise", "How similar a head is between the reference and another dataset depends on the "
           "dataset: specialisation shows in the spectral similarity.", "3.3", _F4, heads_specialise,
-          ("similarity",)),
+          ("similarity", "null")),
     Claim("similarity_falls_with_depth", "Head similarity across datasets decreases with depth; early heads are "
-          "almost identical across data distributions.", "3.3", _F4, similarity_falls_with_depth, ("similarity",)),
+          "almost identical across data distributions.", "3.3", _F4, similarity_falls_with_depth,
+          ("similarity", "null")),
     Claim("random_unspecific", "Random images activate some of the heads that stand out on real datasets, "
           "signalling those heads are not specific.", "3.3", _F4, random_activates_unspecific_heads,
           ("similarity",)),

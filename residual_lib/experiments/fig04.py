@@ -23,7 +23,9 @@ from ..models.registry import load_model
 from ..paper.reference import reference
 from ..report.plots_spectral import order_by_role, dataset_display, model_display, order_agreement, order_table
 from ..analysis.pursuit import signals_from_units, somp
-from ..analysis.spectral import cross_model_correlation, dataset_order, dataset_similarities, similarity_matrix, standout_heads
+from ..analysis.spectral import (cross_model_correlation, dataset_order, dataset_similarities, sampling_null,
+                                 similarity_matrix, standout_heads)
+from ..claims.checks import NULL_SD
 from ..data.text_dictionary import text_dictionary
 from ..units.unit_set import head_name, parse_unit
 from .base import (
@@ -49,6 +51,7 @@ class Params(ComputeParams):
     batch_size: int = 64
     device: str = "auto"
     evr_threshold: float = 0.9  # each head's basis keeps the components that explain this much variance
+    null_draws: int = 10  # the sampling null: draws of two disjoint random halves of the reference dataset
     n_standout: int = 3  # heads described with SOMP (Fig 4b)
     dictionary: Dictionary = "toy"  # for SOMP; "gandelsman-general" is the paper's
     somp_k: int = 5  # descriptions per head
@@ -59,7 +62,7 @@ class Params(ComputeParams):
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
-        positive(self, "n", "n_reference", "batch_size", "n_standout", "somp_k")
+        positive(self, "n", "n_reference", "batch_size", "n_standout", "somp_k", "null_draws")
         if not 0 < self.evr_threshold <= 1:
             raise ParamsError(f"parameter evr_threshold={self.evr_threshold!r} must be in (0, 1]")
 
@@ -92,7 +95,7 @@ def _extract(model, key: CacheKey, p: Params):
 @computes
 def run(p: Params) -> Result:
     """Similarities per model, dataset and head; dataset orders; standout heads; the cross-model correlation."""
-    tables, first = [], None
+    tables, nulls, first = [], [], None
     for name in p.models:
         model = load_model(name, device=p.device)
         ref_key, keys = _model_caches(p, name)
@@ -101,26 +104,50 @@ def run(p: Params) -> Result:
         tables.append(dataset_similarities(ref, others, evr_threshold=p.evr_threshold, device=p.device,
                                            matching=p.similarity_matching)
                       .assign(model=model_display(name)))
+        nulls.append(sampling_null(ref, n_draws=p.null_draws, seed=p.seed, evr_threshold=p.evr_threshold,
+                                   device=p.device, matching=p.similarity_matching).assign(model=model_display(name)))
         first = first or (name, model, ref)
-    similarities = pd.concat(tables, ignore_index=True)
+    similarities, null = pd.concat(tables, ignore_index=True), pd.concat(nulls, ignore_index=True)
     matrices = {m: similarity_matrix(t) for m, t in similarities.groupby("model", sort=False)}
     order, fig4_order, agreements = _orders(similarities)
     first_label = next(iter(matrices))
     first_table = similarities[similarities["model"] == first_label]
     by_layer = first_table.groupby("layer")["similarity"].mean()
+    first_null = null[null["model"] == first_label]
     standout, probe_tables, probe_text = _standout(first_table, *first, p)
     paper_corr = reference("fig9")
     corr = _correlation(similarities, set(paper_corr["model_a"]))
-    out = {"similarities": similarities, "order": order, "fig4_order": fig4_order,
-           "by_layer": by_layer.rename("mean similarity over heads and datasets").reset_index(),
+    out = {"similarities": similarities, "null": null, "order": order, "fig4_order": fig4_order,
+           "by_layer": by_layer.rename("mean similarity over heads and datasets").reset_index().merge(
+               null_band(first_null, "layer"), on="layer"),
            "standout": standout, **probe_tables, "paper_4b": _paper_4b()}
     if corr is not None:
         out["fig9"] = corr.rename_axis(index="model_a", columns="model_b").stack().rename("pearson").reset_index()
-    findings = _findings(first_table, by_layer, agreements[first_label], p) | {
+    findings = _findings(first_table, by_layer, agreements[first_label], p) | _null_findings(first_table, first_null) | {
         "probe_text": probe_text, "corr_text": _corr_text(corr), "readings": readings_text(p, AUTHORS),
         "paper_corr_mean": float(paper_corr.loc[paper_corr["model_a"] != paper_corr["model_b"], "pearson"].mean())}
     return Result(p, tables=out, findings=findings,
                   artifacts={"matrices": matrices, "correlation": corr, "paper_correlation": paper_corr})
+
+
+def null_band(null: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """The sampling null's mean similarity over heads (per `by` group, e.g. layer) and its spread over draws: mean
+    over draws, and the low end mean - NULL_SD sd (what a dataset must fall below to differ beyond sampling)."""
+    keys = ["draw"] + ([by] if by else [])
+    per_draw = null.groupby(keys)["similarity"].mean()
+    grouped = per_draw.groupby(level=by) if by else per_draw.groupby(lambda _: 0)
+    band = pd.DataFrame({"sampling null": grouped.mean(), "null sd": grouped.std(ddof=1)})
+    band["null low end"] = band["sampling null"] - NULL_SD * band["null sd"]
+    return band.reset_index() if by else band.reset_index(drop=True)
+
+
+def _null_findings(first_table: pd.DataFrame, first_null: pd.DataFrame) -> dict:
+    band = null_band(first_null).iloc[0]
+    means = first_table.groupby("dataset")["similarity"].mean()
+    below = means.index[means < band["null low end"]]
+    return {"null_mean": float(band["sampling null"]), "null_low": float(band["null low end"]),
+            "null_draws": int(first_null["draw"].nunique()), "n_below_null": len(below), "n_datasets": len(means),
+            "above_null_text": ", ".join(means.index[means >= band["null low end"]]) or "none"}
 
 
 def _correlation(similarities: pd.DataFrame, paper_models: set[str]) -> pd.DataFrame | None:
@@ -235,6 +262,13 @@ def plot_heatmaps(result: Result):
                                                    dataset_display(result.params.reference_dataset))
 
 
+def plot_by_layer(result: Result):
+    """Per model: each dataset's mean similarity per layer beside the sampling null's band (two halves of the
+    reference): how far each dataset falls below what a fresh sample of the reference itself gives."""
+    return plots_spectral.plot_similarity_by_layer(result.tables["similarities"], result.tables["null"],
+                                                   dataset_display(result.params.reference_dataset), NULL_SD)
+
+
 def plot_correlation(result: Result):
     """Fig 9: the correlation of the models' dataset profiles, this build's beside the paper's; None with a single
     model (the paper's values alone are a table, `paper_correlation`: a figure of this build draws what it computed)."""
@@ -256,4 +290,5 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
     roles = {dataset_display(d): dataset_spec(d).role for d in result.params.datasets}
     table = result.tables["similarities"][["model", "dataset", "unit", "layer", "similarity"]]
-    return {"similarity": table.assign(role=table["dataset"].map(roles))}
+    return {"similarity": table.assign(role=table["dataset"].map(roles)),
+            "null": result.tables["null"][["model", "unit", "layer", "draw", "similarity"]]}

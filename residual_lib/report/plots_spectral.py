@@ -92,6 +92,27 @@ def plot_similarity_heatmaps(matrices: dict[str, pd.DataFrame], reference_name: 
     return fig
 
 
+def plot_similarity_by_layer(similarities: pd.DataFrame, null: pd.DataFrame, reference_name: str, n_sd: float):
+    """One panel per model: each dataset's mean similarity over a layer's heads, against the sampling null (two
+    disjoint random halves of the reference: mean over draws, shaded to n_sd standard deviations over draws)."""
+    models = list(dict.fromkeys(similarities["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        ours = similarities[similarities["model"] == model].groupby(["dataset", "layer"])["similarity"].mean()
+        for dataset, curve in ours.groupby(level="dataset"):
+            ax.plot(curve.index.get_level_values("layer"), curve.to_numpy(), marker="o", ms=3, lw=1, label=dataset)
+        per_draw = null[null["model"] == model].groupby(["layer", "draw"])["similarity"].mean().groupby(level="layer")
+        mean, sd = per_draw.mean(), per_draw.std(ddof=1)
+        ax.plot(mean.index, mean.to_numpy(), color="black", lw=2, label=f"{reference_name}: half vs half (null)")
+        ax.fill_between(mean.index, mean - n_sd * sd, mean + n_sd * sd, color="black", alpha=0.15)
+        ax.set(xlabel="layer", title=model)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel(f"mean similarity with {reference_name}")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def order_table(ours: list[str], paper_order: pd.DataFrame) -> pd.DataFrame:
     """Rank-by-rank table of our dataset order beside the paper's for one figure (its `fig4_order` rows)."""
     theirs = paper_order.sort_values("rank")["dataset"].tolist()

@@ -74,12 +74,19 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     assert set(result.findings) == {"first_model", "reference_name", "sim_first_layer", "sim_last_layer",
                                     "top_dataset", "top_sim", "bottom_dataset", "bottom_sim", "median_k",
                                     "role_text", "order_rho", "probe_text", "corr_text", "paper_corr_mean",
-                                    "readings"}
+                                    "readings", "null_mean", "null_low", "null_draws", "n_below_null", "n_datasets",
+                                    "above_null_text"}
     f = result.findings
     assert 0 <= f["bottom_sim"] <= f["top_sim"] <= 1 + 1e-9
     order = t["fig4_order"].dataset
     assert f["top_dataset"] == order.iloc[0] and f["bottom_dataset"] == order.iloc[-1]
     assert t["by_layer"].iloc[0, 1] == f["sim_first_layer"]
     assert fig04.plot_heatmaps(result) is not None
+    # the sampling null: every head in every draw of two halves of the reference, beside the datasets by layer
+    assert len(t["null"]) == p.null_draws * t["similarities"]["unit"].nunique()
+    assert f["null_low"] < f["null_mean"] <= 1 and f["null_draws"] == p.null_draws
+    assert {"sampling null", "null sd", "null low end"} <= set(t["by_layer"].columns)
+    assert fig04.plot_by_layer(result) is not None
+    assert set(fig04.claim_tables(result)) == {"similarity", "null"}
     assert fig04.plot_correlation(result) is None, "one model: no correlation of this build's to draw"
     assert fig04.paper_correlation(result).shape == (5, 5)

@@ -19,7 +19,8 @@ def test_front_page_counts_every_page_that_filed_verdicts_and_shows_the_weights_
     toy, real = "Toy CLIP (ViT 4x4, patch 8, 32 px)", "DINOv2-S"
     claims.record(F2, layers(RISING, model=toy).assign(d_head=32), run="toy")
     claims.record(F2, layers(RISING, model=real).assign(d_head=64), run="toy", source="real_model")
-    claims.record(F4, similarity({"a": falling(), "b": falling(0.2)}, model=real), run="toy", source="real_model")
+    claims.record(F4, {"similarity": similarity({"a": falling(), "b": falling(0.2)}, model=real)}, run="toy",
+                  source="real_model")
     result = front.run(front.Params(results_run="toy", executed=str(REPO_ROOT / "book" / "notebooks"), max_thumbnails=1))
     f, ledger, counts = result.findings, result.tables["ledger"], result.tables["counts"].set_index("model")
 

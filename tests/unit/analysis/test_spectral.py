@@ -8,9 +8,10 @@ from scipy.linalg import subspace_angles
 
 from residual_lib.analysis.pca import UnitPCA
 from residual_lib.analysis.spectral import (MATCHINGS, cross_model_correlation, dataset_order, dataset_similarities,
-                                   similarity_matrix, spectral_cosine_similarity, standout_heads,
+                                   sampling_null, similarity_matrix, spectral_cosine_similarity, standout_heads,
                                    unit_similarities)
 from residual_lib.units.synthetic import random_unit_set
+from residual_lib.units.unit_set import UnitSet
 
 
 def orthonormal_rows(rng, k, d):
@@ -203,6 +204,25 @@ def test_dataset_similarities_order_and_matrix(caches):
     assert dataset_order(sims) == ["self", "resampled", "other"]
     mat = similarity_matrix(sims)
     assert list(mat.index) == ["self", "resampled", "other"] and list(mat.columns) == same.heads
+
+
+def test_sampling_null_compares_two_disjoint_halves_of_one_dataset_as_two_datasets_are_compared(caches):
+    same, _, _ = caches
+    null = sampling_null(same, n_draws=3, seed=5, device="cpu", matching="weighted")
+    assert len(null) == 3 * len(same.heads) and sorted(null["draw"].unique()) == [0, 1, 2]
+    order = np.random.default_rng(5).permutation(same.n)  # the first draw, by hand, in output space
+
+    def rows(idx):
+        return UnitSet({u: same.unit_coords[u][idx] for u in same.heads}, same.unit_bases, same.unit_offsets,
+                       same.embedding[idx], same.labels[idx])
+    by_hand = dataset_similarities(rows(order[:150]), {"half": rows(order[150:])}, device="cpu", progress=False,
+                                   matching="weighted")
+    np.testing.assert_allclose(null.loc[null["draw"] == 0, "similarity"], by_hand["similarity"], atol=1e-10)
+    assert (null["similarity"] < 1 - 1e-6).all()  # a fresh sample is not the same sample
+    assert null.groupby("draw")["similarity"].mean().nunique() == 3
+    pd.testing.assert_frame_equal(null, sampling_null(same, n_draws=3, seed=5, device="cpu", matching="weighted"))
+    with pytest.raises(ValueError, match="n_draws=0"):
+        sampling_null(same, n_draws=0)
 
 
 def test_cross_model_correlation_is_pearson_of_dataset_profiles():

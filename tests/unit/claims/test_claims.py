@@ -44,6 +44,14 @@ def similarity(values, model="m", roles=None):
     return pd.DataFrame(rows)
 
 
+def null(level=0.95, draws=5, sd=0.01, layers=6, model="m"):
+    """The sampling null: `draws` draws of two halves of the reference, every head near `level` (sd over draws)."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"model": model, "unit": f"L{layer}.H{head}", "layer": layer, "draw": d,
+                          "similarity": level + sd * shift} for d, shift in enumerate(rng.normal(size=draws))
+                         for layer in range(layers) for head in range(4)])
+
+
 def falling(offset=0.0, dip=None, layers=6):
     """`layers` x 4 heads falling with depth; dip=(layer, head) marks one head far below its layer."""
     grid = np.array([[1.0 - 0.1 * layer - offset] * 4 for layer in range(layers)])
@@ -94,10 +102,11 @@ CASES = {
     checks.descriptions_name_what_heads_encode: {
         HOLDS: (probe([0.8, 0.9], [0.3, 0.4], [True, True]),),
         FAILS: (probe([0.75, 0.75], [0.71, 0.71], [True, False]),), UNTESTABLE: (None,)},
-    checks.heads_specialise: {HOLDS: (similarity({"A": falling(), "B": falling(0.2)}),),
-                              FAILS: (similarity({"A": falling(), "B": falling(0.01)}),),
+    checks.heads_specialise: {HOLDS: (similarity({"A": falling(), "B": falling(0.2)}), null()),
+                              FAILS: (similarity({"A": falling(), "B": falling(0.01)}), null()),
                               # a fresh sample of the reference against one other dataset: a shift, not content
-                              UNTESTABLE: (similarity({"ref": falling(), "B": falling(0.2)}, roles={"ref": "task"}),)},
+                              UNTESTABLE: (similarity({"ref": falling(), "B": falling(0.2)}, roles={"ref": "task"}),
+                                           null())},
     checks.similarity_falls_with_depth: {
         HOLDS: (similarity({"A": falling()}),), FAILS: (similarity({"A": falling()[::-1]}),),
         INCONCLUSIVE: (similarity({"A": 0.9 + 0.01 * WEAK_RISE[::-1, None] * np.ones((1, 4))}),),
@@ -206,9 +215,28 @@ def test_specialisation_is_not_met_by_a_distribution_shift_alone():
     is the shift. Among the datasets that differ in content (0.78, 0.76) it is too small."""
     table = similarity({"toy-colour": falling(-0.2), "toy-sketch": falling(0.01), "toy-digits": falling(0.03)},
                        roles={"toy-colour": "task"})
-    v = checks.heads_specialise(table)
+    v = checks.heads_specialise(table, null())
     assert v.status == FAILS and "toy-colour" in v.caveat
-    assert checks.heads_specialise(table.drop(columns="role")).status == UNTESTABLE
+    assert checks.heads_specialise(table.drop(columns="role"), null()).status == UNTESTABLE
+
+
+def test_specialisation_counts_a_dataset_as_different_only_below_the_sampling_null():
+    """Two content datasets 0.2 apart, both within what two halves of the reference give (0.3 to 0.9 across
+    draws): their difference is sampling, not specialisation. Without a null (too few draws) it is not testable."""
+    table = similarity({"A": falling(-0.4), "B": falling(-0.2)})  # means 0.95 and 0.75
+    wide = null(level=0.6, sd=0.3)
+    v = checks.heads_specialise(table, wide)
+    assert v.status == FAILS and v.numbers["below the null"] == "none" and "low end" in v.numbers["sampling null"]
+    assert checks.heads_specialise(table, null(level=0.99, sd=0.001)).status == HOLDS
+    few = checks.heads_specialise(table, null(draws=checks.MIN_NULL_DRAWS - 1))
+    assert few.status == UNTESTABLE and "4 draw(s)" in few.reason
+    assert checks.heads_specialise(table, None).status == UNTESTABLE
+
+
+def test_similarity_with_depth_shows_the_sampling_nulls_layers_beside_the_datasets():
+    v = checks.similarity_falls_with_depth(similarity({"A": falling()}), null(level=0.97))
+    assert v.numbers["sampling null first layer"] == pytest.approx(v.numbers["sampling null last layer"], abs=0.02)
+    assert "sampling null first layer" not in checks.similarity_falls_with_depth(similarity({"A": falling()})).numbers
 
 
 def test_order_consistency_gives_one_reason_for_one_model_and_for_two_models_on_different_datasets():
@@ -316,7 +344,8 @@ def toy_build():
     return {"fig02_intrinsic_dimension": layers(RISING, model="toy CLIP"),
             "fig04_spectral_dataset_similarity": {"similarity": pd.concat([
                 similarity({"A": falling(), "Random": falling(0.3)}, model="toy CLIP"),
-                similarity({"A": falling(), "Random": falling(0.2)}, model="other")])},
+                similarity({"A": falling(), "Random": falling(0.2)}, model="other")]),
+                "null": pd.concat([null(model="toy CLIP"), null(model="other")])},
             "fig05_tab02_residual_alignment": {"accuracy": accuracy(TAB2_GOOD, model="toy CLIP"),
                                                "params": params(PARAMS_GOOD, model="toy CLIP")}}
 
@@ -428,9 +457,9 @@ def test_rows_link_to_the_notebook_that_filed_them(monkeypatch, tmp_path):
     monkeypatch.setenv("RESIDUAL_NOTEBOOK", "real_model")  # what the book runner sets while the page runs
     claims.record(f2, layers(RISING, model="DINOv2-S"), run="toy")
     monkeypatch.delenv("RESIDUAL_NOTEBOOK")
-    claims.record(f4, similarity({"a": falling(), "b": falling(0.2)}, model="DINOv2-S"), run="toy",
+    claims.record(f4, {"similarity": similarity({"a": falling(), "b": falling(0.2)}, model="DINOv2-S")}, run="toy",
                   source="real_model")
-    claims.record(f4, similarity({"a": falling(), "b": falling(0.2)}, model="toy CLIP"), run="toy")
+    claims.record(f4, {"similarity": similarity({"a": falling(), "b": falling(0.2)}, model="toy CLIP")}, run="toy")
     ledger = claims.ledger(claims.recorded("toy")).set_index(["claim", "model"])
     for claim_id in ("linear_id_rises", "similarity_falls_with_depth"):
         assert ledger.loc[(claim_id, "DINOv2-S"), ["source", "link"]].tolist() == ["real_model",
