@@ -30,7 +30,7 @@ device = "auto"
 threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
-ratio = "mean_of_heads"  # saved ratio: "mean_of_heads", or "of_means" (the authors' notebook)
+ratio = "mean_of_heads"  # saved ratio: "mean_of_heads" (the paper's table), or "of_means" (the authors' later notebook)
 sample = "paper_text"  # rows: n of the split, or "authors_code": 50,000 uniform rows, seed 42 (their experiment1.py)
 
 # %% tags=["hide-input"]

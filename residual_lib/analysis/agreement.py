@@ -16,7 +16,8 @@ Because c_B averages |B| entries, single entries spread more than centroids of r
 paper's sigma understates significance. ``null="set"`` replaces mu and sigma by the mean and standard
 deviation of cos(c_A, c_R) over `n_null` random sets R of |B| distinct entries (drawn with `seed`):
 under that null Z is a standard score. The figures show |Z| as the paper does; functions return the
-signed value.
+signed value. `random_set_z` gives the paper's Z of random sets themselves: the spread of |Z| that chance
+alone reaches on the paper's scale (column z_random95 of `textspan_omp_agreement`).
 """
 
 from __future__ import annotations
@@ -48,13 +49,31 @@ def agreement_z(embeddings: np.ndarray, a: Sequence[int], b: Sequence[int], *,
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     c_a = _unit(e[a].mean(axis=0))
     sim = float(c_a @ _unit(e[b].mean(axis=0)))
-    if null == "atom":
-        null_sims = e @ c_a
-    else:
-        rng = np.random.default_rng(seed)
-        sets = np.argpartition(rng.random((n_null, m)), b.size - 1, axis=1)[:, :b.size]  # draws without replacement
-        null_sims = _unit(e[sets].mean(axis=1)) @ c_a
+    null_sims = e @ c_a if null == "atom" else _random_set_sims(e, c_a, b.size, n_null, seed)
     return float((sim - null_sims.mean()) / null_sims.std())
+
+
+def random_set_z(embeddings: np.ndarray, a: Sequence[int], size: int, *, n_null: int = 2000,
+                 seed: int = 0) -> np.ndarray:
+    """(n_null,) the paper's Z (null="atom") of random sets of `size` distinct entries against set A.
+
+    Its spread is what chance reaches on the paper's scale: a centroid of random entries sits closer to c_A than
+    one entry does, so random sets already score a Z away from 0. Same draws as `agreement_z(null="set")`.
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    if not 1 <= size < e.shape[0]:
+        raise ValueError(f"size={size}; a random set needs 1 <= size < {e.shape[0]} (the dictionary's entries)")
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    c_a = _unit(e[np.asarray(a, dtype=int)].mean(axis=0))
+    atoms = e @ c_a
+    return (_random_set_sims(e, c_a, size, n_null, seed) - atoms.mean()) / atoms.std()
+
+
+def _random_set_sims(e: np.ndarray, c_a: np.ndarray, size: int, n_null: int, seed: int) -> np.ndarray:
+    """cos(c_A, centroid) of n_null random sets of `size` distinct rows of the normalised dictionary e."""
+    rng = np.random.default_rng(seed)
+    sets = np.argpartition(rng.random((n_null, e.shape[0])), size - 1, axis=1)[:, :size]  # without replacement
+    return _unit(e[sets].mean(axis=1)) @ c_a
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -71,7 +90,8 @@ def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5,
     seed:       random sets of the set-level null (z_set)
     center:     project on the centred span (True) or the uncentred X's singular directions (False, authors')
     normalize:  OMP on unit-norm projected atoms (True) or on the atoms as projected (False, authors')
-    Columns: unit, layer, head, textspan (k atom indices), omp (k atom indices), z (paper's null), z_set.
+    Columns: unit, layer, head, textspan (k atom indices), omp (k atom indices), z (paper's null), z_set, and
+    z_random95: the 95th percentile of |z| over random sets of k entries (`random_set_z`), z's null spread.
     """
     if not 1 <= pc <= signals.f.shape[1]:
         raise ValueError(f"pc={pc}; must be between 1 and the units' rank {signals.f.shape[1]}")
@@ -85,5 +105,6 @@ def textspan_omp_agreement(signals: Signals, embeddings: np.ndarray, k: int = 5,
     for name, a, b in zip(signals.names, ts, om):
         _, layer, head = parse_unit(name)
         rows.append({"unit": name, "layer": layer, "head": head, "textspan": a.tolist(), "omp": b.tolist(),
-                     "z": agreement_z(embeddings, a, b), "z_set": agreement_z(embeddings, a, b, null="set", seed=seed)})
+                     "z": agreement_z(embeddings, a, b), "z_set": agreement_z(embeddings, a, b, null="set", seed=seed),
+                     "z_random95": float(np.quantile(np.abs(random_set_z(embeddings, a, b.size, seed=seed)), 0.95))})
     return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ The tables each page provides (`TABLES`), as page / table: what a row is: its co
   ratio_mean_of_heads renamed ratio; the experiment's table "fig2"); optional d_head (the head's ambient
   dimension, for the low-dimensionality claim).
 - fig03_textspan_vs_omp / "agreement": head and principal component: unit, pc, z (the agreement Z of
-  TextSpan against OMP on that PC; |z| is used); optional "probe": head (`probe.text_vs_probe`): unit,
+  TextSpan against OMP on that PC; |z| is used), optional z_random95 (the |z| random sets stay under, 95%); optional "probe": head (`probe.text_vs_probe`): unit,
   agree, named_skill, unnamed_skill.
 - fig04_spectral_dataset_similarity / "similarity": head of a model on a dataset: model, dataset, unit,
   layer, similarity (spectral similarity with the reference dataset; `spectral.dataset_similarities`

@@ -42,7 +42,8 @@ TABLES: dict[str, dict[str, list[str]]] = {
 # Columns a table may carry and a check reads when present (kept by `record`).
 OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
     "fig02_intrinsic_dimension": {"layers": ["d_head"]},
-    "fig03_textspan_vs_omp": {"agreement": ["model"], "probe": ["model"]},
+    # z_random95: the |z| that 95% of random description sets stay under (z's null spread, analysis.agreement)
+    "fig03_textspan_vs_omp": {"agreement": ["model", "z_random95"], "probe": ["model"]},
     # the dataset's role (reference | task | ood): specialisation compares datasets that differ in content
     "fig04_spectral_dataset_similarity": {"similarity": ["role"], "null": ["model"]},
     # test images and chance level of each accuracy (its interval, and whether the task is above chance);

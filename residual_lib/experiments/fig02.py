@@ -40,8 +40,11 @@ class Params(ComputeParams):
     device: str = "auto"
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit (Facco et al.)
-    # the saved `ratio` column: mean over heads of linear / TwoNN, or the layer's mean linear / mean TwoNN (the
-    # authors' notebook); the page shows both and checks which one the paper's table printed
+    # the saved `ratio` column (what the claim ledger reads): "mean_of_heads", the mean over a layer's heads of
+    # linear / TwoNN, or "of_means", the layer's mean linear ID / its mean TwoNN ID. The authors' notebook
+    # experiments/experiment1.ipynb (Flegyas/ResiDual) took the first in its code release (13b306c, 2024-12-01:
+    # `(pca_id[m] / twonn_id[m]).mean(dim=1)`) and the second from 1fd5654 (2025-01-19) on, 004b0aa included
+    # (`ratio_mean = pca_mean / twonn_mean`); the paper's printed table matches the first (the page checks it)
     ratio: Literal["mean_of_heads", "of_means"] = "mean_of_heads"
     # which rows: n of the split (seed), the paper's text (80k stratified ImageNet train in the paper profile), or
     # the authors' code: AUTHORS_SAMPLE rows of the split drawn uniformly without replacement, seed 42 (all of them

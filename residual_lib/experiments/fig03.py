@@ -92,7 +92,8 @@ def run(p: Params) -> Result:
         "agreement": table,
         "fig3_agreement": pd.concat([_figure_rows(t, f, pc) for pc, (t, f, _, _) in runs.items()], ignore_index=True),
         "descriptions": pd.concat([
-            pd.DataFrame({"head": row.unit, "|Z|": abs(row.z), "z_set": row.z_set, "rank": range(1, p.k + 1),
+            pd.DataFrame({"head": row.unit, "|Z|": abs(row.z), "random sets' |Z| (95%)": row.z_random95,
+                          "z_set": row.z_set, "rank": range(1, p.k + 1),
                           "TextSpan": row.TextSpan, omp: row[omp]}) for _, row in table.loc[chosen].iterrows()],
             ignore_index=True),
         "fig3_descriptions": pd.concat([_description_rows(*run, pc, p.k) for pc, run in runs.items()],
@@ -165,6 +166,8 @@ def _findings(table: pd.DataFrame, paper_z: pd.Series, pc: int) -> dict:
         "n_heads": len(table), "z_mean": float(z.mean()), "z_max": float(z.max()),
         "z_max_head": table.unit[z.idxmax()], "z_min_head": table.unit[z.idxmin()], "z_min": float(z.min()),
         "share_z1": float((z > 1).mean()), "share_zset2": float((table.z_set.abs() > 2).mean()),
+        # z's null spread on the paper's scale: the |Z| that 95% of random description sets stay under
+        "z_random95_mean": float(table.z_random95.mean()), "share_above_random": float((z > table.z_random95).mean()),
         "paper_z_mean": float(paper_z.mean()), "paper_share_z1": float((paper_z > 1).mean()), "pc": pc,
     }
 
@@ -223,7 +226,7 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
     model = model_display(result.params.model_name)  # the ledger's row for this page names the model it ran
     tables = {"agreement": result.tables["agreement"].assign(model=model, pc=result.params.pc)[
-        ["model", "unit", "pc", "z"]]}
+        ["model", "unit", "pc", "z", "z_random95"]]}
     if "probe_check" in result.tables:
         tables["probe"] = result.tables["probe_check"].assign(model=model)[
             ["model", "unit", "agree", "named_skill", "unnamed_skill"]]

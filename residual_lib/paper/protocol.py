@@ -131,13 +131,15 @@ CHOICES: tuple[Choice, ...] = (
            "identity: W = I, b = 0 on the output centred on the reference mean; set by protocol_config too."),
     Choice("Figure 2 ratio column",
            "ratio",
-           "ratio of layer means",
-           "experiments/experiment1.ipynb",
+           "mean over a layer's heads of the per-head ratio in the code release (13b306c: (pca_id / twonn_id)"
+           ".mean over heads); the ratio of the layer means from 1fd5654 ('Update exp1 notebook', 2025-01-19) on, "
+           "004b0aa included (pca_mean / twonn_mean)",
+           "experiments/experiment1.ipynb (13b306c; 1fd5654, 004b0aa)",
            "experiments.fig02.Params(ratio)", ("mean_of_heads", "of_means"), "mean_of_heads", "mean_of_heads",
            "mean_of_heads",
-           "The paper profile keeps the mean of per-head ratios although the authors' notebook divides the layer "
-           "means: the paper's printed table matches the former (the Figure 2 page checks it; 43 of its 144 rows "
-           "differ from the ratio of its own printed means by more than 0.02)."),
+           "The paper profile sets the code release's reading, the one the paper's printed table matches (the "
+           "Figure 2 page checks it: 43 of its 144 rows differ from the ratio of its own printed means by more "
+           "than 0.02, which a ratio of those means could not); of_means is the notebook's later reading."),
     Choice("Figure 2 sample",
            "80k stratified ImageNet train",
            "50,000 random rows (torch.randperm, seed 42) of their ImageNet train split, the 80% kept by their "

@@ -57,14 +57,16 @@ def test_run_on_the_smoke_model(smoke_artifacts):
     t = result.tables
     assert list(t["fig3_agreement"].columns) == ["figure", "pc", "layer", "head", "z"]
     assert list(t["fig3_descriptions"].columns) == ["figure", "layer", "head", "role", "method", "rank", "text"]
-    assert list(t["descriptions"].columns) == ["head", "|Z|", "z_set", "rank", "TextSpan", "OMP1"]
+    assert list(t["descriptions"].columns) == ["head", "|Z|", "random sets' |Z| (95%)", "z_set", "rank", "TextSpan",
+                                               "OMP1"]
     assert {"unit", "text_attribute", "probe_attribute", "agree"} <= set(t["probe_check"].columns)
     assert set(result.findings) == {"n_heads", "z_mean", "z_max", "z_max_head", "z_min_head", "z_min", "share_z1",
                                     "share_zset2", "paper_z_mean", "paper_share_z1", "pc", "probe_text",
-                                    "readings", "figures_text"}
+                                    "readings", "figures_text", "z_random95_mean", "share_above_random"}
     f = result.findings
     assert f["n_heads"] == len(t["fig3_agreement"]) == p.last_layers * 2  # the smoke model has 2 heads a layer
     assert (t["fig3_agreement"].z >= 0).all() and f["z_min"] <= f["z_mean"] <= f["z_max"]
+    assert f["z_random95_mean"] > 0 and "z_random95" in fig03.claim_tables(result)["agreement"]
     # each layer's most and least agreeing heads, k descriptions per method each
     assert set(t["fig3_descriptions"].groupby("method").size()) == {2 * p.last_layers * p.k}
     assert t["probe_skill"].index.tolist() == t["agreement"].unit.tolist()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from residual_lib.analysis.agreement import agreement_z, textspan_omp_agreement
+from residual_lib.analysis.agreement import agreement_z, random_set_z, textspan_omp_agreement
 from residual_lib.analysis.pursuit import signals_from_array
 
 
@@ -40,6 +40,25 @@ def test_identical_sets_score_high_and_random_sets_score_low():
     rand = np.array([abs(agreement_z(e, s, rng.choice(400, 5, replace=False), null="set")) for s in sets])
     assert same.min() > 1.0
     assert rand.mean() < 1.0 < same[:, 0].mean() - 1
+
+
+def test_random_sets_reach_a_paper_scale_z_away_from_zero_and_their_spread_is_the_set_nulls():
+    """The paper's Z of a random set of 5 entries: centroids sit closer to c_A than single entries, so chance alone
+    scores above 0; standardised with the set null's mean and sd (the same draws) it is a standard score."""
+    e = _dictionary()
+    a = [3, 50, 77, 120, 301]
+    z = random_set_z(e, a, 5, n_null=1000, seed=3)
+    assert z.shape == (1000,) and z.mean() > 0.2
+    np.testing.assert_allclose((z - z.mean()) / z.std(), _set_standard_scores(e, a, n_null=1000, seed=3), atol=1e-9)
+    with pytest.raises(ValueError, match="size=400"):
+        random_set_z(e, a, 400)
+
+
+def _set_standard_scores(e, a, n_null, seed):
+    """Each of the set null's own draws scored by agreement_z(null="set") against the same draws."""
+    rng = np.random.default_rng(seed)
+    sets = np.argpartition(rng.random((n_null, len(e))), 4, axis=1)[:, :5]
+    return np.array([agreement_z(e, a, s, null="set", n_null=n_null, seed=seed) for s in sets])
 
 
 def test_identical_sets_reach_the_largest_possible_similarity():
@@ -90,5 +109,7 @@ def test_textspan_omp_agreement_is_highest_for_the_heads_own_theme():
         assert row.omp[0] // 30 == theme == row.textspan[0] // 30
         others = [agreement_z(text, row.textspan, o) for o in table.omp.drop(theme)]
         assert row.z > 1.5 > max(others) and row.z_set == pytest.approx(row.z, rel=0.1)  # one atom: both nulls sample the same spread
+        # z's null spread: what 95% of random one-atom picks stay under on the paper's scale
+        assert row.z_random95 == np.quantile(np.abs(random_set_z(text, row.textspan, 1)), 0.95) > 0
     with pytest.raises(ValueError, match="pc=30"):
         textspan_omp_agreement(sig, text, pc=30)

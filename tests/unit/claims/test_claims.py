@@ -251,6 +251,16 @@ def test_order_consistency_gives_one_reason_for_one_model_and_for_two_models_on_
     assert one.reason.split(";")[0] == apart.reason.split(";")[0]
 
 
+def test_textspan_omp_agreement_shows_what_random_description_sets_reach():
+    """The toy case: mean |Z| 2.2 passes the criterion's 1.0, but random sets reach 2.5 on the paper's scale."""
+    table = agreement([2.0, 2.2, 2.4]).assign(z_random95=2.5)
+    v = checks.textspan_omp_agree(table)
+    assert v.status == HOLDS and v.numbers["share |Z| above random sets'"] == 0.0
+    assert v.numbers["random sets' |Z| (95%, mean over heads)"] == 2.5 and "by chance" in v.caveat
+    assert checks.textspan_omp_agree(table.assign(z_random95=0.5)).caveat == ""
+    assert checks.textspan_omp_agree(agreement([2.0, 2.2])).caveat == "no null spread"
+
+
 def test_a_task_where_the_model_is_at_chance_is_left_out_and_named():
     """Table 1's toy-digits: B 0.097 with chance 0.10 is no evidence either way."""
     acc = accuracy({**TAB1_GOOD, "B": [0.097, 0.72, 0.72]})

@@ -49,3 +49,16 @@ def test_table_has_one_row_per_choice_and_the_columns_the_page_needs():
     assert {"topic", "paper_text", "authors_code", "authors_path", "option", "values", "library_default",
             "paper_profile", "toy_profile", "notes"} <= set(table.columns)
     assert table.loc[table["topic"].str.startswith("Spectral"), "values"].item() == "cosine | weighted | index"
+
+
+def test_figure_2s_ratio_reading_names_both_of_the_authors_notebooks():
+    """The authors' notebook took the mean of per-head ratios in its code release (13b306c) and the ratio of the
+    layer means from 1fd5654 on; the paper's printed table cannot be a ratio of its own means, so the paper profile
+    sets the release's reading."""
+    from residual_lib.analysis.intrinsic_dim import paper_ratio_check
+    from residual_lib.paper.reference import reference
+
+    choice = next(c for c in CHOICES if c.topic == "Figure 2 ratio column")
+    assert "13b306c" in choice.authors_code and "1fd5654" in choice.authors_code
+    assert (~paper_ratio_check(reference("fig2"))["matches_ratio_of_means"]).any()
+    assert choice.paper_profile == "mean_of_heads" != choice.values[1]
