@@ -27,6 +27,7 @@ from .base import Result, positive
 
 SUMMARY = True  # runs after the pages whose outputs it reads
 THUMBNAIL_WIDTH = 260  # pixels
+ACROSS_MODELS = "(across models)"  # the model column of a claim about several models at once
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def run(p: Params) -> Result:
 
 def count_table(ledger: pd.DataFrame) -> pd.DataFrame:
     """Verdicts per model (rows) and status (columns, every status), with totals: the ledger's rows counted."""
-    table = pd.crosstab(ledger["model"].replace("", "(across models)"), ledger["status"], margins=True,
+    table = pd.crosstab(ledger["model"].replace("", ACROSS_MODELS), ledger["status"], margins=True,
                         margins_name="all").reindex(columns=[*claims.STATUSES, "all"], fill_value=0)
     return table.rename_axis(index="model", columns=None).reset_index()
 
@@ -102,7 +103,7 @@ def _with_weights(caveat: str, wheel) -> str:
 
 def plot_ledger(result: Result):
     """The headline figure: each claim (rows, in the paper's order) for each model (columns), by verdict."""
-    ledger = result.tables["ledger"].assign(model=lambda d: d["model"].replace("", "(any)"))
+    ledger = result.tables["ledger"].assign(model=lambda d: d["model"].replace("", ACROSS_MODELS))
     rows = list(dict.fromkeys(ledger["claim"]))
     cols = list(dict.fromkeys(ledger["model"]))
     code = {s: i for i, s in enumerate(claims.STATUSES)}
