@@ -178,8 +178,21 @@ def agreement_varies(agreement: pd.DataFrame | None) -> Verdict:
     z = _pc1(agreement)
     if z is None:
         return untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
-    return _decide(z.max() >= Z_STRONG and z.min() < Z_WEAK,
-                   {"max |Z|": float(z.max()), "min |Z|": float(z.min()), "heads": len(z)}, criterion)
+    numbers, caveat = _z_chance(agreement, z, {"max |Z|": float(z.max()), "min |Z|": float(z.min()), "heads": len(z)})
+    return _decide(z.max() >= Z_STRONG and z.min() < Z_WEAK, numbers, criterion,
+                   caveat="no interval: one Z per head" + (f"; {caveat}" if caveat else ""))
+
+
+def _z_chance(agreement: pd.DataFrame, z: pd.Series, numbers: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The numbers with Z's null spread added (column z_random95, when the page filed it), and a caveat saying when
+    random description sets reach Z_MEAN on the paper's scale, or that no null spread was filed."""
+    if "z_random95" not in agreement.columns:
+        return numbers, "no null spread"
+    chance = agreement.loc[z.index, "z_random95"]
+    numbers = numbers | {"random sets' |Z| (95%, mean over heads)": float(chance.mean()),
+                         "share |Z| above random sets'": float((z > chance).mean())}
+    return numbers, ("random description sets reach this mean |Z| by chance on the paper's scale (Figure 3 page)"
+                     if chance.mean() >= Z_MEAN else "")
 
 
 def textspan_omp_agree(agreement: pd.DataFrame | None) -> Verdict:
@@ -188,14 +201,8 @@ def textspan_omp_agree(agreement: pd.DataFrame | None) -> Verdict:
     z = _pc1(agreement)
     if z is None:
         return untestable(criterion, "no TextSpan-vs-OMP agreement on the first principal component")
-    numbers = {"mean |Z|": float(z.mean()), "share |Z| > 1": float((z > 1).mean()), "heads": len(z)}
-    caveat = "no null spread"
-    if "z_random95" in agreement.columns:
-        chance = agreement.loc[z.index, "z_random95"]
-        numbers |= {"random sets' |Z| (95%, mean over heads)": float(chance.mean()),
-                    "share |Z| above random sets'": float((z > chance).mean())}
-        caveat = ("random description sets reach this mean |Z| by chance on the paper's scale (Figure 3 page)"
-                  if chance.mean() >= Z_MEAN else "")
+    numbers, caveat = _z_chance(agreement, z, {"mean |Z|": float(z.mean()), "share |Z| > 1": float((z > 1).mean()),
+                                               "heads": len(z)})
     return _decide(z.mean() >= Z_MEAN, numbers, criterion, caveat=caveat)
 
 
@@ -210,7 +217,7 @@ def descriptions_name_what_heads_encode(probe: pd.DataFrame | None) -> Verdict:
     return _decide(margin >= SKILL_MARGIN and share >= AGREE_SHARE,
                    {"named skill": float(probe["named_skill"].mean()),
                     "unnamed skill": float(probe["unnamed_skill"].mean()), "share agreeing": share,
-                    "heads": len(probe)}, criterion)
+                    "heads": len(probe)}, criterion, caveat="no interval: one held-out probe per head and attribute")
 
 
 # --- Section 3.3: spectral similarity across datasets -----------------------------------------------------
@@ -315,7 +322,8 @@ def random_activates_unspecific_heads(similarity: pd.DataFrame | None,
     shared = {d: sorted(on_random & _standouts(similarity[similarity["dataset"] == d], STANDOUT_N)) for d in others}
     shared = {d: u for d, u in shared.items() if u}
     listed = "; ".join(f"{d}: {', '.join(u)}" for d, u in shared.items()) or "none"
-    return _decide(bool(shared), {"random dataset": ", ".join(randoms), "shared heads": listed}, criterion)
+    return _decide(bool(shared), {"random dataset": ", ".join(randoms), "shared heads": listed}, criterion,
+                   caveat="no null: standout heads of one sample of each dataset")
 
 
 def dataset_order_consistent(similarity: pd.DataFrame | None) -> Verdict:
@@ -333,7 +341,8 @@ def dataset_order_consistent(similarity: pd.DataFrame | None) -> Verdict:
     corr = profile.corr(method="pearson").to_numpy()
     mean_r = float(corr[~np.eye(len(corr), dtype=bool)].mean())
     return _decide(mean_r >= CROSS_MODEL_R, {"mean Pearson r": mean_r, "models": profile.shape[1],
-                                             "datasets": len(profile)}, criterion)
+                                             "datasets": len(profile)}, criterion,
+                   caveat="no interval: one correlation per pair of models")
 
 
 # --- Sections 4.1 and 4.2: accuracies (per model) ---------------------------------------------------------
@@ -539,4 +548,5 @@ def textspan_equals_somp(equivalence: pd.DataFrame | None) -> Verdict:
     return _decide(bool(same.all()) and worst <= SOMP_TOLERANCE,
                    {"heads": equivalence["unit"].nunique(), "comparisons (head x dictionary)": len(equivalence),
                     "with identical atoms": int(same.sum()),
-                    "max residual difference": worst}, criterion)
+                    "max residual difference": worst}, criterion,
+                   caveat="deterministic: no sampling, equality up to a float64 tolerance")

@@ -189,6 +189,16 @@ def test_claim_gives_each_verdict_on_tables_built_for_it(check, status):
         assert verdict.numbers and not verdict.reason
 
 
+@pytest.mark.parametrize("check", list(CASES), ids=lambda f: f.__name__)
+def test_every_tested_verdict_shows_its_interval_or_p_value_or_says_why_it_has_none(check):
+    for status, args in CASES[check].items():
+        if status == UNTESTABLE:
+            continue
+        v = check(*args)
+        uncertain = "p" in v.numbers or any(" [" in str(x) for x in v.numbers.values())
+        assert uncertain or v.caveat, (check.__name__, status, v)
+
+
 def test_trend_criterion_is_stated_as_a_sentence_with_its_threshold_and_p_value():
     v = checks.nonlinearity_rises(layers(RISING))
     assert v.criterion == "Spearman(layer, L/N) > 0.5 with permutation p < 0.05"
