@@ -27,7 +27,6 @@ from .base import Result, positive
 
 SUMMARY = True  # runs after the pages whose outputs it reads
 THUMBNAIL_WIDTH = 260  # pixels
-ACROSS_MODELS = "(across models)"  # the model column of a claim about several models at once
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,8 @@ def run(p: Params) -> Result:
 
 def count_table(ledger: pd.DataFrame) -> pd.DataFrame:
     """Verdicts per model (rows) and status (columns, every status), with totals: the ledger's rows counted."""
-    table = pd.crosstab(ledger["model"].replace("", ACROSS_MODELS), ledger["status"], margins=True,
+    ledger = name_any_model(ledger)  # a claim about no model in particular: as the ledger's table names it
+    table = pd.crosstab(ledger["model"], ledger["status"], margins=True,
                         margins_name="all").reindex(columns=[*claims.STATUSES, "all"], fill_value=0)
     return table.rename_axis(index="model", columns=None).reset_index()
 
@@ -103,7 +103,7 @@ def _with_weights(caveat: str, wheel) -> str:
 
 def plot_ledger(result: Result):
     """The headline figure: each claim (rows, in the paper's order) for each model (columns), by verdict."""
-    ledger = result.tables["ledger"].assign(model=lambda d: d["model"].replace("", ACROSS_MODELS))
+    ledger = name_any_model(result.tables["ledger"])
     rows = list(dict.fromkeys(ledger["claim"]))
     cols = list(dict.fromkeys(ledger["model"]))
     code = {s: i for i, s in enumerate(claims.STATUSES)}
