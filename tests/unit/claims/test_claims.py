@@ -337,7 +337,7 @@ def test_dataset_order_compares_each_pair_of_models_on_the_datasets_both_saw():
     assert checks.dataset_order_consistent(reversed_order).status == FAILS
     apart = table[table["model"] != "CLIP-B/16"]
     assert checks.dataset_order_consistent(apart).status == UNTESTABLE
-    assert "share at least 3" in checks.dataset_order_consistent(apart).reason
+    assert "sharing at least 3" in checks.dataset_order_consistent(apart).reason
 
 
 def test_ledger_marks_pages_the_build_did_not_run_as_not_testable():
