@@ -23,7 +23,9 @@
 # each dataset; and, in the toy world, what a linear probe decodes from it (the ground truth beside
 # the words). The search box ranks heads by the share of their variance that the descriptions using a
 # word explain ("colour", "striped", "red"), each with its probe accuracy for the attribute the word
-# names. Everything is one static file per model (its data inlined, about 200 lines of
+# names. The real networks (DINOv2-S, CLIP-B/16's image tower) have no text tower, so their cards have no
+# descriptions; their probes decode the class of the real reference images (Fashion-MNIST), and their
+# similarities are to the real-model page's datasets. Everything is one static file per model (its data inlined, about 200 lines of
 # JavaScript, no network); a link below each opens it on its own, and `#unit=L3.H1` in its address
 # opens that head's card.
 
@@ -50,6 +52,11 @@ evr_threshold = 0.9  # spectral similarity basis
 probe_attributes = True  # the reference images have known attributes (toy world)
 probe_test_fraction = 0.3
 top = 5  # heads compared between the description and the probe rankings
+real_models = ["dinov2-s", "clip-b16-image-112"]  # one atlas per real network, on the real-model page's caches
+real_reference_dataset = "fashion-mnist"  # labelled: the probes decode its class
+real_datasets = ["fashion-mnist/test", "sklearn-digits", "lfw-subset", "random"]  # "dataset" or "dataset/split"
+real_n = [400, 100]  # images per compared dataset: one count, or one per real network (as the real-model page)
+real_n_reference = [2000, 400]  # reference images: one count, or one per real network (as the real-model page)
 page_dir = "book/_static/atlas"  # where the pages are written, relative to the repository root
 embed_images = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
 threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' own; the toy profile: 1)

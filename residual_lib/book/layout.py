@@ -20,7 +20,7 @@ import yaml
 
 from residual_lib.paths import REPO_ROOT
 
-PROFILES = ("toy", "smoke", "paper")
+PROFILES = ("toy", "smoke", "paper", "real")
 DEFAULTS_FILE = "_defaults.yaml"
 
 

@@ -1,7 +1,11 @@
 """The head atlas: one browsable page per model of the build (`residual_lib.report.atlas`).
 
-The reference caches are Figure 2's and 3's (same dataset, n and seed), the other datasets' are
-Figure 4's (n images, or the whole split when it is smaller), so a build extracts nothing new for it.
+Two kinds of atlas, each reading caches another page extracts, so a build extracts nothing new for it:
+
+- `models` (the toy CLIP): the reference caches are Figure 2's and 3's (same dataset, n and seed), the other
+  datasets' are Figure 4's (n images, or the whole split when it is smaller); probes of the toy world's attributes;
+- `real_models` (the real networks): the real-model page's caches (`real_model.model_caches` of the same settings),
+  compared datasets named as that page names them; probes of the reference dataset's class.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..store.cache import CacheKey
 from ..data.datasets import dataset_spec
 from ..models.registry import load_model
 from ..report.plots_spectral import model_display
+from . import real_model
 from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, in_range, nonempty, positive
 
 
@@ -45,16 +50,34 @@ class Params(ComputeParams):
     probe_attributes: bool = True  # the reference images have known attributes (toy world): probe each
     probe_test_fraction: float = 0.3
     top: int = 5  # heads compared between the description and the probe rankings
+    # one atlas per real network, on the real-model page's setting and caches (empty: none)
+    real_models: list[str] = field(default_factory=lambda: ["dinov2-s", "clip-b16-image-112"])
+    real_reference_dataset: str = "fashion-mnist"  # labelled: the probes decode its class
+    real_datasets: list[str] = field(default_factory=lambda: ["fashion-mnist/test", "sklearn-digits", "lfw-subset",
+                                                              "random"])  # "dataset" or "dataset/split"
+    real_n: int | None | list[int | None] = field(default_factory=lambda: [400, 100])  # one count, or one per model
+    real_n_reference: int | None | list[int | None] = field(default_factory=lambda: [2000, 400])
     page_dir: str = "book/_static/atlas"  # where the pages are written (relative to the working directory)
     embed_images: bool = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
 
     def check(self) -> None:
         nonempty(self, "models")
+        if self.real_models:
+            self.real()  # the real-model page's rules on the same settings
         positive(self, "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
         for name in ("threshold", "evr_threshold", "probe_test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ParamsError(f"parameter {name}={getattr(self, name)!r} must be in (0, 1)")
         in_range(self, "(0, 1)", "discard_fraction")  # TwoNN fits on what is left after the discard
+
+    def real(self) -> real_model.Params:
+        """The real networks' setting as the real-model page's parameters (whose caches the atlas reads)."""
+        try:
+            return real_model.Params(models=self.real_models, reference_dataset=self.real_reference_dataset,
+                                     datasets=self.real_datasets, split=self.split, n=self.real_n,
+                                     n_reference=self.real_n_reference, seed=self.seed, cache_dtype=self.cache_dtype)
+        except ParamsError as err:
+            raise ParamsError(f"real_* parameters (as the real-model page reads them): {err}") from None
 
 
 def _n_for(dataset: str, split: str, wanted: int | None) -> int | None:
@@ -62,17 +85,19 @@ def _n_for(dataset: str, split: str, wanted: int | None) -> int | None:
     return None if wanted is None or dataset_spec(dataset).splits[split]["size"] <= wanted else wanted
 
 
+def _model_caches(p: Params, model: str) -> list[CacheKey]:
+    """One toy model's reference cache, then one per other dataset."""
+    return [CacheKey(model, p.reference_dataset, p.split, _n_for(p.reference_dataset, p.split, p.n_reference), p.seed,
+                     p.cache_dtype),
+            *[CacheKey(model, d, p.split, _n_for(d, p.split, p.n), p.seed, p.cache_dtype) for d in p.datasets]]
+
+
 def caches(p: Params) -> list[CacheKey]:
-    """Per model: the reference cache, then one per other dataset."""
-    keys = []
-    for m in p.models:
-        keys.append(CacheKey(m, p.reference_dataset, p.split, _n_for(p.reference_dataset, p.split, p.n_reference),
-                             p.seed, p.cache_dtype))
-        keys += [CacheKey(m, d, p.split, _n_for(d, p.split, p.n), p.seed, p.cache_dtype) for d in p.datasets]
-    return keys
+    """Per model of `models`, then of `real_models`: the reference cache, then one per other dataset."""
+    return [k for m in p.models for k in _model_caches(p, m)] + (real_model.caches(p.real()) if p.real_models else [])
 
 
-def _atlas(p: Params, name: str) -> dict:
+def _atlas(p: Params, name: str, real: bool) -> dict:
     from ..report.atlas import CacheImages
     from ..analysis.probe import cache_attributes
     from ..analysis.pursuit import text_atoms
@@ -80,18 +105,24 @@ def _atlas(p: Params, name: str) -> dict:
     from ..toy.world import ATTRIBUTES
 
     model = load_model(name, device=p.device)
-    keys = [k for k in caches(p) if k.model == name]
+    keys = real_model.model_caches(p.real(), name) if real else _model_caches(p, name)
+    names = [real_model.label(d, p.split) for d in p.real_datasets] if real else [k.dataset for k in keys[1:]]
 
     def extract(key: CacheKey):
         return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
 
     units = extract(keys[0])
-    others = {k.dataset: extract(k) for k in keys[1:]}
+    others = {label: extract(k) for label, k in zip(names, keys[1:])}
     texts = text_dictionary(p.dictionary) if model.has_text else None
-    labels = cache_attributes(units) if p.probe_attributes else None
-    return head_atlas(units, model=name, model_display=model_display(name), images=CacheImages(units), others=others,
+    images = CacheImages(units)
+    if real:  # real images carry their class, not the toy world's attributes
+        labels, vocabulary = {"class": units.labels}, {"class": images.data.spec.class_names}
+    else:
+        labels = cache_attributes(units) if p.probe_attributes else None
+        vocabulary = ATTRIBUTES if labels else None
+    return head_atlas(units, model=name, model_display=model_display(name), images=images, others=others,
                       texts=texts, text_embeddings=text_atoms(model, texts) if texts else None,
-                      dictionary=p.dictionary, labels=labels, vocabulary=ATTRIBUTES if labels else None,
+                      dictionary=p.dictionary, labels=labels, vocabulary=vocabulary,
                       n_pcs=p.n_pcs, n_thumbs=p.n_thumbs, thumbnail_size=p.thumbnail_size, k=p.k,
                       threshold=p.threshold, discard_fraction=p.discard_fraction, evr_threshold=p.evr_threshold,
                       probe_test_fraction=p.probe_test_fraction, seed=p.seed, device=p.device)
@@ -101,8 +132,8 @@ def _atlas(p: Params, name: str) -> dict:
 def run(p: Params) -> Result:
     """One atlas document and page per model; tables of the heads and of the description-vs-probe check."""
     docs, pages, heads, checks = {}, {}, [], []
-    for name in p.models:
-        doc = docs[name] = _atlas(p, name)
+    for name, real in [(m, False) for m in p.models] + [(m, True) for m in p.real_models]:
+        doc = docs[name] = _atlas(p, name, real)
         doc["settings"]["top"] = p.top  # the page compares the same number of heads as the table below it
         pages[name] = write_page(doc, Path(p.page_dir), embed_images=p.embed_images)
         heads.append(pd.DataFrame([{k: c[k] for k in ("unit", "layer", "head", "linear_id", "twonn_id", "ratio", "evr1")}

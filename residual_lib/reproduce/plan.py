@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..book.layout import positive_int
+from ..book.layout import PROFILES, positive_int
 from ..store.cache import CacheKey
 from ..paths import REPO_ROOT
 
@@ -37,6 +37,11 @@ STANDIN: dict[str, Any] = {
     "reference_dataset": "standin-imagenet",
     "datasets": ["standin-cifar10", "standin-mnist"],
     "probe_dataset": "standin-cifar10",
+    "real_models": ["standin-clip"],  # the atlas's real-network section on the real-model page's stand-in caches
+    "real_reference_dataset": "standin-imagenet",
+    "real_datasets": ["standin-cifar10", "standin-mnist"],
+    "real_n": 64,
+    "real_n_reference": 128,
     "dictionary": "toy",
     "n": 64,
     "n_reference": 128,
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m residual_lib.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="paper", choices=("toy", "smoke", "paper"))
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
     parser.add_argument("--models", nargs="+", help="only these models (registered names)")
     parser.add_argument("--datasets", nargs="+", help="only these datasets (registered names)")
     parser.add_argument("--executor", default="local", choices=engine.EXECUTORS,

@@ -278,13 +278,13 @@ def training_record(profile: str = "toy") -> tuple[pd.DataFrame, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the toy CLIP (a no-op when the checkpoint is current).")
-    parser.add_argument("--profile", default="toy", choices=sorted(ARCHS) + ["paper"],
-                        help="toy profile; the book's paper profile shows the toy page with the toy model")
+    parser.add_argument("--profile", default="toy", choices=sorted(ARCHS) + ["paper", "real"],
+                        help="toy profile; the book's paper and real profiles show the toy pages with the toy model")
     parser.add_argument("--steps", type=int, help="override the profile's step count (writes to --out)")
     parser.add_argument("--seed", type=int, help="override the profile's seed (writes to --out)")
     parser.add_argument("--out", type=Path, help="output folder for an overridden run")
     args = parser.parse_args(argv)
-    args.profile = "toy" if args.profile == "paper" else args.profile
+    args.profile = "toy" if args.profile in ("paper", "real") else args.profile
     if args.steps is None and args.seed is None:
         path = ensure_model(args.profile)
     else:

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from residual_lib.book.layout import PROFILES
 from residual_lib.report import atlas
 
 VOCABULARY = {"colour": ["red", "blue"], "pattern": ["solid", "striped"], "position": ["center", "top left"]}
@@ -94,7 +95,10 @@ def test_the_page_inlines_the_document_even_when_a_text_could_close_its_script(t
 # --- the smoke model, end to end ---------------------------------------------------------------
 
 SMOKE = dict(models=["toy-clip-smoke"], reference_dataset="toy-mixed", datasets=["toy-colour", "toy-noise"],
-             n_reference=120, n=100, k=3, n_pcs=2, n_thumbs=3, device="cpu")
+             n_reference=120, n=100, k=3, n_pcs=2, n_thumbs=3, device="cpu",
+             # a real network's atlas: the random stand-in DINO (no download) on labelled bundled digits
+             real_models=["standin-dino"], real_reference_dataset="sklearn-digits", real_datasets=["random"],
+             real_n=40, real_n_reference=120)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,32 @@ def test_smoke_atlas_has_a_full_card_for_every_head(smoke):
     used = {i for c in doc["heads"] for pc in c["pcs"] for i in pc["plus"] + pc["minus"]}
     assert used == set(range(len(doc["images"])))  # every thumbnail is used, none is missing
     assert set(result.tables["description_vs_probe"].attribute) == set(ATTRIBUTES)
+
+
+@pytest.mark.slow
+def test_a_real_network_gets_its_own_atlas_page_with_class_probes_on_the_real_model_pages_caches(smoke):
+    from residual_lib.experiments import atlas as experiment, real_model
+
+    result, _ = smoke
+    assert list(result.artifacts["pages"]) == ["toy-clip-smoke", "standin-dino"]
+    assert all(page.is_file() for page in result.artifacts["pages"].values())
+    doc = result.artifacts["docs"]["standin-dino"]
+    assert len(doc["heads"]) == 36 and not doc["has_text"] and doc["dataset"] == "sklearn-digits"
+    assert doc["vocabulary"]["class"][:3] == ["0", "1", "2"] and doc["images"]
+    for c in doc["heads"]:
+        assert set(c["probe"]) == {"class"} and 0 <= c["probe"]["class"]["accuracy"] <= 1
+        assert set(c["similarity"]) == {"Random"}  # named as the real-model page names it
+        assert "textspan" not in c
+    params = experiment.Params(**SMOKE)
+    assert experiment.caches(params)[-2:] == real_model.caches(params.real())
+    assert (result.tables["heads"]["model"] == doc["model_display"]).sum() == 36
+
+
+def test_the_real_networks_settings_are_checked_as_the_real_model_page_checks_them():
+    from residual_lib.experiments import ParamsError, atlas as experiment
+
+    with pytest.raises(ParamsError, match="atlas: real_.*real_model: parameter n_reference=\\[1, 2, 3\\] has 3 counts"):
+        experiment.Params(**{**SMOKE, "real_n_reference": [1, 2, 3]})
 
 
 @pytest.mark.slow
@@ -218,7 +248,7 @@ def test_page_href_from_a_book_page():
     assert atlas.page_href("toy-clip") == "../_static/atlas/toy-clip.html"
 
 
-@pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_the_notebook_declares_the_experiment_parameters_and_each_profile_validates(profile):
     from residual_lib.book import layout as book_layout, runner as book
     from residual_lib.experiments import atlas as experiment
@@ -255,7 +285,7 @@ def test_a_planted_head_is_top_by_description_and_by_probe():
     assert signal["textspan"][0]["text"] in texts[:4] and signal["textspan"][0]["pc"] <= 3
 
 
-@pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_the_atlas_reads_only_caches_the_reproduce_plan_already_extracts(profile):
     from residual_lib.book import layout as book_layout, runner as book
     from residual_lib.reproduce import plan as reproduce

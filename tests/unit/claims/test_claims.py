@@ -382,6 +382,25 @@ def test_ledger_has_a_row_per_claim_and_model_and_every_claim_once_at_least():
     assert len(across) == 1 and across["model"].iloc[0] == ""
 
 
+def test_dataset_order_compares_each_pair_of_models_on_the_datasets_both_saw():
+    """A build mixes the toy CLIP (toy datasets) with two real networks (real datasets): the pair of real networks
+    decides the cross-model claim; a model that shares no three datasets with another is left out, not fatal."""
+    real = {"A": falling(), "B": falling(0.1), "C": falling(0.3)}
+    table = pd.concat([similarity({"toy-colour": falling(), "toy-shape": falling(0.1), "toy-noise": falling(0.4)},
+                                  model="toy CLIP"),
+                       similarity(real, model="DINOv2-S"),
+                       similarity({**real, "B": falling(0.12)}, model="CLIP-B/16")])
+    v = checks.dataset_order_consistent(table)
+    assert v.status == HOLDS and v.numbers["mean Pearson r"] > 0.99
+    assert v.numbers["pairs"].startswith("CLIP-B/16 / DINOv2-S: ") and "over 3 datasets" in v.numbers["pairs"]
+    reversed_order = pd.concat([table[table["model"] != "CLIP-B/16"],
+                                similarity({"A": falling(0.3), "B": falling(0.1), "C": falling()}, model="CLIP-B/16")])
+    assert checks.dataset_order_consistent(reversed_order).status == FAILS
+    apart = table[table["model"] != "CLIP-B/16"]
+    assert checks.dataset_order_consistent(apart).status == UNTESTABLE
+    assert "sharing at least 3" in checks.dataset_order_consistent(apart).reason
+
+
 def test_ledger_marks_pages_the_build_did_not_run_as_not_testable():
     ledger = claims.ledger(toy_build()).set_index("claim")
     assert ledger.loc["textspan_equals_somp", "status"] == UNTESTABLE
