@@ -256,8 +256,8 @@ def test_order_consistency_gives_one_reason_for_one_model_and_for_two_models_on_
         similarity({"a": falling(), "b": falling(0.1), "c": falling(0.2)}, model="toy"),
         similarity({"d": falling(), "e": falling(0.1)}, model="real")]))
     assert (one.status, apart.status) == (UNTESTABLE, UNTESTABLE)
-    assert one.reason.endswith("these tables have 1 model(s) sharing 0")
-    assert apart.reason.endswith("these tables have 2 model(s) sharing 0")
+    assert one.reason.endswith("these tables have 1 model(s), no two sharing that many")
+    assert apart.reason.endswith("these tables have 2 model(s), no two sharing that many")
     assert one.reason.split(";")[0] == apart.reason.split(";")[0]
 
 
