@@ -45,7 +45,8 @@ page.glue_findings(result.findings)
 # tests Figures 2 and 4 on its model), {glue:text}`n_pages_ran` filed verdicts in this build (not run:
 # {glue:text}`not_run_text`); the table below lists them. The paper's own models and datasets need a GPU and
 # the network; the default build runs the project's own tiny CLIP on a synthetic world whose ground truth is
-# known, and a real pretrained DINOv2 ViT-S/14 on Fashion-MNIST (see the toy world and real-model pages).
+# known, and two real pretrained networks, DINOv2 ViT-S/14 and the image tower of OpenAI's CLIP ViT-B/16, on
+# Fashion-MNIST and other offline sets (see the toy world and real-model pages).
 #
 # **Against the paper's numbers** ({doc}`reproduction_report`): of the paper's {glue:text}`repro_numbers`
 # numbers, this build computed a counterpart for {glue:text}`repro_compared`, and {glue:text}`repro_matched`

@@ -38,6 +38,7 @@ threads = None  # CPU threads of torch, BLAS and OpenMP (None: the libraries' ow
 threshold = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
 discard_fraction = 0.1  # TwoNN: largest ratios left out of the fit
 evr_threshold = 0.9  # spectral similarity: each head's basis keeps this much variance
+null_draws = 10  # the sampling null: draws of two disjoint random halves of the reference dataset
 probe_test_fraction = 0.3  # held-out share of the reference images for the class probes
 n_standout = 3  # most dataset-specific heads shown with thumbnails (besides the best probe head)
 n_thumbnails = 6  # images at each end of a head's first principal component

@@ -41,7 +41,7 @@ from ..analysis.pca import UnitPCA
 from ..report.plots_spectral import dataset_display, model_display, order_agreement, order_table
 from ..analysis.probe import probe_accuracy
 from ..claims.checks import MIN_SHARED_DATASETS
-from ..analysis.spectral import dataset_order, dataset_similarities, similarity_matrix, standout_heads
+from ..analysis.spectral import dataset_order, sampling_null, dataset_similarities, similarity_matrix, standout_heads
 from ..units.unit_set import UnitSet, parse_unit
 from .base import CacheDtype, ComputeParams, ParamsError, Result, computes, in_range, nonempty, positive
 
@@ -69,6 +69,7 @@ class Params(ComputeParams):
     threshold: float = 0.99  # linear ID: first k whose cumulative explained variance ratio is > threshold
     discard_fraction: float = 0.1  # TwoNN: largest ratios left out of the fit
     evr_threshold: float = 0.9  # spectral similarity: each head's basis keeps this much variance
+    null_draws: int = 10  # the sampling null: draws of two disjoint random halves of the reference dataset
     probe_test_fraction: float = 0.3  # held-out share of the reference images for the class probes
     n_standout: int = 3  # most dataset-specific heads shown with thumbnails (besides the best probe head)
     n_thumbnails: int = 6  # images at each end of a head's first principal component
@@ -218,6 +219,7 @@ def _one_model(p: Params, name: str, data) -> tuple[dict[str, pd.DataFrame], dic
              for d in p.datasets}
     similarity = dataset_similarities(pca, others, evr_threshold=p.evr_threshold, device=p.device)
     similarity["role"] = similarity["dataset"].map(roles)
+    null = sampling_null(ref, n_draws=p.null_draws, seed=p.seed, evr_threshold=p.evr_threshold, device=p.device)
     ours_order = dataset_order(similarity)
     paper_order = reference("fig4_order").query("model == @paper")
     standout = standout_heads(similarity, n=p.n_standout)
@@ -229,7 +231,7 @@ def _one_model(p: Params, name: str, data) -> tuple[dict[str, pd.DataFrame], dic
     shown = _shown_heads(probes, standout)
     extremes = {u: pc_extremes(ref, u, k=min(p.n_thumbnails, ref.n // 2)) for u in shown["unit"]}
     output = _output_probe(ref, p)
-    tables = {"layers": layers, "heads": heads, "paper_layers": paper_layers, "similarity": similarity,
+    tables = {"layers": layers, "heads": heads, "paper_layers": paper_layers, "similarity": similarity, "null": null,
               "order": order_table(ours_order, paper_order).set_axis(["rank", "this build", "paper's order"], axis=1)
               .assign(paper_figure=paper_order["figure"].iloc[0]),
               "standout": standout, "probes": probes, "shown": shown.merge(_end_classes(data, extremes), on="unit"),
@@ -263,7 +265,8 @@ def claim_tables(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.Data
     """The claim ledger's tables of the Figure 2 and Figure 4 pages for these models ({page: {table: frame}})."""
     fig02, fig04 = PAGE_IDS
     return {fig02: {"layers": tables["layers"][["model", "layer", "linear_id", "twonn_id", "ratio", "evr1", "d_head"]]},
-            fig04: {"similarity": tables["similarity"][["model", "dataset", "unit", "layer", "similarity", "role"]]}}
+            fig04: {"similarity": tables["similarity"][["model", "dataset", "unit", "layer", "similarity", "role"]],
+                    "null": tables["null"][["model", "unit", "layer", "draw", "similarity"]]}}
 
 
 def verdicts(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

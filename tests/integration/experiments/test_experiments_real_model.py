@@ -138,7 +138,13 @@ def test_run_on_two_models_at_tiny_counts(smoke_artifacts):
     for low, high in result.artifacts["extremes"].values():
         assert len(low) == len(high) == p.n_thumbnails and not set(low) & set(high)
 
+    null = t["null"]  # two halves of the reference: what the specialisation criterion compares each dataset with
+    assert set(null["model"]) == set(names) and null["draw"].nunique() == p.null_draws
+    assert null["similarity"].between(0, 1).all()
+
     v = t["verdicts"]
+    specialise = v[v["claim"] == "heads_specialise"]
+    assert len(specialise) == 2 and not specialise["reason"].str.contains("null").any()
     assert set(v["claim"]) == {c.id for c in claims.CLAIMS if c.page in real_model.PAGE_IDS}
     across = v[v["claim"] == "order_consistent"]
     assert len(across) == 1 and across["status"].iloc[0] in ("holds", "does not hold")
