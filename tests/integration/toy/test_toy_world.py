@@ -185,7 +185,7 @@ def test_a_faint_texture_lies_between_the_texture_and_the_plain_background():
     ("toy-textured-pattern", "textured", "pattern", {}), ("toy-sketch-3px", "sketch", "shape", {"outline": 3}),
     ("toy-sketch-5px-size", "sketch", "size", {"outline": 5}),
     ("toy-faint-textured-colour", "textured", "colour", {"texture": 0.3}),
-    ("toy-faint-textured-pattern", "textured", "pattern", {"texture": 0.3})])
+    ("toy-faint-textured-pattern", "textured", "pattern", {"texture": 0.25})])
 def test_alignment_task_datasets_label_the_attribute_they_render(name, variant, label, strength):
     """Labels are the rendered attribute, every class appears in near-equal numbers, the images are the manifest's
     rendering at its strength, and a reload is identical."""
@@ -211,7 +211,7 @@ def test_section4_toy_pages_ask_for_counts_every_task_holds(page):
     from residual_lib.paths import REPO_ROOT
 
     params = yaml.safe_load((REPO_ROOT / "notebooks" / "params" / "toy" / f"{page}.yaml").read_text())
-    assert len(params["datasets"]) == len(set(params["datasets"])) >= 5
+    assert len(params["datasets"]) == len(set(params["datasets"])) >= 4
     for name in params["datasets"]:
         splits = dataset_spec(name).splits
         for split in ("train", "val", "test"):

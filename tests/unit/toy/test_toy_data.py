@@ -11,7 +11,7 @@ PARTIAL_SHIFTS = {
     "toy-sketch-3px": ("sketch", "shape", (("outline", 3),)),
     "toy-sketch-5px-size": ("sketch", "size", (("outline", 5),)),
     "toy-faint-textured-colour": ("textured", "colour", (("texture", 0.3),)),
-    "toy-faint-textured-pattern": ("textured", "pattern", (("texture", 0.3),)),
+    "toy-faint-textured-pattern": ("textured", "pattern", (("texture", 0.25),)),
 }
 
 
