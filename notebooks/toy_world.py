@@ -102,11 +102,12 @@ fig = toy_world.plot_zero_shot(result)
 #
 # Table 1 and Figure 5 (the paper's Section 4) align the model to tasks, so they need tasks with room and signal:
 # where the toy CLIP's zero-shot accuracy is well above chance (there is something to align) and well below what
-# finetuning reaches (there is room to gain). The plain attribute tasks above sit at their ceiling, and the full
-# shifts near chance, so most of these tasks are *partial shifts*: sketches drawn with bolder lines, textures
-# laid faintly over the usual background. The {glue:text}`section4_profile` profile's {glue:text}`n_section4`
-# tasks, read from the Section 4 pages' own parameter files ({glue:text}`section4_text`), with the toy CLIP's
-# zero-shot accuracy on the test split and its 95% Wilson interval:
+# finetuning reaches (there is room to gain). In the table above the toy CLIP has no room on the plain attribute
+# tasks (near their ceiling) and no signal on the full shifts (near chance), so the toy profile's tasks are
+# *partial shifts*: sketches drawn with bolder lines, textures laid faintly over the usual background. The
+# {glue:text}`section4_profile` profile's {glue:text}`n_section4` tasks, read from the Section 4 pages' own
+# parameter files ({glue:text}`section4_text`), with the toy CLIP's zero-shot accuracy on the test split and its
+# 95% Wilson interval:
 
 # %% tags=["hide-input"]
 page.show(result.tables["section4"], caption="The Section 4 tasks, their chance and the toy CLIP's zero-shot accuracy")
