@@ -14,8 +14,10 @@ from ..report.style import OURS
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8,
-               width: float = 1.6, wrap: int = 22, fontsize: float = 7) -> Figure:
-    """uint8 (N, 3, S, S) images in a grid, each under its (wrapped) title; `width` inches per image."""
+               width: float = 1.6, wrap: int = 22, fontsize: float = 7,
+               row_labels: Sequence[str] | None = None) -> Figure:
+    """uint8 (N, 3, S, S) images in a grid, each under its (wrapped) title; `width` inches per image; each row's
+    label, if given, left of the row."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
     lines = max((len(textwrap.wrap(t, wrap)) for t in titles), default=0) if titles is not None else 0
@@ -27,6 +29,8 @@ def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: i
             ax.imshow(np.transpose(images[k], (1, 2, 0)), interpolation="nearest")
             if titles is not None:
                 ax.set_title("\n".join(textwrap.wrap(titles[k], wrap)), fontsize=fontsize)
+    for ax, label in zip(axes[:, 0], row_labels or []):
+        ax.text(-0.08, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=fontsize)
     fig.tight_layout()
     return fig
 

@@ -6,7 +6,9 @@ are computed at twice the resolution (numpy arrays (N, 2S, 2S)) and averaged int
 Variants give the out-of-distribution sets: `sketch` (dark outline on white, the ImageNet-Sketch
 analogue), `textured` (the object on a random coloured texture), `noisy` (the usual image under
 ten times the pixel noise), `noise` (the paper's "Random") and scikit-learn's bundled handwritten
-digits rendered to the same size.
+digits rendered to the same size. A sketch's line width and a texture's opacity set how far a
+rendering is shifted: bolder lines and fainter textures are partial shifts, between the plain images
+and the full shift.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ RADII = np.array([3.6, 5.4, 7.4], dtype=np.float32)  # one per entry of SIZES
 # The dark half of a striped or checkered pattern keeps the hue: the object's mean colour stays on its colour's ray.
 SHADE = 0.45
 PIXEL_NOISE = 6.0  # std of the Gaussian pixel noise, in 0..255 units
+OUTLINE = 1.3  # the sketch variant's line width, in pixels
 HEAVY_NOISE = 60.0  # the `noisy` variant's pixel noise: small shapes drown, colours survive on average
 VARIANTS = ("plain", "sketch", "textured", "noisy")
 
@@ -105,8 +108,13 @@ def _coverage(inside: np.ndarray) -> np.ndarray:
     return inside.reshape(n, h // k, k, w // k, k).sum(axis=(2, 4), dtype=np.float32) / (k * k)
 
 
-def render(attributes: dict[str, np.ndarray], rng: np.random.Generator, variant: str = "plain") -> np.ndarray:
-    """Images uint8 (N, 3, S, S) of the objects described by `attributes` ({name: int (N,)})."""
+def render(attributes: dict[str, np.ndarray], rng: np.random.Generator, variant: str = "plain", *,
+           outline: float = OUTLINE, texture: float = 1.0) -> np.ndarray:
+    """Images uint8 (N, 3, S, S) of the objects described by `attributes` ({name: int (N,)}).
+
+    The strength of a shift: `outline` is the sketch's line width in pixels, `texture` the opacity of the textured
+    variant's texture over the image's own background (below 1: a partial shift toward the plain images).
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     shape = np.asarray(attributes["shape"])
@@ -120,14 +128,17 @@ def render(attributes: dict[str, np.ndarray], rng: np.random.Generator, variant:
     inside = shape_masks(shape, u, v)
 
     if variant == "sketch":
-        # Outline: inside the shape but not inside the same shape shrunk by about 1.3 pixels.
-        scale = (radius / np.maximum(radius - 1.3, 0.5))[:, None, None]
-        inside &= ~shape_masks(shape, u * scale, v * scale)
+        # Outline: inside the shape but not inside the same shape shrunk by `outline` pixels.
+        shrink = (radius / np.maximum(radius - outline, 0.5))[:, None, None]
+        inside &= ~shape_masks(shape, u * shrink, v * shrink)
         background = np.full((n, 3, 1, 1), 245.0, dtype=np.float32)
         paint = np.full((n, 3, 1, 1), 25.0, dtype=np.float32)
     else:
         if variant == "textured":
             background = _textures(n, rng)
+            if texture < 1:
+                plain = BACKGROUND_RGB[attributes["background"]][:, :, None, None]
+                background = texture * background + (1 - texture) * plain
         else:
             background = BACKGROUND_RGB[attributes["background"]][:, :, None, None]
         colour = RGB[attributes["colour"]][:, :, None, None]

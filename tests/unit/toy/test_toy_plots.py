@@ -15,6 +15,15 @@ def test_image_grid_has_one_titled_panel_per_image():
     np.testing.assert_array_equal(panels[2].images[0].get_array(), images[2].transpose(1, 2, 0))
 
 
+def test_image_grid_labels_each_row_left_of_its_first_image():
+    images = np.zeros((6, 3, 32, 32), dtype=np.uint8)
+    fig = plots.image_grid(images, ["a"] * 6, ncols=3, row_labels=["sketch-3px", "faint-textured-colour"])
+    first = [fig.axes[0], fig.axes[3]]
+    assert [[t.get_text() for t in ax.texts] for ax in first] == [["sketch-3px"], ["faint-textured-colour"]]
+    assert all(ax.texts[0].get_position()[0] < 0 and ax.texts[0].get_ha() == "right" for ax in first)
+    assert not any(ax.texts for ax in fig.axes if ax not in first)
+
+
 def test_zero_shot_bars_show_accuracy_and_chance():
     table = pd.DataFrame({"dataset": ["toy-shape", "toy-size"], "accuracy": [0.9, 0.5], "chance": [1 / 6, 1 / 3]})
     fig = plots.zero_shot_bars(table)
