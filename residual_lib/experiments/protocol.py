@@ -36,7 +36,7 @@ from ..analysis.spectral import MATCHINGS, dataset_similarities
 from ..data.text_dictionary import text_dictionary
 from ..alignment.training import PROTOCOLS
 from ..units.unit_set import parse_unit
-from ..alignment.zeroshot import DEFAULT_LOGIT_SCALE
+from ..alignment.classifier import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
 from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive
 from .fig04 import _n_for

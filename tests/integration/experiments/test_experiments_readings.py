@@ -16,7 +16,7 @@ from residual_lib.experiments import ParamsError, appA2, fig02, fig03, fig04, fi
 from residual_lib.experiments.base import readings_text
 from residual_lib.alignment.finetune import vision_tower
 from experiment_smoke import notebook_parameters
-from residual_lib.alignment.zeroshot import DEFAULT_LOGIT_SCALE
+from residual_lib.alignment.classifier import DEFAULT_LOGIT_SCALE
 
 PAGES = {"fig02_intrinsic_dimension": fig02, "fig03_textspan_vs_omp": fig03, "appA2_textspan_equals_somp": appA2,
          "fig04_spectral_dataset_similarity": fig04, "tab01_coarse_unit_alignment": tab01,
