@@ -69,7 +69,7 @@ class Params(ComputeParams):
     real_n_train: int | None = 400  # the k-shot images come out of these
     real_n_val: int | None = 100
     real_n_test: int | None = 360
-    real_finetune_datasets: list[str] = field(default_factory=list)  # real tasks with Full finetuning (CPU: costly)
+    real_finetune: list[str] = field(default_factory=list)  # "model/task" pairs of real networks to finetune fully
     classifier: Literal["auto", "zero_shot", "class_mean"] = "auto"  # auto: zero-shot when the model has text
     k_shot: int = DEFAULT_K_SHOT  # labelled images per class of a class-mean classifier
     methods: list[Method] = field(default_factory=lambda: ["Lin", "RD", "RD*", "RDY"])  # Table 2's columns
@@ -98,9 +98,11 @@ class Params(ComputeParams):
     def check(self) -> None:
         nonempty(self, "models", "datasets", "methods")
         section4.check_models_and_seeds(self)
-        unknown = sorted(set(self.real_finetune_datasets) - set(self.real_datasets))
+        pairs = {f"{m}/{d}" for m in self.real_models for d in self.real_datasets}
+        unknown = sorted(set(self.real_finetune) - pairs)
         if unknown:
-            raise ParamsError(f"real_finetune_datasets {unknown} are not among real_datasets {self.real_datasets}")
+            raise ParamsError(f"real_finetune {unknown} are not model/task pairs of real_models and real_datasets; "
+                              f"valid: {', '.join(sorted(pairs))}")
         if self.logit_scale != "model":
             positive(self, "logit_scale")
         positive(self, "n_reference", "real_n_reference", "real_n_train", "real_n_val", "real_n_test", "n_train",
@@ -134,7 +136,7 @@ def caches(p: Params) -> list[CacheKey]:
 # them, the real_* ones (read into the fields they stand in for) and where finetuning runs (`finetunes`, keyed).
 # (device and threads: the same computation, which may differ only in the last bits.)
 PAGE_ONLY = ("models", "datasets", "real_models", *REAL_FIELDS.values(), "seeds", "finetune", "finetune_every_seed",
-             "real_finetune_datasets", "dictionary", "probe_dataset", "n_components_described", "device", "threads")
+             "real_finetune", "dictionary", "probe_dataset", "n_components_described", "device", "threads")
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
@@ -144,8 +146,8 @@ def training_pairs(p: Params) -> list[tuple[str, str]]:
 
 def finetunes(p: Params, model_name: str, dataset: str, seed: int) -> bool:
     """Whether Full finetuning runs for this (model, task, seed): on the first seed (every seed with
-    `finetune_every_seed`), on every toy task, on a real network's `real_finetune_datasets`."""
-    task_ok = model_name not in p.real_models or dataset in p.real_finetune_datasets
+    `finetune_every_seed`), on every toy task, on the real networks' tasks listed in `real_finetune`."""
+    task_ok = model_name not in p.real_models or f"{model_name}/{dataset}" in p.real_finetune
     return p.finetune and task_ok and (p.finetune_every_seed or seed == p.seeds[0])
 
 
