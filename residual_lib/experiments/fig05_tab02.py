@@ -488,8 +488,8 @@ def plot_bars(result: Result):
                              gridspec_kw={"width_ratios": widths})
     for ax, label in zip(axes.flat, archs):
         own = spread[spread["model"] == label]
-        mean, sd = (own.pivot(index="dataset", columns="method", values=v).reindex(result.artifacts["tasks_of"][label])
-                    for v in ("mean", "sd"))
+        mean, sd = (own.pivot(index="dataset", columns="method", values=v).reindex(
+            index=result.artifacts["tasks_of"][label], columns=bars) for v in ("mean", "sd"))  # NaN: did not run
         x = np.arange(len(mean))
         width = 0.8 / len(bars)
         for i, b in enumerate(bars):
