@@ -428,7 +428,7 @@ def table2_tables(result: Result) -> dict[str, pd.DataFrame]:
         spread = section4.seed_spread(pd.concat([part, average]), ["dataset", "method"])
         spread["text"] = [section4.mean_sd_text(*v) for v in zip(spread["mean"], spread["sd"], spread["seeds"])]
         shown = spread.pivot(index="dataset", columns="method", values="text").reindex(
-            index=[*result.artifacts["tasks_of"][label], "Average"], columns=methods).fillna("")
+            index=[*result.artifacts["tasks_of"][label], "Average"], columns=methods).astype(object).fillna("")
         counts = dict(params[params["model"] == label].set_index("method")["params"])
         counts["Base"] = 0
         if "Full finetuning" in set(part["method"]):  # the same tower for every task: its count on the first task

@@ -139,7 +139,7 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     assert result.findings["finetune_epochs"] == smoke().finetune_max_epochs
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
-    params = result.tables["table2_params"].set_index("method")["params"]
+    params = result.tables["table2_params"].query("model == @label").set_index("method")["params"]
     assert result.findings["rd_params"] == params["RD"] and result.findings["lin_params"] == params["Lin"]
     assert list(result.tables["probe"]["task"]) == ["toy-colour", "toy-shape"]
     (caption, table), (real_caption, real) = fig05_tab02.table2_tables(result).items()
@@ -158,7 +158,7 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     accuracy = fig05_tab02.claim_tables(result)["accuracy"]
     assert {"n", "chance", "healthy", "seed", "classifier"} <= set(accuracy)
     assert set(accuracy["n"]) == {result.params.n_test, result.params.real_n_test}
-    assert list(fig05_tab02.table2_panels(result))[1:] == ["Tables 2 and 6 (paper)"]
+    assert list(fig05_tab02.table2_panels(result))[2:] == ["Tables 2 and 6 (paper)"]  # after the two models
     assert len(result.tables["count_check"]) == 4 * 3
     for plot in (fig05_tab02.plot_bars, fig05_tab02.plot_lr_range, fig05_tab02.plot_head_scales,
                  fig05_tab02.plot_probe):

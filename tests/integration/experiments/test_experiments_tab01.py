@@ -49,7 +49,9 @@ def test_caches_are_each_tasks_splits():
     # the toy tasks declare train, val and test: three caches per task, with the page's sizes
     assert [(k.model, k.dataset, k.split, k.n) for k in keys] == [
         ("toy-clip-smoke", d, s, n) for d in ["toy-colour", "toy-shape"] for s, n in
-        [("train", 200), ("val", 80), ("test", 100)]]
+        [("train", 200), ("val", 80), ("test", 100)]] + [
+        # the real network's own task and counts (scikit-learn digits declares no val: carved from train)
+        ("standin-dino", "sklearn-digits", "train", 120), ("standin-dino", "sklearn-digits", "test", 60)]
     assert {(k.seed, k.dtype) for k in keys} == {(0, "float32")}
 
 
