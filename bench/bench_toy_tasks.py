@@ -58,7 +58,7 @@ def screen(model, datasets: list[str], n_train: int, n_test: int) -> pd.DataFram
 
     from residual_lib.data.datasets import load_dataset
     from residual_lib.toy.evaluate import image_embeddings
-    from residual_lib.alignment.zeroshot import ZeroShotClassifier
+    from residual_lib.alignment.classifier import Classifier
 
     rows = []
     for name in datasets:
@@ -67,7 +67,7 @@ def screen(model, datasets: list[str], n_train: int, n_test: int) -> pd.DataFram
         x_train = image_embeddings(model, train.images[:n_train]).numpy()
         x_test = image_embeddings(model, test.images[:n_test])
         y_test = test.labels[:n_test]
-        base = ZeroShotClassifier.for_dataset(model, name).accuracy(x_test, y_test)
+        base = Classifier.for_dataset(model, name).accuracy(x_test, y_test)
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, train.labels[:n_train].numpy())
         rows.append({"dataset": name, "classes": dataset_spec(name).n_classes, "Base": base,
                      "Probe": probe.score(x_test.numpy(), y_test.numpy()), "seconds": time.perf_counter() - start})

@@ -23,7 +23,15 @@ datasets = ["toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size"
 n_train = 2000  # training images per task (O); None: the whole split
 n_val = 500  # validation images (head scores, early stopping); None: all
 n_test = 1000  # test images (every reported accuracy); None: all
-seed = 0  # which subset of each split
+seed = 0  # which subset of each split (and of the k-shot images)
+seeds = [0, 1, 2]  # O's training seeds (data order, initialisation)
+real_models = []  # real networks without a text tower (e.g. "dinov2-s"): class-mean classifiers, their own tasks
+real_datasets = ["fashion-mnist", "sklearn-digits"]  # the real networks' tasks
+real_n_train = 400  # the real networks' counts (the k-shot images come out of train)
+real_n_val = 100
+real_n_test = 360
+classifier = "auto"  # "zero_shot" (text), "class_mean" (k labelled images), "auto" (zero-shot when the model has text)
+k_shot = 10  # labelled images per class of a class-mean classifier
 fraction = 0.05  # share of heads kept by U, U|T, S and R (the paper: 5%)
 n_random = 10  # seeds of the random control R
 fractions = [0.0, 0.01, 0.05, 0.10, 0.25, 0.50]  # the sweep; 0.0 stands for a single head
@@ -59,6 +67,12 @@ _ = results.save(result.tables["table1"], "table1")
 
 # %% tags=["remove-input"]
 page.claims(tab01, result)
+
+# %% [markdown]
+# **Classifiers.** {glue:text}`classifier_text` The coarse selections that read the classifier (U|T: the span of
+# its class embeddings; S and every accuracy: its predictions) take the class-mean centroids exactly where the toy
+# CLIP's zero-shot classifier takes text embeddings; O trains over {glue:text}`n_seeds` seeds (mean in the table,
+# its spread in `O sd`).
 
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from residual_lib.units.unit_set import UnitSet, head_name, mlp_name
-from residual_lib.alignment.zeroshot import ZeroShotClassifier
+from residual_lib.alignment.classifier import Classifier
 
 
 def class_embeddings(n_classes: int, embed_dim: int, seed: int = 0) -> np.ndarray:
@@ -17,7 +17,7 @@ def class_embeddings(n_classes: int, embed_dim: int, seed: int = 0) -> np.ndarra
 
 def random_unitset(n: int = 240, n_layers: int = 2, n_heads: int = 4, d_head: int = 6, embed_dim: int = 16,
                    n_classes: int = 4, signal_heads: tuple[str, ...] = ("L1.H2",), signal: float = 3.0,
-                   seed: int = 0, class_seed: int = 0, model_seed: int = 0) -> tuple[UnitSet, ZeroShotClassifier]:
+                   seed: int = 0, class_seed: int = 0, model_seed: int = 0) -> tuple[UnitSet, Classifier]:
     """Units whose `signal_heads` point along the class embedding of each sample's label; the rest is noise.
 
     The subspaces (bases, offsets) belong to the "model" (`model_seed`), the samples to `seed`: two sets of
@@ -53,5 +53,5 @@ def random_unitset(n: int = 240, n_layers: int = 2, n_heads: int = 4, d_head: in
     offsets = {u: offsets[u].astype(np.float32) for u in order}
     embedding = sum(coords[u] @ bases[u] + offsets[u] for u in order).astype(np.float32)
     units = UnitSet(coords, bases, offsets, embedding, labels)
-    classifier = ZeroShotClassifier(torch.from_numpy(t.astype(np.float32)), tuple(f"c{i}" for i in range(n_classes)))
+    classifier = Classifier(torch.from_numpy(t.astype(np.float32)), tuple(f"c{i}" for i in range(n_classes)))
     return units, classifier

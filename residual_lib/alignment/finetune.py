@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .training import FINETUNE_MAX_LR, TrainConfig, TrainResult, fit, protocol_config
-from .zeroshot import ZeroShotClassifier
+from .classifier import Classifier
 
 __all__ = ["FINETUNE_MAX_LR", "VisionTower", "finetune", "preprocessed_images", "vision_tower"]
 
@@ -65,7 +65,7 @@ def preprocessed_images(model, dataset, index: np.ndarray | None = None, progres
     return torch.stack(images), np.asarray(labels)
 
 
-def finetune(model, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray], val: tuple[Tensor, np.ndarray],
+def finetune(model, classifier: Classifier, train: tuple[Tensor, np.ndarray], val: tuple[Tensor, np.ndarray],
              config: TrainConfig | None = None, protocol: str = "paper_text") -> tuple[VisionTower, TrainResult]:
     """Finetune a copy of the model's vision tower on (images, labels) with the frozen classifier.
 

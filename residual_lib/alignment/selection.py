@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .zeroshot import ZeroShotClassifier, unit_sum
+from .classifier import Classifier, unit_sum
 
 SCORES = ("U", "U|T", "S")
 HEAD_SCORES = ("per_sample", "per_direction")
@@ -52,7 +52,7 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide((a * b).sum(axis=1), denom, out=np.zeros(len(a)), where=denom > 0)
 
 
-def span_projector(classifier: ZeroShotClassifier) -> np.ndarray:
+def span_projector(classifier: Classifier) -> np.ndarray:
     """(E, E) orthogonal projector onto the span of the class embeddings."""
     weights = classifier.weights.detach().cpu().numpy().astype(np.float64)
     u, s, _ = np.linalg.svd(weights.T, full_matrices=False)
@@ -93,12 +93,12 @@ def direction_scores(units, basis: np.ndarray) -> pd.Series:
     return pd.Series(scores, name="score")
 
 
-def supervised_scores(units, classifier: ZeroShotClassifier) -> pd.Series:
+def supervised_scores(units, classifier: Classifier) -> pd.Series:
     """Per head: zero-shot accuracy of the head alone on (validation) units."""
     return pd.Series({h: classifier.accuracy(units.output_space(h), units.labels) for h in units.heads}, name="score")
 
 
-def head_scores(units, classifier: ZeroShotClassifier, score: str, head_score: str = "per_sample") -> pd.Series:
+def head_scores(units, classifier: Classifier, score: str, head_score: str = "per_sample") -> pd.Series:
     """Per-head scores by one rule of SCORES (U, U|T, S); head_score picks the reading of U and U|T."""
     if head_score not in HEAD_SCORES:
         raise ValueError(f"unknown head_score {head_score!r}; valid: {', '.join(HEAD_SCORES)}")
@@ -153,12 +153,12 @@ def random_heads(heads: Sequence[str], k: int, seed: int, random_rule: str = "ch
     return [heads[i] for i in sorted(rng.choice(len(heads), size=k, replace=False))]
 
 
-def kept_accuracy(units, classifier: ZeroShotClassifier, kept: Sequence[str]) -> float:
+def kept_accuracy(units, classifier: Classifier, kept: Sequence[str]) -> float:
     """Zero-shot accuracy of the sum of the kept units, every other unit zero-ablated (Eq. 5)."""
     return classifier.accuracy(unit_sum(units, list(kept)), units.labels)
 
 
-def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fraction: float = 0.05,
+def coarse_selection(score_units, test_units, classifier: Classifier, fraction: float = 0.05,
                      n_random: int = 10, scores: dict[str, pd.Series] | None = None,
                      head_score: str = "per_sample", head_count: str = "round",
                      random_rule: str = "choice") -> dict[str, float]:
@@ -175,7 +175,7 @@ def coarse_selection(score_units, test_units, classifier: ZeroShotClassifier, fr
     return result
 
 
-def fraction_sweep(score_units, test_units, classifier: ZeroShotClassifier,
+def fraction_sweep(score_units, test_units, classifier: Classifier,
                    fractions: Sequence[float] = SWEEP_FRACTIONS, n_random: int = 10,
                    scores: dict[str, pd.Series] | None = None, head_score: str = "per_sample",
                    head_count: str = "round", random_rule: str = "choice") -> pd.DataFrame:

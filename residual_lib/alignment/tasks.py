@@ -3,6 +3,8 @@ methods, return tables in the paper's long format (model, dataset, method, accur
 
 Splits follow the authors: methods train on train, early-stop and score heads on validation (the dataset's
 own `val` split when it declares one, else a stratified 10% of train, seed 42) and are reported on test.
+A class-mean classifier's k labelled images per class are carved out of the train cache first (`k_shot_split`),
+before the validation split, so no image serves both the classifier and training, validation or test.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..models.text import encode_texts
 from .training import (AUTHORS_LEARNING_RATES, TrainConfig, TrainResult, evaluate, fit, health, protocol_config,
                        scale_range, validation_split)
 from ..units.unit_set import Units, UnitSet
-from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier, model_logit_scale
+from .classifier import DEFAULT_LOGIT_SCALE, Classifier, model_logit_scale
 
 
 def in_memory(units, index: np.ndarray | None = None) -> UnitSet:
@@ -34,37 +36,75 @@ def in_memory(units, index: np.ndarray | None = None) -> UnitSet:
 
 @dataclass
 class Task:
-    """One zero-shot task: its classifier and its train / validation / test units."""
+    """One task: its frozen classifier (zero-shot or class-mean) and its train / validation / test units."""
 
     dataset: str
-    classifier: ZeroShotClassifier
+    classifier: Classifier
     train: Units
     val: Units
     test: Units
+    k_shot: int | None = None  # a class-mean classifier's images per class, carved out of train (None: zero-shot)
+
+
+CLASSIFIERS = ("zero_shot", "class_mean", "auto")  # "auto": zero-shot when the model has a text tower
+DEFAULT_K_SHOT = 10  # labelled images per class of a class-mean classifier
+
+
+def classifier_kind(model, requested: str = "auto") -> str:
+    """"zero_shot" or "class_mean": as requested, or for "auto" zero-shot exactly when the model has a text tower."""
+    if requested not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {requested!r}; valid: {', '.join(CLASSIFIERS)}")
+    if requested == "auto":
+        return "zero_shot" if getattr(model, "has_text", False) else "class_mean"
+    return requested
+
+
+def k_shot_split(labels: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, shots): row indices of `labels` split so that `shots` holds k seeded random rows of every class
+    (stratified, exact), `rest` every other row; both sorted."""
+    labels = np.asarray(labels)
+    if k < 1:
+        raise ValueError(f"k_shot={k!r} must be at least 1")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    short = {int(c): int(n) for c, n in zip(classes, counts) if n <= k}
+    if short:
+        raise ValueError(f"k_shot={k} leaves no training image of classes {short} (class: images in the train "
+                         "cache); lower k_shot or raise n_train")
+    shots = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c in classes]))
+    return np.setdiff1d(np.arange(len(labels)), shots), shots
 
 
 def load_task(model, dataset: str, n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
               seed: int = 0, logit_scale: float | str = DEFAULT_LOGIT_SCALE, prompts: str = "manifest",
-              **extract_kw) -> Task:
+              classifier: str = "auto", k_shot: int = DEFAULT_K_SHOT, **extract_kw) -> Task:
     """Classifier and unit caches of a dataset's splits (extracted once, reused after).
 
     logit_scale: the classifier's temperature in the training loss, a number or "model" (the model's own).
-    prompts: the classifier's class names and templates, "manifest" or "authors" (`templates.prompts`).
+    prompts: the zero-shot classifier's class names and templates, "manifest" or "authors" (`templates.prompts`).
+    classifier: `CLASSIFIERS`; a class-mean classifier averages the output embeddings of `k_shot` train-cache
+    images per class (seeded by `seed`), which then leave the train split.
     """
     from ..store.cache import extract
 
     spec = dataset_spec(dataset)
     if "test" not in spec.splits:
         raise ValueError(f"dataset {dataset!r} has no test split (splits: {', '.join(spec.splits)})")
-    classifier = ZeroShotClassifier.for_dataset(model, dataset, prompts=prompts, logit_scale=logit_scale)
     train = in_memory(extract(model, dataset, split="train", n=n_train, seed=seed, **extract_kw))
+    if classifier_kind(model, classifier) == "zero_shot":
+        frozen, k_shot = Classifier.for_dataset(model, dataset, prompts=prompts, logit_scale=logit_scale), None
+    else:
+        rest, shots = k_shot_split(train.labels, k_shot, seed)
+        frozen = Classifier.from_class_means(train.embedding[shots], train.labels[shots], spec.class_names,
+                                             logit_scale=logit_scale)
+        train = in_memory(train, rest)
     if "val" in spec.splits:
         val = in_memory(extract(model, dataset, split="val", n=n_val, seed=seed, **extract_kw))
     else:
         keep, held = validation_split(train.labels)
         train, val = in_memory(train, keep), in_memory(train, held)
     test = in_memory(extract(model, dataset, split="test", n=n_test, seed=seed, **extract_kw))
-    return Task(dataset, classifier, train, val, test)
+    return Task(dataset, frozen, train, val, test, k_shot)
 
 
 # The authors' classifier for a model without a learned temperature (BLIP's retrieval checkpoint): their code scales
@@ -148,14 +188,17 @@ def _train_once(name: str, arch: Architecture, task: Task, reference, config: Tr
 def coarse_unit_alignment(task: Task, arch: Architecture, fraction: float = 0.05, n_random: int = 10,
                           fractions=SWEEP_FRACTIONS, config: TrainConfig | None = None,
                           head_score: str = "per_sample", protocol: str = "paper_text", head_count: str = "round",
-                          random_rule: str = "choice") -> tuple[dict, pd.DataFrame, Trained]:
-    """Table 1 row (U, U|T, S, R, R_std, R0, H, B, O, k), the fraction sweep, and the trained O for one task."""
+                          random_rule: str = "choice", seeds=None) -> tuple[dict, pd.DataFrame, dict[int, Trained]]:
+    """Table 1 row (U, U|T, S, R, R_std, R0, H, B, O, k), the fraction sweep, and O trained once per seed of
+    `seeds` (default: the config's seed); the row's O is their mean test accuracy."""
     scores = {s: head_scores(task.val, task.classifier, s, head_score) for s in SCORES}
     counting = {"head_count": head_count, "random_rule": random_rule}
     row = coarse_selection(task.val, task.test, task.classifier, fraction, n_random, scores=scores, **counting)
     sweep = fraction_sweep(task.val, task.test, task.classifier, fractions, n_random, scores=scores, **counting)
-    optimised = train_method("O", arch, task, config=config, protocol=protocol)
-    row["O"] = optimised.test_accuracy
+    config = config or protocol_config("O", protocol)
+    optimised = {s: train_method("O", arch, task, config=replace(config, seed=s), protocol=protocol)
+                 for s in (seeds or [config.seed])}
+    row["O"] = float(np.mean([t.test_accuracy for t in optimised.values()]))
     return row, sweep, optimised
 
 
@@ -178,7 +221,8 @@ def residual_alignment(task: Task, arch: Architecture, reference, methods=("Lin"
 def full_finetuning(model, task: Task, n_train: int | None = None, n_val: int | None = None,
                     n_test: int | None = None, seed: int = 0, config: TrainConfig | None = None,
                     protocol: str = "paper_text") -> Trained:
-    """Finetune the vision tower on the same images the task's caches hold; test accuracy of the result."""
+    """Finetune the vision tower on the same images the task's caches hold (less a class-mean classifier's k-shot
+    images, as `load_task` carves them); test accuracy of the result."""
     from ..store.cache import subsample
     from ..data.datasets import load_dataset
     from .finetune import finetune, preprocessed_images
@@ -191,6 +235,9 @@ def full_finetuning(model, task: Task, n_train: int | None = None, n_val: int | 
         return preprocessed_images(model, data, subsample(len(data), n, seed), progress=config.progress)
 
     train = images("train", n_train)
+    if task.k_shot is not None:
+        rest, _ = k_shot_split(train[1], task.k_shot, seed)
+        train = (train[0][rest], train[1][rest])
     if "val" in spec.splits:
         val = images("val", n_val)
     else:

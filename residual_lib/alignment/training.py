@@ -17,7 +17,7 @@ Two protocols (`protocol_config`), because the paper's text and the authors' cod
   the gradient norm clipped to 1.0, lambda = 1 + N(0, 1) at initialisation (their ``randn + 1``), and Lin
   as PyTorch's default-initialised ``nn.Linear`` on the uncentred output.
 The logit scale of the loss is the third difference; it belongs to the classifier (`PROTOCOL_LOGIT_SCALES`,
-`zeroshot.ZeroShotClassifier.for_dataset`).
+`classifier.Classifier.for_dataset`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .zeroshot import DEFAULT_LOGIT_SCALE, ZeroShotClassifier
+from .classifier import DEFAULT_LOGIT_SCALE, Classifier
 
 VALIDATION_SEED = 42  # the authors' stratified 10% validation split of train
 PROTOCOLS = ("paper_text", "authors_code")
@@ -149,7 +149,7 @@ def validation_split(labels: np.ndarray, fraction: float = 0.1, seed: int = VALI
     return np.sort(train), np.sort(val)
 
 
-def _loss(method: nn.Module, classifier: ZeroShotClassifier, x: Tensor, y: Tensor) -> Tensor:
+def _loss(method: nn.Module, classifier: Classifier, x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(classifier.logits(method(x)), y)
 
 
@@ -161,7 +161,7 @@ def embed(method: nn.Module, features: Tensor, batch_size: int = 1024, device: s
                           for i in range(0, len(features), batch_size)])
 
 
-def evaluate(method: nn.Module, classifier: ZeroShotClassifier, features: Tensor, labels, batch_size: int = 1024,
+def evaluate(method: nn.Module, classifier: Classifier, features: Tensor, labels, batch_size: int = 1024,
              device: str = "cpu") -> float:
     """Zero-shot accuracy of the method's output on (features, labels)."""
     return classifier.accuracy(embed(method, features, batch_size, device), labels)
@@ -187,7 +187,7 @@ def _optimizer(method: nn.Module, lr: float, weight_decay: float) -> schedulefre
     return schedulefree.AdamWScheduleFree(params, lr=lr, weight_decay=weight_decay)
 
 
-def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: Tensor, labels,
+def lr_range_test(method: nn.Module, classifier: Classifier, features: Tensor, labels,
                   config: TrainConfig | None = None) -> LRRangeTest:
     """Train a copy of `method` for `range_steps` batches at exponentially growing rates; suggest a rate.
 
@@ -240,7 +240,7 @@ def lr_range_test(method: nn.Module, classifier: ZeroShotClassifier, features: T
     return LRRangeTest(lrs=lrs, raw_losses=raw_losses, losses=smooth, suggestion=float(lrs[best]))
 
 
-def fit(method: nn.Module, classifier: ZeroShotClassifier, train: tuple[Tensor, np.ndarray],
+def fit(method: nn.Module, classifier: Classifier, train: tuple[Tensor, np.ndarray],
         val: tuple[Tensor, np.ndarray], config: TrainConfig | None = None) -> TrainResult:
     """Train `method` in place on (features, labels) `train`, early-stopped on `val`; best weights restored."""
     config = config or TrainConfig()

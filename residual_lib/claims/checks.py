@@ -412,7 +412,23 @@ def _accuracies(accuracy: pd.DataFrame | None, methods: list[str], criterion: st
         return untestable(criterion, f"needs a task where {base} is >= {MIN_ABOVE_CHANCE:g} above chance and "
                                      f"healthy runs of {', '.join(methods)}; " + "; ".join(caveats))
     n = _wide(rows, "n").loc[wide.index].max(axis=1)
-    return Accuracies(wide, n, "; ".join(caveats + [f"{len(wide)} task(s), 95% intervals over test images"]))
+    caveats.append(f"{len(wide)} task(s), 95% intervals over test images")
+    if "seed" in rows.columns and rows["seed"].nunique() > 1:
+        caveats.append(_seed_spread(rows, list(wide.index), methods))
+    if "classifier" in rows.columns and not rows["classifier"].str.startswith("zero-shot").all():
+        caveats.append("classifier: " + ", ".join(sorted(rows["classifier"].unique()))
+                       + " (class means of labelled images, not text)")
+    return Accuracies(wide, n, "; ".join(caveats))
+
+
+def _seed_spread(rows: pd.DataFrame, datasets: list[str], methods: list[str]) -> str:
+    """'accuracies are means over 3 training seeds; seed sd of the mean over tasks: RD 0.004, ...' for the methods
+    whose accuracy differs between seeds."""
+    kept = rows[rows["dataset"].isin(datasets) & rows["method"].isin(methods)]
+    per_seed = kept.groupby(["method", "seed"])["accuracy"].mean().groupby("method").std(ddof=1).dropna()
+    moving = ", ".join(f"{m} {per_seed[m]:.3f}" for m in methods if per_seed.get(m, 0) > 0)
+    return (f"accuracies are means over {rows['seed'].nunique()} training seeds; seed sd of the mean over tasks: "
+            f"{moving or 'none (no method varied)'}")
 
 
 def _part(acc: Accuracies, weights: dict[str, float], threshold: float, label: str,

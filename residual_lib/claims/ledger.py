@@ -47,9 +47,11 @@ OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
     # the dataset's role (reference | task | ood): specialisation compares datasets that differ in content
     "fig04_spectral_dataset_similarity": {"similarity": ["role"], "null": ["model"]},
     # test images and chance level of each accuracy (its interval, and whether the task is above chance);
-    # healthy: the training run passed `alignment.training.health` (Base and untrained rows: true)
-    "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance"]},
-    "fig05_tab02_residual_alignment": {"accuracy": ["n", "chance", "healthy"]},
+    # healthy: the training run passed `alignment.training.health` (Base and untrained rows: true); seed: the
+    # training seed of the row (the checks average over seeds and report their spread); classifier: how the frozen
+    # classifier was built ("zero-shot (text)", "class-mean, k=10"), named in the verdict's caveat
+    "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance", "seed", "classifier"]},
+    "fig05_tab02_residual_alignment": {"accuracy": ["n", "chance", "healthy", "seed", "classifier"]},
     "appA2_textspan_equals_somp": {"equivalence": ["model"]},
 }
 

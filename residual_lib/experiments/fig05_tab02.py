@@ -4,6 +4,9 @@ Per model and task: the test accuracy of the model (Base), of the linear aligner
 variants (RD, RD*, RDY) and of full finetuning, with each method's trained-parameter count; the learning
 rates the range tests picked; what RD amplified (per-head and per-PC scales, OMP descriptions of the most
 amplified components) and how that compares with linear probes of each head; the paper's tables beside ours.
+Every method trains once per seed of `seeds` (Full finetuning on the first seed only unless `finetune_every_seed`);
+tables and figures show the mean over seeds with its spread. The toy CLIP classifies from text (zero-shot); a
+real network without a text tower (`real_models`) from the class means of k labelled images (`section4`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..report import results, style
-from ..alignment.tasks import (Trained, describe_components, full_finetuning, head_scale_grid, in_memory, load_task,
-                               resolve_logit_scale, residual_alignment, task_caches, test_size, top_components)
+from ..alignment.tasks import (DEFAULT_K_SHOT, Trained, describe_components, full_finetuning, head_scale_grid,
+                               in_memory, load_task, resolve_logit_scale, residual_alignment, task_caches, test_size,
+                               top_components)
 from ..data.datasets import dataset_spec
 from ..store.cache import CacheKey, extract
 from ..models.registry import load_model
@@ -30,6 +34,7 @@ from ..store.stored import stored
 from ..toy.checkpoint import weights_id
 from ..data.text_dictionary import text_dictionary
 from ..alignment.training import protocol_config
+from . import section4
 from .base import (
     CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive, readings_text)
 
@@ -54,13 +59,26 @@ class Params(ComputeParams):
     n_train: int | None = 2000  # training images per task; None: the whole split
     n_val: int | None = 500  # validation images (early stopping); None: all
     n_test: int | None = 1000  # test images; None: all
-    seed: int = 0
+    seed: int = 0  # which subset of each split (and of the k-shot images)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training seeds (data order, initialisation)
+    # Real networks without a text tower: their own tasks, reference and counts, classified by class means
+    real_models: list[str] = field(default_factory=list)
+    real_datasets: list[str] = field(default_factory=lambda: ["fashion-mnist", "sklearn-digits"])
+    real_reference_dataset: str = "fashion-mnist"  # the real-model page's reference: one cache for both pages
+    real_n_reference: int | None = 2000
+    real_n_train: int | None = 400  # the k-shot images come out of these
+    real_n_val: int | None = 100
+    real_n_test: int | None = 360
+    real_finetune: list[str] = field(default_factory=list)  # "model/task" pairs of real networks to finetune fully
+    classifier: Literal["auto", "zero_shot", "class_mean"] = "auto"  # auto: zero-shot when the model has text
+    k_shot: int = DEFAULT_K_SHOT  # labelled images per class of a class-mean classifier
     methods: list[Method] = field(default_factory=lambda: ["Lin", "RD", "RD*", "RDY"])  # Table 2's columns
     rd_star_variance: float = 0.9  # RD*: explained variance kept per head (the paper: 90%)
     max_epochs: int = 30  # the paper: 30
     patience: int = 5  # the paper: 5
     train_batch_size: int = 64  # the authors: 64
     finetune: bool = True  # Full finetuning of the vision tower
+    finetune_every_seed: bool = False  # False: on the first seed only (it is most of the page's cost)
     finetune_max_epochs: int = 8  # finetuning budget (the paper: 30)
     finetune_lr: float | None = None  # None: the protocol's (paper_text: the LR range test; authors_code: 1e-5)
     finetune_range_steps: int = 100  # batches of finetuning's LR range test (paper_text); each is a full tower step
@@ -79,9 +97,16 @@ class Params(ComputeParams):
 
     def check(self) -> None:
         nonempty(self, "models", "datasets", "methods")
+        section4.check_models_and_seeds(self)
+        pairs = {f"{m}/{d}" for m in self.real_models for d in self.real_datasets}
+        unknown = sorted(set(self.real_finetune) - pairs)
+        if unknown:
+            raise ParamsError(f"real_finetune {unknown} are not model/task pairs of real_models and real_datasets; "
+                              f"valid: {', '.join(sorted(pairs))}")
         if self.logit_scale != "model":
             positive(self, "logit_scale")
-        positive(self, "n_reference", "n_train", "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
+        positive(self, "n_reference", "real_n_reference", "real_n_train", "real_n_val", "real_n_test", "n_train",
+                 "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
                  "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "n_components_described",
                  "batch_size")
         if "RD" not in self.methods:
@@ -91,50 +116,79 @@ class Params(ComputeParams):
             raise ParamsError(f"parameter rd_star_variance={self.rd_star_variance!r} must be in (0, 1]")
 
 
+# A real network's stand-ins for the toy parameters (section4.model_params)
+REAL_FIELDS = {"datasets": "real_datasets", "reference_dataset": "real_reference_dataset",
+               "n_reference": "real_n_reference", "n_train": "real_n_train", "n_val": "real_n_val",
+               "n_test": "real_n_test"}
+
+
 def caches(p: Params) -> list[CacheKey]:
     """Per model: the reference dataset's train cache, then every task's train, val and test caches."""
     keys = []
-    for m in p.models:
-        keys.append(CacheKey(m, p.reference_dataset, "train", p.n_reference, p.seed, p.cache_dtype))
-        keys += [k for d in p.datasets for k in task_caches(m, d, p.n_train, p.n_val, p.n_test, p.seed, p.cache_dtype)]
+    for m in section4.all_models(p):
+        q = section4.model_params(p, m, REAL_FIELDS)
+        keys.append(CacheKey(m, q.reference_dataset, "train", q.n_reference, q.seed, q.cache_dtype))
+        keys += [k for d in q.datasets for k in task_caches(m, d, q.n_train, q.n_val, q.n_test, q.seed, q.cache_dtype)]
     return list(dict.fromkeys(keys))
 
 
-# Parameters that do not change what one (model, task) trains: which pairs, and how the page describes them.
+# Parameters that do not change what one (model, task, seed) trains: which pairs and seeds, how the page describes
+# them, the real_* ones (read into the fields they stand in for) and where finetuning runs (`finetunes`, keyed).
 # (device and threads: the same computation, which may differ only in the last bits.)
-PAGE_ONLY = ("models", "datasets", "dictionary", "probe_dataset", "n_components_described", "device", "threads")
+PAGE_ONLY = ("models", "datasets", "real_models", *REAL_FIELDS.values(), "seeds", "finetune", "finetune_every_seed",
+             "real_finetune", "dictionary", "probe_dataset", "n_components_described", "device", "threads")
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
     """The (model, task) pairs `run` trains, each one job of the paper profile (`residual_lib.store.jobs.TrainJob`)."""
-    return [(m, d) for m in p.models for d in p.datasets]
+    return section4.training_pairs(p, REAL_FIELDS)
 
 
-def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
-    """Base, every method of `p.methods` and full finetuning on one (model, task), stored once and reused."""
-    return stored("fig05_tab02", train_key(p, model_name, dataset), lambda: _train_task(p, model_name, dataset, model))
+def finetunes(p: Params, model_name: str, dataset: str, seed: int) -> bool:
+    """Whether Full finetuning runs for this (model, task, seed): on the first seed (every seed with
+    `finetune_every_seed`), on every toy task, on the real networks' tasks listed in `real_finetune`."""
+    task_ok = model_name not in p.real_models or f"{model_name}/{dataset}" in p.real_finetune
+    return p.finetune and task_ok and (p.finetune_every_seed or seed == p.seeds[0])
 
 
-def train_key(p: Params, model_name: str, dataset: str) -> dict:
-    """What decides one (model, task)'s stored result: the pair, the toy weights (`weights_id`) and every
-    parameter but the page-only ones."""
-    return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
-            **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+def train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[int, dict[str, Trained]]:
+    """Per training seed: Base, every method of `p.methods` and (see `finetunes`) full finetuning on one (model,
+    task), each seed stored once and reused."""
+    return {s: stored("fig05_tab02", train_key(p, model_name, dataset, s),
+                      lambda s=s: _train_task(p, model_name, dataset, model, s)) for s in p.seeds}
 
 
-def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[str, Trained]:
+def train_keys(p: Params, model_name: str, dataset: str) -> list[dict]:
+    """The stored results `train_task` reads: one per seed."""
+    return [train_key(p, model_name, dataset, s) for s in p.seeds]
+
+
+def train_key(p: Params, model_name: str, dataset: str, seed: int) -> dict:
+    """What decides one (model, task, seed)'s stored result: the triple, the toy weights (`weights_id`), whether it
+    finetunes and every parameter but the page-only ones (a real network's: after `section4.model_params`)."""
+    q = section4.model_params(p, model_name, REAL_FIELDS)
+    return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name), "train seed": seed,
+            "finetunes": finetunes(p, model_name, dataset, seed),
+            **{k: v for k, v in q.to_dict().items() if k not in PAGE_ONLY}}
+
+
+def _train_task(p: Params, model_name: str, dataset: str, model=None, seed: int | None = None) -> dict[str, Trained]:
+    seed = p.seeds[0] if seed is None else seed
+    finetuned = finetunes(p, model_name, dataset, seed)
+    p = section4.model_params(p, model_name, REAL_FIELDS)
     model = model if model is not None else load_model(model_name, device=p.device)
-    shared = {"patience": p.patience, "device": p.device, "seed": p.seed}
+    shared = {"patience": p.patience, "device": p.device, "seed": seed}
     reference_units = in_memory(extract(model, p.reference_dataset, split="train", n=p.n_reference, seed=p.seed,
                                         device=p.device, batch_size=p.batch_size, dtype=p.cache_dtype))
     task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
                      batch_size=p.batch_size, dtype=p.cache_dtype, logit_scale=resolve_logit_scale(model, p.logit_scale),
-                     prompts=p.prompts)
+                     prompts=p.prompts, classifier=p.classifier, k_shot=p.k_shot)
     out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods,
                              variance=p.rd_star_variance, protocol=p.protocol,
                              overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size,
                                         "back_projection": p.back_projection})
-    if p.finetune:
+    out["Base"].extra["classifier"] = task.classifier.kind
+    if finetuned:
         # finetuning keeps its protocol's batch (authors_code: 128) and rate unless finetune_lr is given
         ft = {**shared, "max_epochs": p.finetune_max_epochs, "range_steps": p.finetune_range_steps}
         ft |= {"batch_size": p.train_batch_size} if p.protocol == "paper_text" else {}
@@ -146,16 +200,20 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> dict[st
 
 @computes
 def run(p: Params) -> Result:
-    """Train (or read the stored training of) every method on every model and task; tables, findings, plots' data."""
-    trained, archs, first_model = {}, {}, None
-    for name in p.models:
+    """Train (or read the stored training of) every method on every model, task and seed; tables, findings, plots'
+    data. Interpretations (scale maps, amplified components, probes) read the first model's first seed."""
+    trained, by_seed, archs, tasks_of, first_model = {}, {}, {}, {}, None
+    for name in section4.all_models(p):
         model = load_model(name, device=p.device)
         label = model_display(name)
         first_model = first_model or model
         archs[label] = Architecture.from_model(model)
-        for ds in p.datasets:
-            trained[(label, dataset_display(ds))] = train_task(p, name, ds, model)
-    accuracy = accuracy_table(trained)
+        tasks_of[label] = [dataset_display(d) for d in section4.model_params(p, name, REAL_FIELDS).datasets]
+        for ds in section4.model_params(p, name, REAL_FIELDS).datasets:
+            runs = train_task(p, name, ds, model)
+            trained[(label, dataset_display(ds))] = runs[p.seeds[0]]
+            by_seed |= {(label, dataset_display(ds), s): out for s, out in runs.items()}
+    accuracy = accuracy_table(by_seed)
     params = params_table(trained, p.methods)
     label0 = model_display(p.models[0])
     tasks = [dataset_display(d) for d in p.datasets]
@@ -164,30 +222,36 @@ def run(p: Params) -> Result:
     probe, per_task = probe_table(first_model, p, {d: trained[(label0, d)]["RD"].method for d in tasks},
                                   archs[label0], moved)
     paper_acc, paper_params = reference("table2"), reference("table2_params")
+    spread = section4.seed_spread(accuracy, ["model", "dataset", "method"])
+    means = spread.rename(columns={"mean": "accuracy"})[["model", "dataset", "method", "accuracy"]]
     tables = {
         "accuracy": accuracy, "table2_params": params,
-        "table2": accuracy[accuracy["method"].isin(TABLE2_METHODS)].reset_index(drop=True),
+        "table2": means[means["method"].isin(TABLE2_METHODS)].reset_index(drop=True),
         "paper": paper_acc, "paper_params": paper_params,
-        "ours_minus_paper": ours_minus_paper(accuracy, paper_acc),
-        "count_check": count_check(paper_params), "training": training_table(trained),
+        "ours_minus_paper": ours_minus_paper(means, paper_acc),
+        "count_check": count_check(paper_params), "training": training_table(by_seed),
+        "spread": spread,
         "described": described_table(first_model, {d: trained[(label0, d)]["RD"].method
                                                     for d in improved(trained, label0, moved)},
                                      text_dictionary(p.dictionary), p.n_components_described),
         "probe": probe, "gap": gap_table(accuracy, list(p.methods)),
-        "tasks": pd.DataFrame([{"model": model_display(m), "dataset": dataset_display(d), "n": test_size(d, p.n_test),
-                                "chance": 1 / len(dataset_spec(d).class_names)} for m in p.models for d in p.datasets]),
+        "tasks": pd.DataFrame([{"model": model_display(m), "dataset": dataset_display(d),
+                                "n": test_size(d, section4.model_params(p, m, REAL_FIELDS).n_test),
+                                "chance": 1 / len(dataset_spec(d).class_names),
+                                "classifier": trained[(model_display(m), dataset_display(d))]["Base"].extra["classifier"]}
+                               for m, d in training_pairs(p)]),
     }
     return Result(p, tables=tables, findings=_findings(p, tables, archs, label0, moved,
                                                        improved(trained, label0, moved)),
                   artifacts={"trained": trained, "archs": archs, "first_label": label0, "tasks": tasks,
-                             "probe_per_task": per_task})
+                             "tasks_of": tasks_of, "probe_per_task": per_task})
 
 
-def accuracy_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
-    """Long table (model, dataset, method, accuracy, params) of every trained method's test accuracy."""
-    return pd.DataFrame([{"model": m, "dataset": d, "method": k, "accuracy": t.test_accuracy,
+def accuracy_table(by_seed: dict[tuple[str, str, int], dict[str, Trained]]) -> pd.DataFrame:
+    """Long table (model, dataset, seed, method, accuracy, params) of every trained method's test accuracy."""
+    return pd.DataFrame([{"model": m, "dataset": d, "seed": s, "method": k, "accuracy": t.test_accuracy,
                           "params": 0 if t.method is None else int(t.method.n_params)}
-                         for (m, d), out in trained.items() for k, t in out.items()])
+                         for (m, d, s), out in by_seed.items() for k, t in out.items()])
 
 
 def params_table(trained: dict[tuple[str, str], dict[str, Trained]], methods: list[str]) -> pd.DataFrame:
@@ -222,7 +286,7 @@ def beyond_full(gap: pd.DataFrame, methods: list[str]) -> str:
 
 def ours_minus_paper(accuracy: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Long table (model, dataset, method, ours, paper, ours - paper) where the paper reports our model."""
-    merged = accuracy.drop(columns="params").rename(columns={"accuracy": "ours"}).merge(
+    merged = accuracy[["model", "dataset", "method", "accuracy"]].rename(columns={"accuracy": "ours"}).merge(
         paper.rename(columns={"accuracy": "paper"}), on=["model", "dataset", "method"])
     return merged.assign(**{"ours - paper": merged["ours"] - merged["paper"]})
 
@@ -246,11 +310,12 @@ def _health(t: Trained) -> dict:
                                      "healthy": t.result.best_epoch > 0}
 
 
-def training_table(trained: dict[tuple[str, str], dict[str, Trained]]) -> pd.DataFrame:
-    """Per model, task and trained method (Base has no training): its `training.health` (rate and where it sits in
-    the range test, epoch kept, epochs run, cap hit, scale range, flags, healthy) and the remedy that ran."""
-    return pd.DataFrame([{"model": m, "dataset": d, "method": k, **_health(t), "remedy": t.extra.get("remedy", "")}
-                         for (m, d), out in trained.items() for k, t in out.items() if t.result is not None])
+def training_table(by_seed: dict[tuple[str, str, int], dict[str, Trained]]) -> pd.DataFrame:
+    """Per model, task, seed and trained method (Base has no training): its `training.health` (rate and where it
+    sits in the range test, epoch kept, epochs run, cap hit, scale range, flags, healthy) and the remedy that ran."""
+    return pd.DataFrame([{"model": m, "dataset": d, "seed": s, "method": k, **_health(t),
+                          "remedy": t.extra.get("remedy", "")}
+                         for (m, d, s), out in by_seed.items() for k, t in out.items() if t.result is not None])
 
 
 def described_table(model, methods: dict, dictionary: list[str], k: int) -> pd.DataFrame:
@@ -331,6 +396,9 @@ def _findings(p: Params, tables: dict[str, pd.DataFrame], archs: dict, label0: s
         "first_label": label0, "rd_params": int(counts.get((label0, "RD"), 0)),
         "rdstar_params": int(counts.get((label0, "RD*"), 0)), "lin_params": int(counts.get((label0, "Lin"), 0)),
         "readings": readings_text(p, AUTHORS),
+        "classifier_text": section4.classifier_text(accuracy.merge(tables["tasks"]), "Base"), "n_seeds": len(p.seeds),
+        "finetune_seeds": ("every training seed" if p.finetune_every_seed else
+                           f"the first training seed only ({p.seeds[0]}): it is most of the page's cost"),
     }
 
 
@@ -350,18 +418,26 @@ def _table_methods(result: Result) -> list[str]:
 
 
 def table2_tables(result: Result) -> dict[str, pd.DataFrame]:
-    """Per model, caption -> accuracy per task and method with the Average and #params rows (text cells)."""
-    accuracy, params = result.tables["accuracy"], result.tables["table2_params"]
+    """Per model, caption -> accuracy per task and method as 'mean ± sd over seeds', the Average row (its spread:
+    of the per-seed averages) and the #params row (text cells)."""
+    accuracy, params, tasks = result.tables["accuracy"], result.tables["table2_params"], result.tables["tasks"]
     methods, out = _table_methods(result), {}
     for label in result.artifacts["archs"]:
         part = accuracy[accuracy["model"] == label]
-        wide = part.pivot(index="dataset", columns="method", values="accuracy").reindex(
-            index=result.artifacts["tasks"], columns=methods)
+        average = part.groupby(["method", "seed"], as_index=False)["accuracy"].mean().assign(dataset="Average")
+        spread = section4.seed_spread(pd.concat([part, average]), ["dataset", "method"])
+        spread["text"] = [section4.mean_sd_text(*v) for v in zip(spread["mean"], spread["sd"], spread["seeds"])]
+        shown = spread.pivot(index="dataset", columns="method", values="text").reindex(
+            index=[*result.artifacts["tasks_of"][label], "Average"], columns=methods).astype(object).fillna("")
         counts = dict(params[params["model"] == label].set_index("method")["params"])
         counts["Base"] = 0
-        if "Full finetuning" in methods:  # the same tower for every task: its count on the first task
+        if "Full finetuning" in set(part["method"]):  # the same tower for every task: its count on the first task
             counts["Full finetuning"] = part.loc[part["method"] == "Full finetuning", "params"].iloc[0]
-        out[label] = with_counts(wide, counts).rename_axis(index="dataset", columns=None).reset_index()
+        shown.loc["#params"] = [f"{int(counts[m]):,}" if m in counts else "" for m in methods]
+        own = tasks[tasks["model"] == label]
+        caption = (f"{label}: classifier {own['classifier'].iloc[0]}; mean ± sd over "
+                   f"{part['seed'].nunique()} training seeds")
+        out[caption] = shown.rename_axis(index="dataset", columns=None).reset_index()
     return out
 
 
@@ -402,24 +478,31 @@ def training_health(result: Result) -> pd.DataFrame:
 
 
 def plot_bars(result: Result):
-    """Figure 5: test accuracy per task of Base, Lin, Full finetuning and ResiDual (RD), one panel per model."""
-    accuracy, archs, tasks = result.tables["accuracy"], result.artifacts["archs"], result.artifacts["tasks"]
-    bars = [b for b in FIG5_BARS if b in set(accuracy["method"])]
+    """Figure 5: test accuracy per task of Base, Lin, Full finetuning and ResiDual (RD), one panel per model: the mean
+    over training seeds, the error bar their standard deviation; chance as a short dash per task."""
+    spread, archs, tasks = result.tables["spread"], result.artifacts["archs"], result.tables["tasks"]
+    bars = [b for b in FIG5_BARS if b in set(spread["method"])]
     shades = {"Base": "#b0b0b0", "Lin": "#7fa6d6", "Full finetuning": "#2a9d8f", "RD": style.OURS}
-    fig, axes = plt.subplots(1, len(archs), figsize=(max(6, 1.3 * len(tasks)) * len(archs), 3.8), squeeze=False)
+    widths = [max(4, 1.3 * len(result.artifacts["tasks_of"][label])) for label in archs]
+    fig, axes = plt.subplots(1, len(archs), figsize=(sum(widths), 3.8), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
     for ax, label in zip(axes.flat, archs):
-        part = accuracy[accuracy["model"] == label].pivot(index="dataset", columns="method", values="accuracy")
-        part = part.reindex(tasks)
-        x = np.arange(len(part))
+        own = spread[spread["model"] == label]
+        mean, sd = (own.pivot(index="dataset", columns="method", values=v).reindex(
+            index=result.artifacts["tasks_of"][label], columns=bars) for v in ("mean", "sd"))  # NaN: did not run
+        x = np.arange(len(mean))
         width = 0.8 / len(bars)
         for i, b in enumerate(bars):
-            ax.bar(x + i * width, part[b].to_numpy(), width, color=shades[b],
+            ax.bar(x + i * width, mean[b].to_numpy(), width, yerr=sd[b].to_numpy(), capsize=2, color=shades[b],
                    label="ResiDual (RD)" if b == "RD" else b)
+        chance = tasks[tasks["model"] == label].set_index("dataset")["chance"].reindex(mean.index)
+        ax.hlines(chance.to_numpy(), x - width / 2, x + 0.8 - width / 2, colors="black", lw=0.8, linestyles=":",
+                  label="chance")
         ax.set(xticks=x + 0.4 - width / 2, ylim=(0, 1.05), ylabel="test accuracy", title=label)
-        ax.set_xticklabels(part.index, rotation=30, ha="right")
+        ax.set_xticklabels(mean.index, rotation=30, ha="right")
     # Above the panels: inside, the legend hid the low bars of the tasks with room.
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, ncol=len(bars), loc="upper center", frameon=False)
+    fig.legend(handles, labels, fontsize=8, ncol=len(bars) + 1, loc="upper center", frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
 
@@ -525,13 +608,13 @@ def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
                  for (m, _), out in result.artifacts["trained"].items() if "Full finetuning" in out]
     if finetuned:
         params = pd.concat([params, pd.DataFrame(finetuned).drop_duplicates("model")], ignore_index=True)
-    health = result.tables["training"][["model", "dataset", "method", "healthy"]]
-    accuracy = (result.tables["accuracy"][["model", "dataset", "method", "accuracy"]]
+    health = result.tables["training"][["model", "dataset", "seed", "method", "healthy"]]
+    accuracy = (result.tables["accuracy"][["model", "dataset", "seed", "method", "accuracy"]]
                 .merge(result.tables["tasks"], on=["model", "dataset"]).merge(health, how="left"))
     return {"accuracy": accuracy.fillna({"healthy": True}), "params": params}
 
 
 def save_results(result: Result) -> list:
     """Table 2 and its parameter counts in the paper's format, for the reproduction report."""
-    return [results.save(result.tables["table2"].drop(columns="params"), "table2"),
+    return [results.save(result.tables["table2"], "table2"),
             results.save(result.tables["table2_params"], "table2_params")]

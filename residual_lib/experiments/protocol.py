@@ -36,7 +36,7 @@ from ..analysis.spectral import MATCHINGS, dataset_similarities
 from ..data.text_dictionary import text_dictionary
 from ..alignment.training import PROTOCOLS
 from ..units.unit_set import parse_unit
-from ..alignment.zeroshot import DEFAULT_LOGIT_SCALE
+from ..alignment.classifier import DEFAULT_LOGIT_SCALE
 from . import fig05_tab02
 from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, nonempty, positive
 from .fig04 import _n_for
@@ -99,7 +99,7 @@ class Params(ComputeParams):
         return fig05_tab02.Params(
             models=[self.model_name], datasets=[self.datasets[0]], reference_dataset=self.reference_dataset,
             n_reference=_n_for(self.reference_dataset, self.split, self.n_reference), n_train=self.n_train,
-            n_val=self.n_val, n_test=self.n_test, seed=self.seed, methods=list(self.training_methods),
+            n_val=self.n_val, n_test=self.n_test, seed=self.seed, seeds=[self.seed], methods=list(self.training_methods),
             finetune=False, cache_dtype=self.cache_dtype, batch_size=self.batch_size, device=self.device,
             protocol=protocol)
 
@@ -154,7 +154,8 @@ def training_effect(p: Params, model) -> pd.DataFrame:
     1e-5 to 0.8) and the epochs run (Table 2's `train_task`, stored once and reused)."""
     rows = []
     for protocol in PROTOCOLS if p.training_methods else ():
-        trained = fig05_tab02.train_task(p._training_params(protocol), p.model_name, p.datasets[0], model)
+        q = p._training_params(protocol)
+        trained = fig05_tab02.train_task(q, p.model_name, p.datasets[0], model)[q.seeds[0]]
         for method, t in trained.items():
             rows.append({"protocol": protocol, "method": method, "test accuracy": t.test_accuracy,
                          "learning rate": f"{t.result.lr:.2g}" if t.result else "",

@@ -1,8 +1,9 @@
 """Table 1 (and 3-5): coarse unit alignment by selecting heads (Section 4.1).
 
-Per model and task: the zero-shot test accuracy of the top 5% of heads by U, U|T and S, of random heads
-(R), of all heads (H), of the model (B) and of trained per-head weights (O); the sweep over the share of
-heads kept; the paper's tables beside ours.
+Per model and task: the test accuracy of the top 5% of heads by U, U|T and S, of random heads (R), of all
+heads (H), of the model (B) and of trained per-head weights (O, over training seeds); the sweep over the share of
+heads kept; the paper's tables beside ours. The toy CLIP classifies from text (zero-shot); a real network without
+a text tower (`real_models`) from the class means of k labelled images (`section4`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..report import style
-from ..alignment.tasks import coarse_unit_alignment, load_task, resolve_logit_scale, task_caches, test_size
+from ..alignment.tasks import (DEFAULT_K_SHOT, coarse_unit_alignment, load_task, resolve_logit_scale,
+                               task_caches, test_size)
 from ..store.cache import CacheKey
 from ..models.registry import load_model
 from ..paper.reference import reference
@@ -26,6 +28,7 @@ from ..alignment.selection import head_scores, top_heads
 from ..store.stored import stored
 from ..toy.checkpoint import weights_id
 from ..alignment.training import protocol_config
+from . import section4
 from .base import CacheDtype, ComputeParams, ParamsError, Result, computes, nonempty, positive, readings_text
 
 METHODS = ["U", "U|T", "S", "R", "H", "B", "O"]  # Table 1's columns, in the paper's order
@@ -42,7 +45,16 @@ class Params(ComputeParams):
     n_train: int | None = 2000  # training images per task (O); None: the whole split
     n_val: int | None = 500  # validation images (head scores, early stopping); None: all
     n_test: int | None = 1000  # test images (every reported accuracy); None: all
-    seed: int = 0  # which subset of each split
+    seed: int = 0  # which subset of each split (and of the k-shot images)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # O's training seeds (data order, initialisation)
+    # Real networks without a text tower: their own tasks and counts, classified by class means (section4)
+    real_models: list[str] = field(default_factory=list)
+    real_datasets: list[str] = field(default_factory=lambda: ["fashion-mnist", "sklearn-digits"])
+    real_n_train: int | None = 400  # the k-shot images come out of these
+    real_n_val: int | None = 100
+    real_n_test: int | None = 360
+    classifier: Literal["auto", "zero_shot", "class_mean"] = "auto"  # auto: zero-shot when the model has text
+    k_shot: int = DEFAULT_K_SHOT  # labelled images per class of a class-mean classifier
     fraction: float = 0.05  # share of heads kept by U, U|T, S and R (the paper: 5%)
     n_random: int = 10  # seeds of the random control R
     fractions: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.05, 0.10, 0.25, 0.50])  # 0.0: one head
@@ -63,7 +75,8 @@ class Params(ComputeParams):
 
     def check(self) -> None:
         nonempty(self, "models", "datasets")
-        positive(self, "n_train", "n_val", "n_test", "n_random", "max_epochs", "patience", "train_batch_size",
+        section4.check_models_and_seeds(self)
+        positive(self, "n_train", "n_val", "n_test", "real_n_train", "real_n_val", "real_n_test", "n_random", "max_epochs", "patience", "train_batch_size",
                  "batch_size")
         if self.logit_scale != "model":
             positive(self, "logit_scale")
@@ -75,45 +88,62 @@ class Params(ComputeParams):
                               "(0 stands for a single head)")
 
 
+# A real network's stand-ins for the toy parameters (section4.model_params)
+REAL_FIELDS = {"datasets": "real_datasets", "n_train": "real_n_train", "n_val": "real_n_val",
+               "n_test": "real_n_test"}
+
+
 def caches(p: Params) -> list[CacheKey]:
     """Every task's train, val and test caches, per model."""
-    return [k for m in p.models for d in p.datasets
-            for k in task_caches(m, d, p.n_train, p.n_val, p.n_test, p.seed, p.cache_dtype)]
+    keys = []
+    for m, d in training_pairs(p):
+        q = section4.model_params(p, m, REAL_FIELDS)
+        keys += task_caches(m, d, q.n_train, q.n_val, q.n_test, q.seed, q.cache_dtype)
+    return keys
 
 
-# Parameters that do not change what one (model, task) computes.
-# (device and threads: the same computation, which may differ only in the last bits.)
-PAGE_ONLY = ("models", "datasets", "device", "threads")
+# Parameters that do not change what one (model, task) computes (the real_* ones are read into the fields they
+# stand in for). (device and threads: the same computation, which may differ only in the last bits.)
+PAGE_ONLY = ("models", "datasets", "real_models", *REAL_FIELDS.values(), "device", "threads")
 
 
 def training_pairs(p: Params) -> list[tuple[str, str]]:
     """The (model, task) pairs `run` computes, each one job of the paper profile (`residual_lib.store.jobs.TrainJob`)."""
-    return [(m, d) for m in p.models for d in p.datasets]
+    return section4.training_pairs(p, REAL_FIELDS)
 
 
 def train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int, pd.DataFrame]:
-    """Table 1's row, the fraction sweep, the number of classes and the kept heads beside the probe (`kept_heads`)
-    of one (model, task), stored once and reused."""
+    """Table 1's row (O: its test accuracy per training seed, a dict; classifier: how the classifier was built), the
+    fraction sweep, the number of classes and the kept heads beside the probe (`kept_heads`) of one (model, task),
+    stored once and reused."""
     return stored("tab01", train_key(p, model_name, dataset), lambda: _train_task(p, model_name, dataset, model))
+
+
+def train_keys(p: Params, model_name: str, dataset: str) -> list[dict]:
+    """The stored results `train_task` reads: one, holding every seed."""
+    return [train_key(p, model_name, dataset)]
 
 
 def train_key(p: Params, model_name: str, dataset: str) -> dict:
     """What decides one (model, task)'s stored result: the pair, the toy weights (`weights_id`) and every
     parameter but the page-only ones."""
+    q = section4.model_params(p, model_name, REAL_FIELDS)
     return {"model": model_name, "dataset": dataset, "weights": weights_id(model_name),
-            **{k: v for k, v in p.to_dict().items() if k not in PAGE_ONLY}}
+            **{k: v for k, v in q.to_dict().items() if k not in PAGE_ONLY}}
 
 
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int, pd.DataFrame]:
+    p = section4.model_params(p, model_name, REAL_FIELDS)
     model = model if model is not None else load_model(model_name, device=p.device)
     config = protocol_config("O", p.protocol, max_epochs=p.max_epochs, patience=p.patience,
-                             batch_size=p.train_batch_size, device=p.device, seed=p.seed)
+                             batch_size=p.train_batch_size, device=p.device, seed=p.seeds[0])
     task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
                      batch_size=p.batch_size, dtype=p.cache_dtype, logit_scale=resolve_logit_scale(model, p.logit_scale),
-                     prompts=p.prompts)
-    row, sweep, _ = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random, p.fractions,
-                                          config, head_score=p.head_score, head_count=p.head_count,
-                                          random_rule=p.random_rule)
+                     prompts=p.prompts, classifier=p.classifier, k_shot=p.k_shot)
+    row, sweep, optimised = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random,
+                                                  p.fractions, config, head_score=p.head_score,
+                                                  head_count=p.head_count, random_rule=p.random_rule, seeds=p.seeds)
+    row |= {"O": {s: t.test_accuracy for s, t in optimised.items()}, "classifier": task.classifier.kind}
     return row, sweep, task.classifier.n_classes, kept_heads(task, row["k"], p.head_score)
 
 
@@ -134,30 +164,38 @@ def kept_heads(task, k: int, head_score: str = "per_sample") -> pd.DataFrame:
 
 @computes
 def run(p: Params) -> Result:
-    """Table 1's row per model and task, the fraction sweep, the paper's tables and the page's findings."""
+    """Table 1's row per model and task (O: the mean over training seeds, with its spread), the fraction sweep, the
+    paper's tables and the page's findings."""
     rows, sweeps, probes, n_heads = [], [], [], {}
-    for name in p.models:
+    for name in section4.all_models(p):
         model = load_model(name, device=p.device)
         n_heads[model_display(name)] = len(Architecture.from_model(model).heads)
-        for ds in p.datasets:
+        for ds in section4.model_params(p, name, REAL_FIELDS).datasets:
             row, sweep, n_classes, probe = train_task(p, name, ds, model)
             labels = {"model": model_display(name), "dataset": dataset_display(ds)}
-            rows.append({**labels, "chance": 1 / n_classes, **row})
+            rows += [{**labels, "seed": seed, "chance": 1 / n_classes, **row, "O": o} for seed, o in row["O"].items()]
             sweeps.append(sweep.assign(**labels))
             probes.append(probe.assign(**labels))
-    ours = pd.DataFrame(rows)
+    per_seed = pd.DataFrame(rows)
+    o_spread = section4.seed_spread(per_seed, ["model", "dataset"], "O")
+    ours = (per_seed.drop(columns=["seed", "O"]).drop_duplicates(["model", "dataset"])
+            .merge(o_spread.rename(columns={"mean": "O", "sd": "O sd", "min": "O min", "max": "O max"})))
     probe = pd.concat(probes, ignore_index=True)
     paper = reference("table1")
     table1 = ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method", value_name="accuracy")
+    table1_seeds = per_seed.melt(id_vars=["model", "dataset", "seed", "chance", "classifier"], value_vars=METHODS,
+                                 var_name="method", value_name="accuracy")
     differences = ours_minus_paper(table1, paper)
     heads = pd.DataFrame({"model": list(n_heads), "heads": list(n_heads.values()),
                           "kept": [int(ours.loc[ours["model"] == m, "k"].iloc[0]) for m in n_heads]})
     kept = kept_summary(probe)
     return Result(p, tables={"table1": table1, "ours": ours, "sweep": pd.concat(sweeps, ignore_index=True),
                              "heads": heads, "paper": paper, "ours_minus_paper": differences, "probe": probe,
-                             "kept": kept},
+                             "kept": kept, "table1_seeds": table1_seeds},
                   findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"])))
-                  | _kept_findings(kept, ours) | {"readings": readings_text(p, AUTHORS)})
+                  | _kept_findings(kept, ours) | {"readings": readings_text(p, AUTHORS),
+                                                  "classifier_text": section4.classifier_text(table1_seeds, "B"),
+                                                  "n_seeds": len(p.seeds)})
 
 
 def ours_minus_paper(table1: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -216,12 +254,15 @@ def with_average(table: pd.DataFrame, label: str = "dataset") -> pd.DataFrame:
 
 
 def model_tables(result: Result) -> dict[str, pd.DataFrame]:
-    """Per model, caption -> its tasks' accuracies by method (R's standard deviation as 'R sd'), with the average."""
+    """Per model, caption -> its tasks' accuracies by method (R's standard deviation over random draws as 'R sd', O's
+    over training seeds as 'O sd'), with the average."""
     ours, heads = result.tables["ours"], result.tables["heads"].set_index("model")
     out = {}
     for label, part in ours.groupby("model", sort=False):
-        shown = part[["dataset", *METHODS, "R_std"]].rename(columns={"R_std": "R sd"}).reset_index(drop=True)
-        caption = f"{label}: {heads.loc[label, 'heads']} heads, {heads.loc[label, 'kept']} kept by U, U|T, S and R"
+        shown = part[["dataset", "chance", *METHODS, "R_std", "O sd"]].rename(columns={"R_std": "R sd"})
+        shown = shown.reset_index(drop=True)
+        caption = (f"{label}: {heads.loc[label, 'heads']} heads, {heads.loc[label, 'kept']} kept by U, U|T, S and R; "
+                   f"classifier {part['classifier'].iloc[0]}; O over {int(part['seeds'].iloc[0])} seeds")
         out[caption] = with_average(shown)
     return out
 
@@ -298,7 +339,10 @@ def plot_sweep(result: Result):
 
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
-    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`)."""
-    sizes = result.tables["ours"][["model", "dataset", "chance"]].assign(
-        n=[test_size(d, result.params.n_test) for _ in result.params.models for d in result.params.datasets])
-    return {"accuracy": result.tables["table1"][["model", "dataset", "method", "accuracy"]].merge(sizes)}
+    """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`): one row per seed (the checks
+    average them; the methods that do not train repeat their accuracy)."""
+    p = result.params
+    sizes = pd.DataFrame([{"model": model_display(m), "dataset": dataset_display(d),
+                           "n": test_size(d, section4.model_params(p, m, REAL_FIELDS).n_test)}
+                          for m, d in training_pairs(p)])
+    return {"accuracy": result.tables["table1_seeds"].merge(sizes)}

@@ -104,7 +104,7 @@ class TrainJob:
         from .stored import is_stored
 
         module, p = self._experiment()
-        return is_stored(self.module, module.train_key(p, self.model, self.dataset))
+        return all(is_stored(self.module, key) for key in module.train_keys(p, self.model, self.dataset))
 
     def disk_state(self) -> str:
         return "done" if self.done() else "todo"

@@ -1,7 +1,7 @@
 """Zero-shot accuracy of a toy CLIP on the toy world's tasks and out-of-distribution sets.
 
 `python -m residual_lib.toy.evaluate --profile toy` prints, per dataset, the test-split accuracy of the
-manifest's class names and prompt templates (`residual_lib.alignment.zeroshot`), beside chance (1 / classes).
+manifest's class names and prompt templates (`residual_lib.alignment.classifier`), beside chance (1 / classes).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..data.datasets import dataset_spec, load_dataset
-from ..alignment.zeroshot import ZeroShotClassifier
+from ..alignment.classifier import Classifier
 
 TASKS = ("toy-shape", "toy-colour", "toy-pattern", "toy-position", "toy-size")
 OOD = ("toy-sketch", "toy-textured", "toy-digits", "toy-noise")
@@ -41,7 +41,7 @@ def zero_shot_table(model, datasets: Sequence[str] = TASKS + OOD, split: str = "
     for name in datasets:
         spec = dataset_spec(name)
         data = load_dataset(name, split)
-        classifier = ZeroShotClassifier.for_dataset(model, name)
+        classifier = Classifier.for_dataset(model, name)
         images, labels = data.images[:n], data.labels[:n]
         accuracy = classifier.accuracy(image_embeddings(model, images), labels)
         rows.append({"dataset": name, "role": spec.role, "classes": spec.n_classes, "chance": 1 / spec.n_classes,

@@ -44,10 +44,30 @@ def test_caches_are_the_reference_and_each_tasks_splits():
     keys = fig05_tab02.caches(smoke())
     assert [(k.model, k.dataset, k.split, k.n) for k in keys] == [("toy-clip-smoke", "toy-mixed", "train", 300)] + [
         ("toy-clip-smoke", d, s, n) for d in ["toy-colour", "toy-shape"] for s, n in
-        [("train", 200), ("val", 80), ("test", 100)]]
+        [("train", 200), ("val", 80), ("test", 100)]] + [
+        # the real network's own reference, task and counts; its reference is its task's train cache: one key
+        ("standin-dino", "sklearn-digits", "train", 120), ("standin-dino", "sklearn-digits", "test", 60)]
     # two models: the reference cache for each, never a key twice
-    two = fig05_tab02.caches(smoke().replace(models=["a", "b"], datasets=["toy-shape", "toy-shape"]))
+    two = fig05_tab02.caches(smoke().replace(models=["a", "b"], datasets=["toy-shape", "toy-shape"], real_models=[]))
     assert len(two) == len(set(two)) == 2 * 4
+
+
+def test_real_networks_train_their_own_tasks_and_finetune_only_where_listed():
+    p = smoke().replace(real_finetune=["standin-dino/sklearn-digits"], seeds=[3, 4])
+    assert fig05_tab02.training_pairs(p) == [("toy-clip-smoke", "toy-colour"), ("toy-clip-smoke", "toy-shape"),
+                                             ("standin-dino", "sklearn-digits")]
+    assert [fig05_tab02.finetunes(p, "standin-dino", "sklearn-digits", s) for s in (3, 4)] == [True, False]
+    assert fig05_tab02.finetunes(p.replace(finetune_every_seed=True), "standin-dino", "sklearn-digits", 4)
+    assert not fig05_tab02.finetunes(p.replace(real_finetune=[]), "standin-dino", "sklearn-digits", 3)
+    keys = fig05_tab02.train_keys(p, "standin-dino", "sklearn-digits")
+    assert [k["train seed"] for k in keys] == [3, 4] and keys[0]["n_train"] == 120 and keys[0]["n_test"] == 60
+    assert keys[0]["reference_dataset"] == "sklearn-digits" and "real_n_train" not in keys[0]
+    with pytest.raises(ParamsError, match="valid: standin-dino/sklearn-digits"):
+        p.replace(real_finetune=["standin-dino/toy-colour"])
+    with pytest.raises(ParamsError, match="in both models and real_models"):
+        p.replace(real_models=["toy-clip-smoke"])
+    with pytest.raises(ParamsError, match="distinct training seeds"):
+        p.replace(seeds=[1, 1])
 
 
 def test_with_counts_formats_accuracy_average_and_params():
@@ -98,34 +118,47 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     matplotlib.use("Agg")
     result = fig05_tab02.run(smoke())
     table2 = result.tables["table2"]
-    assert list(table2.columns) == ["model", "dataset", "method", "accuracy", "params"]
-    assert set(table2["method"]) == {"Lin", "RD", "RD*", "RDY"} and len(table2) == 2 * 4
-    assert table2["accuracy"].between(0, 1).all() and (table2["params"] > 0).all()
+    assert list(table2.columns) == ["model", "dataset", "method", "accuracy"]
+    assert set(table2["method"]) == {"Lin", "RD", "RD*", "RDY"} and len(table2) == 3 * 4  # means over seeds
+    assert table2["accuracy"].between(0, 1).all()
+    per_seed = result.tables["accuracy"]
+    assert set(per_seed["seed"]) == {0, 1} and (per_seed.loc[per_seed["method"] != "Base", "params"] > 0).all()
+    spread = result.tables["spread"].set_index(["model", "dataset", "method"])
+    assert spread["seeds"].max() == 2 and spread.loc[(model_display("toy-clip-smoke"), "toy-colour",
+                                                       "Full finetuning"), "seeds"] == 1  # first seed only
     assert set(result.tables["accuracy"]["method"]) == {"Base", "Lin", "RD", "RD*", "RDY", "Full finetuning"}
     assert list(result.tables["table2_params"].columns) == ["model", "method", "params"]
     assert set(result.findings) == {
         "shared_models", "untrained_tasks", "probe_task", "probe_moved", "probe_top", "scale_top", "mean_rho_moved",
         "avg_base", "avg_lin", "avg_rd", "avg_rdstar", "avg_rdy", "avg_ft", "first_label", "rd_params",
         "rdstar_params", "lin_params", "readings", "described_tasks", "ft_text", "n_gap_tasks", "gap_tasks",
-        "gap_rd", "gap_lin", "gap_rdstar", "gap_rdy", "n_rd_beats_lin", "n_rd_half", "beyond_full", "finetune_epochs"}
+        "gap_rd", "gap_lin", "gap_rdstar", "gap_rdy", "n_rd_beats_lin", "n_rd_half", "beyond_full", "finetune_epochs",
+        "classifier_text", "n_seeds", "finetune_seeds"}
+    assert "class-mean, k=2" in result.findings["classifier_text"] and result.findings["n_seeds"] == 2
     assert result.findings["n_gap_tasks"] == len(result.tables["gap"])
     assert result.findings["finetune_epochs"] == smoke().finetune_max_epochs
     label = model_display("toy-clip-smoke")
     assert result.findings["probe_task"] == "toy-colour" and result.findings["first_label"] == label
-    params = result.tables["table2_params"].set_index("method")["params"]
+    params = result.tables["table2_params"].query("model == @label").set_index("method")["params"]
     assert result.findings["rd_params"] == params["RD"] and result.findings["lin_params"] == params["Lin"]
     assert list(result.tables["probe"]["task"]) == ["toy-colour", "toy-shape"]
-    (caption, table), = fig05_tab02.table2_tables(result).items()
-    assert caption == label and list(table["dataset"]) == ["toy-colour", "toy-shape", "Average", "#params"]
+    (caption, table), (real_caption, real) = fig05_tab02.table2_tables(result).items()
+    assert caption.startswith(label) and "zero-shot (text)" in caption and "2 training seeds" in caption
+    assert list(table["dataset"]) == ["toy-colour", "toy-shape", "Average", "#params"]
     assert list(table.columns) == ["dataset", "Base", "Lin", "RD", "RD*", "RDY", "Full finetuning"]
+    assert " ± " in table.loc[0, "RD"] and " ± " not in table.loc[0, "Full finetuning"]
+    assert "class-mean, k=2" in real_caption and list(real["dataset"]) == ["sklearn-digits", "Average", "#params"]
+    assert real.loc[0, "Full finetuning"] == ""  # not listed in real_finetune
     assert list(fig05_tab02.paper_table(result).columns) == ["model", "dataset", "Lin", "RD", "RD*", "RDY"]
     assert fig05_tab02.difference_tables(result) == {}
     health = fig05_tab02.training_health(result)
-    assert set(health["model"]) == {label} and set(health["healthy"]) <= {"yes", "FLAGGED"}
+    assert set(health["model"]) == {label, model_display("standin-dino")} and set(health["seed"]) == {0, 1}
+    assert set(health["healthy"]) <= {"yes", "FLAGGED"}
     assert {"lr position in range test", "epoch kept", "cap hit", "scale min", "scale max", "remedy"} <= set(health)
     accuracy = fig05_tab02.claim_tables(result)["accuracy"]
-    assert {"n", "chance", "healthy"} <= set(accuracy) and accuracy["n"].eq(result.params.n_test).all()
-    assert list(fig05_tab02.table2_panels(result))[1:] == ["Tables 2 and 6 (paper)"]
+    assert {"n", "chance", "healthy", "seed", "classifier"} <= set(accuracy)
+    assert set(accuracy["n"]) == {result.params.n_test, result.params.real_n_test}
+    assert list(fig05_tab02.table2_panels(result))[2:] == ["Tables 2 and 6 (paper)"]  # after the two models
     assert len(result.tables["count_check"]) == 4 * 3
     for plot in (fig05_tab02.plot_bars, fig05_tab02.plot_lr_range, fig05_tab02.plot_head_scales,
                  fig05_tab02.plot_probe):

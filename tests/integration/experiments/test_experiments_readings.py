@@ -16,7 +16,7 @@ from residual_lib.experiments import ParamsError, appA2, fig02, fig03, fig04, fi
 from residual_lib.experiments.base import readings_text
 from residual_lib.alignment.finetune import vision_tower
 from experiment_smoke import notebook_parameters
-from residual_lib.alignment.zeroshot import DEFAULT_LOGIT_SCALE
+from residual_lib.alignment.classifier import DEFAULT_LOGIT_SCALE
 
 PAGES = {"fig02_intrinsic_dimension": fig02, "fig03_textspan_vs_omp": fig03, "appA2_textspan_equals_somp": appA2,
          "fig04_spectral_dataset_similarity": fig04, "tab01_coarse_unit_alignment": tab01,
@@ -128,7 +128,8 @@ def test_train_keys_change_with_every_reading():
     keys = {str(tab01.train_key(base.replace(**{name: value}), "m", "d")) for name, value in tab01.AUTHORS.items()}
     assert len(keys) == len(tab01.AUTHORS) and str(tab01.train_key(base, "m", "d")) not in keys
     f5 = fig05_tab02.Params()
-    assert fig05_tab02.train_key(f5, "m", "d") != fig05_tab02.train_key(f5.replace(protocol="authors_code"), "m", "d")
+    assert (fig05_tab02.train_key(f5, "m", "d", 0)
+            != fig05_tab02.train_key(f5.replace(protocol="authors_code"), "m", "d", 0))
 
 
 class _Recorder:
@@ -153,8 +154,9 @@ def _wire(monkeypatch, module, names: dict):
 
 @pytest.mark.parametrize("protocol, lr", [("paper_text", None), ("authors_code", 0.8)])
 def test_tab01_passes_every_reading_to_the_library(monkeypatch, protocol, lr):
-    task = SimpleNamespace(classifier=SimpleNamespace(n_classes=3))
-    rec = _wire(monkeypatch, tab01, {"load_task": task, "coarse_unit_alignment": ({"k": 2}, pd.DataFrame(), None),
+    task = SimpleNamespace(classifier=SimpleNamespace(n_classes=3, kind="zero-shot (text)"))
+    optimised = {0: SimpleNamespace(test_accuracy=0.5)}
+    rec = _wire(monkeypatch, tab01, {"load_task": task, "coarse_unit_alignment": ({"k": 2}, pd.DataFrame(), optimised),
                                      "kept_heads": pd.DataFrame()})
     p = tab01.Params(protocol=protocol, head_score="per_direction", head_count="authors", random_rule="randn_topk",
                      logit_scale="model", prompts="authors", max_epochs=7, device="cpu")
@@ -165,19 +167,21 @@ def test_tab01_passes_every_reading_to_the_library(monkeypatch, protocol, lr):
     config = args[5]
     assert config.lr == lr and config.max_epochs == 7 and config.batch_size == 64
     assert config.lambda_init_noise == (1.0 if protocol == "authors_code" else 0.0)
-    assert kw == {"head_score": "per_direction", "head_count": "authors", "random_rule": "randn_topk"}
+    assert kw == {"head_score": "per_direction", "head_count": "authors", "random_rule": "randn_topk", "seeds": [0, 1, 2]}
     (args, _), = rec["kept_heads"].calls
     assert args == (task, 2, "per_direction"), "the probe table marks the heads the same reading kept"
 
 
 @pytest.mark.parametrize("protocol", ["paper_text", "authors_code"])
 def test_fig05_passes_the_protocol_to_every_method_and_finetuning(monkeypatch, protocol):
-    rec = _wire(monkeypatch, fig05_tab02, {"load_task": "task", "extract": None, "in_memory": "reference",
-                                           "residual_alignment": {}, "full_finetuning": "finetuned"})
+    task = SimpleNamespace(classifier=SimpleNamespace(kind="zero-shot (text)"))
+    rec = _wire(monkeypatch, fig05_tab02, {"load_task": task, "extract": None, "in_memory": "reference",
+                                           "residual_alignment": {"Base": SimpleNamespace(extra={})},
+                                           "full_finetuning": "finetuned"})
     p = fig05_tab02.Params(protocol=protocol, logit_scale=30.0, prompts="authors", max_epochs=4,
                            finetune_max_epochs=3, train_batch_size=32, device="cpu")
     out = fig05_tab02._train_task(p, "m", "d", model="model")
-    assert out == {"Full finetuning": "finetuned"}
+    assert out["Full finetuning"] == "finetuned" and out["Base"].extra["classifier"] == "zero-shot (text)"
     (_, load_kw), = rec["load_task"].calls
     assert load_kw["logit_scale"] == ("resolved", 30.0) and load_kw["prompts"] == "authors"
     (_, kw), = rec["residual_alignment"].calls

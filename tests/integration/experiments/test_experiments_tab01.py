@@ -49,7 +49,9 @@ def test_caches_are_each_tasks_splits():
     # the toy tasks declare train, val and test: three caches per task, with the page's sizes
     assert [(k.model, k.dataset, k.split, k.n) for k in keys] == [
         ("toy-clip-smoke", d, s, n) for d in ["toy-colour", "toy-shape"] for s, n in
-        [("train", 200), ("val", 80), ("test", 100)]]
+        [("train", 200), ("val", 80), ("test", 100)]] + [
+        # the real network's own task and counts (scikit-learn digits declares no val: carved from train)
+        ("standin-dino", "sklearn-digits", "train", 120), ("standin-dino", "sklearn-digits", "test", 60)]
     assert {(k.seed, k.dtype) for k in keys} == {(0, "float32")}
 
 
@@ -102,22 +104,33 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     result = tab01.run(p)
     table1 = result.tables["table1"]
     assert list(table1.columns) == ["model", "dataset", "method", "accuracy"]
-    assert len(table1) == 2 * len(tab01.METHODS) and table1["accuracy"].between(0, 1).all()
+    # two toy tasks and the stand-in DINO's one (class-mean), O the mean over two seeds
+    assert len(table1) == 3 * len(tab01.METHODS) and table1["accuracy"].between(0, 1).all()
+    seeds = result.tables["table1_seeds"]
+    assert set(seeds["seed"]) == {0, 1} and len(seeds) == 2 * len(table1)
+    o = seeds[seeds["method"] == "O"].groupby(["model", "dataset"])["accuracy"].mean()
+    assert result.tables["ours"].set_index(["model", "dataset"])["O"].to_dict() == pytest.approx(o.to_dict())
     assert set(result.findings) == {"shared_models", "avg_b", "avg_h", "avg_o", "avg_u", "avg_ut", "avg_s", "avg_r",
                                     "n_o_beats_b", "n_rows", "h_share_of_b", "heads_text", "k_text",
                                     "readings", "n_tasks", "ut_top3", "s_top3", "s_top1", "n_s_beats_r",
-                                    "n_ut_beats_r", "mean_best_probe"}
-    assert result.findings["n_rows"] == 2 and result.findings["shared_models"] == "none"
+                                    "n_ut_beats_r", "mean_best_probe", "classifier_text", "n_seeds"}
+    assert result.findings["n_rows"] == 3 and result.findings["shared_models"] == "none"
+    assert "class-mean, k=2" in result.findings["classifier_text"] and result.findings["n_seeds"] == 2
     assert result.findings["avg_b"] == pytest.approx(table1.loc[table1["method"] == "B", "accuracy"].mean())
-    (caption, table), = tab01.model_tables(result).items()
-    assert caption.startswith(model_display("toy-clip-smoke") + ": ")
+    (caption, table), (real_caption, real) = tab01.model_tables(result).items()
+    assert caption.startswith(model_display("toy-clip-smoke") + ": ") and "zero-shot (text)" in caption
+    assert "class-mean, k=2" in real_caption and list(real["dataset"]) == ["sklearn-digits", "Average"]
+    assert {"chance", "O sd"} <= set(table.columns)
     assert list(table["dataset"]) == ["toy-colour", "toy-shape", "Average"]
     assert set(result.tables["sweep"]["k"]) >= {1}
     assert list(tab01.paper_table(result).columns) == ["model", "dataset", *tab01.METHODS]
     assert tab01.difference_tables(result) == {}
     probe, kept = result.tables["probe"], result.tables["kept"]
-    assert len(probe) == 2 * 4 and probe.groupby("dataset")["rank"].min().eq(1).all()  # smoke: 2 x 2 heads
+    # smoke: 2 x 2 heads on two tasks, the stand-in DINO's 12 x 3 on one
+    assert len(probe) == 2 * 4 + 36 and probe.groupby("dataset")["rank"].min().eq(1).all()
     assert (kept["S keeps"] != "").all() and (kept["S: probe rank"] >= 1).all()
-    assert result.findings["n_tasks"] == 2 and 0 <= result.findings["s_top1"] <= result.findings["s_top3"] <= 2
+    assert result.findings["n_tasks"] == 3 and 0 <= result.findings["s_top1"] <= result.findings["s_top3"] <= 3
+    accuracy = tab01.claim_tables(result)["accuracy"]
+    assert {"n", "chance", "seed", "classifier"} <= set(accuracy) and set(accuracy["n"]) == {100, 60}
     assert len(tab01.plot_averages(result).axes) == 2
-    assert len([ax for ax in tab01.plot_sweep(result).axes if ax.axison]) == 2
+    assert len([ax for ax in tab01.plot_sweep(result).axes if ax.axison]) == 3

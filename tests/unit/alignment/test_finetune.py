@@ -7,7 +7,7 @@ import torch
 from residual_lib.models.open_clip import OpenClipAdapter
 from residual_lib.alignment.finetune import VisionTower, finetune, preprocessed_images
 from residual_lib.alignment.training import TrainConfig
-from residual_lib.alignment.zeroshot import ZeroShotClassifier
+from residual_lib.alignment.classifier import Classifier
 
 
 def _tiny_model():
@@ -33,7 +33,7 @@ def test_finetuning_trains_only_the_vision_tower_and_improves_validation():
     model = _tiny_model()
     text_before = {k: v.clone() for k, v in model.module.state_dict().items() if not k.startswith("visual.")}
     visual_before = {k: v.clone() for k, v in model.module.visual.state_dict().items()}
-    classifier = ZeroShotClassifier(torch.nn.functional.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(1))),
+    classifier = Classifier(torch.nn.functional.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(1))),
                                     ("r", "g", "b"), logit_scale=10.0)
     train = preprocessed_images(model, _coloured_images(96, 0), progress=False)
     val = preprocessed_images(model, _coloured_images(48, 1), progress=False)

@@ -9,7 +9,7 @@ from scipy.stats import pearsonr
 from residual_lib.alignment.selection import (HEAD_SCORES, SCORES, coarse_selection, correlation_scores, fraction_sweep, head_scores,
                                     kept_accuracy, n_kept, qr_basis, random_heads, span_projector, top_heads)
 from residual_lib.units.unit_set import UnitSet
-from residual_lib.alignment.zeroshot import ZeroShotClassifier
+from residual_lib.alignment.classifier import Classifier
 from unitset_factory import random_unitset
 
 
@@ -43,7 +43,7 @@ def test_span_projector_oracle_scipy_orth():
 def test_task_conditioned_equals_unsupervised_when_classes_span_everything():
     units, _ = random_unitset(embed_dim=16)
     rng = np.random.default_rng(1)
-    full = ZeroShotClassifier(torch.nn.functional.normalize(torch.tensor(rng.normal(size=(20, 16)), dtype=torch.float32)),
+    full = Classifier(torch.nn.functional.normalize(torch.tensor(rng.normal(size=(20, 16)), dtype=torch.float32)),
                               tuple(map(str, range(20))))
     u, ut = head_scores(units, full, "U"), head_scores(units, full, "U|T")
     np.testing.assert_allclose(u.to_numpy(), ut.to_numpy(), atol=1e-6)
@@ -116,7 +116,7 @@ def test_per_sample_and_per_direction_rank_two_heads_oppositely():
       A: 200 / sqrt(200 * 206) = sqrt(200/206);  B: y_i^2 6 / (|y_i| sqrt(6) sqrt(206)) = sqrt(6/206), every sample.
     """
     units = two_head_units()
-    axes = ZeroShotClassifier(torch.eye(3), ("a", "b", "c"))
+    axes = Classifier(torch.eye(3), ("a", "b", "c"))
     direction = head_scores(units, axes, "U|T", head_score="per_direction")
     sample = head_scores(units, axes, "U|T", head_score="per_sample")
     assert direction["L0.H0"] == pytest.approx((2 / np.sqrt(2) + 1 / np.sqrt(5)) / 3)

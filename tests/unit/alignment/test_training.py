@@ -8,7 +8,7 @@ import torch
 from residual_lib.alignment.residual import Architecture, LinearAligner, make_method
 from residual_lib.alignment.training import (FINETUNE_MAX_LR, PROTOCOL_LOGIT_SCALES, TrainConfig, backward, evaluate, fit,
                                    lr_range_test, protocol_config, validation_split)
-from residual_lib.alignment.zeroshot import ZeroShotClassifier
+from residual_lib.alignment.classifier import Classifier
 from unitset_factory import random_unitset
 
 
@@ -17,7 +17,7 @@ def _separable(n: int = 300, dim: int = 8, n_classes: int = 4, seed: int = 0):
     classes = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(n_classes, dim)), dtype=torch.float32))
     labels = np.arange(n) % n_classes
     x = classes[labels] * 3 + 0.3 * torch.tensor(rng.normal(size=(n, dim)), dtype=torch.float32)
-    return x, labels, ZeroShotClassifier(classes, tuple(map(str, range(n_classes))), logit_scale=10.0)
+    return x, labels, Classifier(classes, tuple(map(str, range(n_classes))), logit_scale=10.0)
 
 
 def test_early_stopping_restores_the_best_epoch():

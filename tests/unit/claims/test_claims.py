@@ -550,3 +550,17 @@ def test_pages_filing_the_same_table_at_once_keep_each_others_rows(monkeypatch, 
         t.join()
     table = claims.recorded("toy")["fig02_intrinsic_dimension"]["layers"]
     assert sorted(table["model"].unique()) == ["DINOv2-S", "toy CLIP"] and len(table) == 2 * len(RISING)
+
+
+def test_section_4_checks_read_the_mean_over_seeds_and_name_its_spread_and_the_classifier():
+    """Three seeds of RD (0.70, 0.74, 0.78 on every task) read as their mean 0.74 against Base 0.6: RD - Base holds
+    on the mean, while seed 0 alone (0.70 - 0.6 = 0.10) would too; a spread that only one seed carries stays named."""
+    seeds = [accuracy({**TAB2_GOOD, "RD": rd}).assign(seed=s, classifier="class-mean, k=10")
+             for s, rd in enumerate([0.70, 0.74, 0.78])]
+    v = checks.residual_improves_base(pd.concat(seeds, ignore_index=True))
+    assert v.status == HOLDS and v.numbers["RD"].startswith("0.740")
+    assert "means over 3 training seeds" in v.caveat and "RD 0.040" in v.caveat and "Base" not in v.caveat.split(
+        "seed sd")[1].split(";")[0]
+    assert "class-mean, k=10 (class means of labelled images, not text)" in v.caveat
+    text = checks.residual_improves_base(accuracy(TAB2_GOOD).assign(classifier="zero-shot (text)"))
+    assert "seeds" not in text.caveat and "classifier" not in text.caveat

@@ -1,7 +1,13 @@
-"""Zero-shot classification: class embeddings from prompt templates, accuracy of any image representation.
+"""The frozen classifier of Section 4: unit-norm class embeddings, and the accuracy of any image representation.
 
-Per class, every template is filled with the class name and encoded; the text embeddings are normalised,
-averaged over templates and renormalised (the CLIP recipe, and what the authors' code is reported to do).
+Two ways to build the class embeddings, one recipe: embeddings are normalised, averaged per class and
+renormalised (the authors' `build_centroid_classifier`).
+
+- zero-shot (`Classifier.from_texts`, `Classifier.for_dataset`): per class, every prompt template filled with
+  the class name and encoded by the text tower (the CLIP recipe);
+- class-mean (`Classifier.from_class_means`): per class, the model's own output embedding of k labelled
+  images (a nearest-class-mean classifier), for a model without a text tower.
+
 An image representation (the model's embedding, or any sum of its residual units) is classified by the
 cosine similarity to the class embeddings. Shapes: N samples, C classes, T templates, E embed_dim.
 """
@@ -23,17 +29,37 @@ DEFAULT_LOGIT_SCALE = 100.0
 
 
 @dataclass
-class ZeroShotClassifier:
-    """Unit-norm class embeddings (C, E) and the temperature used when logits feed a loss."""
+class Classifier:
+    """Unit-norm class embeddings (C, E), the temperature used when logits feed a loss, and how it was built
+    (`kind`: "zero-shot (text)" or "class-mean, k=<k>", as pages and the claim ledger name it)."""
 
     weights: Tensor
     class_names: tuple[str, ...]
     logit_scale: float = DEFAULT_LOGIT_SCALE
+    kind: str = "zero-shot (text)"
+
+    @classmethod
+    def from_class_means(cls, embeddings: Tensor | np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                         logit_scale: float = DEFAULT_LOGIT_SCALE) -> "Classifier":
+        """The nearest-class-mean classifier of labelled embeddings (N, E): per class, the mean of its normalised
+        embeddings, renormalised. Every class needs at least one embedding."""
+        x = F.normalize(torch.as_tensor(np.asarray(embeddings), dtype=torch.float32), dim=-1)
+        labels = np.asarray(labels)
+        counts = np.bincount(labels, minlength=len(class_names))
+        if len(counts) != len(class_names) or (counts == 0).any():
+            empty = [class_names[c] for c in np.flatnonzero(counts == 0)] if len(counts) == len(class_names) else []
+            raise ValueError(f"class-mean classifier needs every one of {len(class_names)} classes among the "
+                             f"labels 0..{len(class_names) - 1}; got labels up to {labels.max()}, no images of "
+                             f"{empty or 'the extra labels'}")
+        means = torch.stack([x[torch.as_tensor(labels == c)].mean(dim=0) for c in range(len(class_names))])
+        k = int(counts.min()) if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+        return cls(weights=F.normalize(means, dim=-1), class_names=tuple(class_names), logit_scale=logit_scale,
+                   kind=f"class-mean, k={k}")
 
     @classmethod
     def from_texts(cls, encode_text: Callable[[list[str]], Tensor], class_names: Sequence[str],
                    templates: Sequence[str], batch_size: int = 256,
-                   logit_scale: float = DEFAULT_LOGIT_SCALE) -> "ZeroShotClassifier":
+                   logit_scale: float = DEFAULT_LOGIT_SCALE) -> "Classifier":
         """Encode every (class, template) prompt with `encode_text` ((N,) strings -> (N, E)) and average."""
         if not class_names or not templates:
             raise ValueError(f"need at least one class name and one template; got {len(class_names)} classes, "
@@ -48,7 +74,7 @@ class ZeroShotClassifier:
         return cls(weights=weights, class_names=tuple(class_names), logit_scale=logit_scale)
 
     @classmethod
-    def for_dataset(cls, model, dataset: str, prompts: str = "manifest", **kwargs) -> "ZeroShotClassifier":
+    def for_dataset(cls, model, dataset: str, prompts: str = "manifest", **kwargs) -> "Classifier":
         """The classifier of a declared dataset for a text model.
 
         prompts: "manifest" (its manifest's class names and templates) or "authors" (those of the authors'
@@ -109,7 +135,7 @@ def unit_sum(units, names: Sequence[str], weights: Sequence[float] | None = None
     return total
 
 
-def accuracy(units, classifier: ZeroShotClassifier, names: Sequence[str] | None = None) -> float:
+def accuracy(units, classifier: Classifier, names: Sequence[str] | None = None) -> float:
     """Zero-shot accuracy on a unit set's own embedding (names=None) or on the sum of the named units."""
     features = units.embedding if names is None else unit_sum(units, names)
     return classifier.accuracy(features, units.labels)
