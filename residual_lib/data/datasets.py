@@ -11,7 +11,9 @@ imported only when used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -98,6 +100,14 @@ class DatasetSpec:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def images_digest(self) -> str:
+        """sha256 of the manifest fields that decide the images and labels: source, every split's definition (the toy
+        world draws train and val from one pool, so one split's size moves another's images), seed and class names
+        (some loaders count or match them). Text no loader reads (title, notes, licence, templates, role, extra
+        fields) is left out, so editing it keeps the unit caches."""
+        decided = {"source": self.source, "splits": self.splits, "seed": self.seed, "class_names": list(self.class_names)}
+        return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
 
 
 @cache

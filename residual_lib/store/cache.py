@@ -32,8 +32,12 @@ reader marks the cache incomplete, so the next `extract` with the same arguments
 Reuse and conflicts: a finished cache is reused whatever the shard size, batch size or library
 version of the call (they do not change its content); a partial one resumes with its own shard size.
 A folder whose recorded content (weights, rows, format, ...) differs from the call's is an error
-naming the fields; nothing finished is deleted. A lost or truncated manifest is rebuilt from the
-shards, each of which carries its own digests. One process extracts a cache at a time (an exclusive
+naming the fields; nothing finished is deleted. The one exception is the images: a registered dataset's cache
+records a digest of the manifest fields that decide its images and labels (`DatasetSpec.images_digest`), and a
+cache whose dataset manifest changed under the same name is re-extracted in place, saying so on stderr. A
+Dataset object passed directly records no digest and is keyed as before (by its name and rows only); caches
+written before the digest existed are reused (`_same_images` says why). A lost or truncated manifest is rebuilt
+from the shards, each of which carries its own digests. One process extracts a cache at a time (an exclusive
 `flock` on `.lock` in its folder); a second one says it waits, then reuses the finished cache.
 
 Subsampling: when n < len(dataset), the rows are a uniform random subset without replacement
@@ -74,6 +78,8 @@ FORMAT = 1
 DIGEST = "xxh3_128"
 # Settings that do not change a cache's numbers: a finished cache is reused whatever they are.
 NOT_CONTENT = ("batch_size", "shard_size", "n_shards", "library_version")
+# Compared apart from the other content: a different value means stale images (re-extract), not a conflict.
+IMAGES = "images_sha256"
 
 
 class CorruptCacheError(RuntimeError):
@@ -183,13 +189,17 @@ class CacheKey:
                       if p.parent.parent.name.rsplit("-", 1)[0] == self.model)
 
     def status(self, root: Path | None = None) -> str:
-        """'done' (a complete cache whose files are all there, whole), 'partial' (an interrupted or damaged one) or
-        'todo', from disk only; the digests are checked when the cache is read."""
+        """'done' (a complete cache whose files are all there, whole, of the images the dataset's manifest describes
+        now), 'partial' (an interrupted, damaged or stale one) or 'todo', from disk and the dataset's manifest; the
+        files' digests are checked when the cache is read."""
         found = "todo"
         for folder in self.folders(root):
             manifest = _read_manifest(folder)
             if manifest is not None and manifest.get("complete") and _files_whole(folder, manifest):
-                return "done"
+                # like extract: a cache of images the dataset's manifest no longer describes is redone
+                params = manifest["params"]
+                if IMAGES not in params or _same_images(params, _images_digest(self.dataset)):
+                    return "done"
             found = "partial"
         return found
 
@@ -209,7 +219,8 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
     """Stream a dataset's residual units to disk (or reuse / resume / repair a cache there) and open it.
 
     model: a `ResidualModel` or a name for `residual_lib.load_model`; dataset: a registered name or a
-    Dataset of (image, label) with `.spec`; n: number of images (None = all; a seeded subset otherwise);
+    Dataset of (image, label) with `.spec` (a name's cache is redone when its manifest's images change; a Dataset
+    object's is keyed by its name and rows only); n: number of images (None = all; a seeded subset otherwise);
     dtype: storage of coordinates ("float32" or "float16"); amp: autocast dtype for the forward pass
     ("bfloat16" or "float16"; None = full float32); root: folder holding caches (default
     `artifacts_dir()/cache`). Memory is bounded by batch_size and shard_size, not by n.
@@ -227,7 +238,7 @@ def extract(model: ResidualModel | str, dataset, split: str = "train", n: int | 
     model = load_model(model, device=str(dev)) if isinstance(model, str) else model.to(dev)
     wh = weights_hash(model)
     settings = dict(split=split, n=n, seed=seed, convention=convention, dtype=dtype, amp=amp, shard_size=shard_size,
-                    batch_size=batch_size)
+                    batch_size=batch_size, images=_images_digest(dataset))
     declared = _declared_size(dataset, split)
     if declared is not None:
         # A finished cache opens without loading its dataset (rendering or decoding every image of the split
@@ -258,9 +269,30 @@ def _declared_size(dataset, split: str) -> int | None:
     return int(size) if isinstance(size, int) and size > 0 else None
 
 
+def _images_digest(dataset) -> str | None:
+    """The registered dataset's `images_digest`; None for a Dataset object (its images are its own business)."""
+    if not isinstance(dataset, str):
+        return None
+    from ..data.datasets import dataset_spec
+
+    return dataset_spec(dataset).images_digest()
+
+
+def _same_images(old_params: dict, images: str | None) -> bool:
+    """Whether a cache's recorded images digest agrees with `images`.
+
+    A missing digest on either side counts as agreeing. Caches written before the digest existed are reused as they
+    are: they are the default build's caches on users' machines, made from the shipped manifests, and re-extracting
+    them (hours for the paper's models) for a change they almost surely do not have would cost more than the rare
+    edited manifest; delete such a cache's folder to rebuild it. A Dataset object has no digest to compare.
+    """
+    recorded = old_params.get(IMAGES)
+    return recorded is None or images is None or recorded == images
+
+
 def _cache_params(model: ResidualModel, wh: str, name: str, size: int, root: str | Path | None, *, split: str,
                   n: int | None, seed: int, convention: str, dtype: str, amp: str | None, shard_size: int,
-                  batch_size: int) -> tuple[Path, dict]:
+                  batch_size: int, images: str | None) -> tuple[Path, dict]:
     """(folder, recorded parameters) of the cache of `n` rows of a split of `size` images."""
     indices = subsample(size, n, seed)
     L, H, r, E = model.n_layers, model.n_heads, model.d_head + 2, model.embed_dim
@@ -273,6 +305,8 @@ def _cache_params(model: ResidualModel, wh: str, name: str, size: int, root: str
         "n_layers": L, "n_heads": H, "r": r, "embed_dim": E, "units": unit_names(L, H),
         "indices_sha256": hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest(),
     }
+    if images is not None:
+        params[IMAGES] = images
     return cache_dir(model, name, split, n, seed, convention, dtype, wh, amp, root), params
 
 
@@ -280,7 +314,7 @@ def _finished(path: Path, params: dict) -> bool:
     """Whether `path` holds a finished cache of exactly this content with every file present (never raises)."""
     old = _read_manifest(path)
     return (old is not None and bool(old.get("complete")) and _content_key(old["params"]) == _content_key(params)
-            and _files_whole(path, old))
+            and _same_images(old["params"], params.get(IMAGES)) and _files_whole(path, old))
 
 
 def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path, params: dict, dev: torch.device,
@@ -290,6 +324,12 @@ def _extract_locked(model: ResidualModel, data, indices: np.ndarray, path: Path,
     if old is None and (path / "manifest.json").exists():
         print(f"unit cache at {path}: manifest.json is unreadable; rebuilding it from the shards, which carry "
               "their own digests (only shards that fail them are recomputed)", file=sys.stderr, flush=True)
+    if old is not None and not _same_images(old["params"], params.get(IMAGES)):
+        # Its shards pass their digests but hold other images: none of them may be resumed.
+        print(f"unit cache at {path}: the manifest of dataset {params['dataset']!r} changed since this cache was "
+              "extracted (its images or labels differ); re-extracting", file=sys.stderr, flush=True)
+        shutil.rmtree(path / "shards", ignore_errors=True)
+        old = None
     shard_size = _resumed_shard_size(path, old, params["shard_size"])
     n_rows = params["n"]
     params = {**params, "shard_size": shard_size, "n_shards": -(-n_rows // shard_size)}
@@ -365,8 +405,9 @@ def _one_thread_batches(loader: DataLoader):
 
 
 def _content_key(params: dict) -> dict:
-    """The parameters that decide a cache's numbers (batch size only changes float rounding)."""
-    return {k: v for k, v in params.items() if k not in NOT_CONTENT}
+    """The parameters that decide a cache's numbers (batch size only changes float rounding), the images digest
+    aside (`_same_images`)."""
+    return {k: v for k, v in params.items() if k not in NOT_CONTENT and k != IMAGES}
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -405,7 +446,7 @@ def _reusable(path: Path, params: dict) -> bool:
             f"the unit cache folder {path} holds a {'finished' if old.get('complete') else 'partial'} cache of "
             f"different content ({diff or 'units differ'}); nothing was deleted. If that cache is no longer "
             f"wanted, delete the folder and rerun extract()")
-    return bool(old.get("complete")) and _files_whole(path, old)
+    return bool(old.get("complete")) and _same_images(old["params"], params.get(IMAGES)) and _files_whole(path, old)
 
 
 def _resumed_shard_size(path: Path, old: dict | None, requested: int) -> int:

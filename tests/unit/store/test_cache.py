@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from residual_lib.store.cache import CorruptCacheError, UnitCache, extract, subsample
+from residual_lib.store.cache import CacheKey, CorruptCacheError, UnitCache, extract, subsample
 from residual_lib.units.decompose import decompose
 from residual_lib.units.unit_set import unit_names
 from unit_fixtures import RandomImages, tiny_model
@@ -80,14 +80,14 @@ def test_complete_cache_is_reused_without_running_the_model(model, tmp_path, mon
     assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
 
 
-def _registered(monkeypatch, data, declared: int) -> list[str]:
-    """Serve `data` as the registered dataset 'tinyimages' whose manifest declares `declared` train images;
-    returns the list that records each load."""
+def _registered(monkeypatch, data, declared: int, **manifest) -> list[str]:
+    """Serve `data` as the registered dataset 'tinyimages' whose manifest declares `declared` train images (and
+    the other `manifest` fields given); returns the list that records each load."""
     import dataclasses
 
     from residual_lib.data import datasets
 
-    spec = dataclasses.replace(data.spec, splits={"train": {"size": declared}})
+    spec = dataclasses.replace(data.spec, splits={"train": {"size": declared}}, **manifest)
     loads = []
     monkeypatch.setattr(datasets, "dataset_spec", lambda name: spec)
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: loads.append(name) or data)
@@ -106,8 +106,57 @@ def test_a_finished_cache_of_a_registered_dataset_opens_without_loading_the_data
     assert loads == ["tinyimages"] and again.path == first.path
     assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
     loads = _registered(monkeypatch, data, declared=13)  # the subset drawn from 13 rows is another one
+    # a changed split size is a changed manifest, so the cache is redone: from the same 12 rows, the same numbers
+    monkeypatch.delattr(model, "decompose_batch")
     again = _extract(model, "tinyimages", tmp_path, n=8)
     assert loads == ["tinyimages"] and again.manifest["content_sha256"] == first.manifest["content_sha256"]
+
+
+def test_a_changed_dataset_manifest_re_extracts_its_cache(model, tmp_path, monkeypatch, capfd):
+    """A manifest whose rendering changed under the same name (a texture's opacity) gives other images: the cache
+    of the old ones is redone, not reused, and the planner no longer calls it done."""
+    _registered(monkeypatch, RandomImages(12), declared=12)
+    first = _extract(model, "tinyimages", tmp_path, n=8)
+    old_embedding = np.array(first.embedding)
+    key = CacheKey(model.name, "tinyimages", "train", 8)
+    assert key.status(tmp_path) == "done"
+    capfd.readouterr()
+    textured = {"kind": "generated", "texture": 0.25}
+    _registered(monkeypatch, RandomImages(12, seed=1), declared=12, source=textured)
+    assert key.status(tmp_path) == "partial"
+    again = _extract(model, "tinyimages", tmp_path, n=8)
+    err = capfd.readouterr().err
+    assert "the manifest of dataset 'tinyimages' changed" in err and "re-extracting" in err
+    assert again.path == first.path and again.manifest["content_sha256"] != first.manifest["content_sha256"]
+    assert not np.allclose(again.embedding, old_embedding)
+    assert key.status(tmp_path) == "done"
+    monkeypatch.setattr(model, "decompose_batch", lambda *a, **k: pytest.fail("model ran on a fresh cache"))
+    assert _extract(model, "tinyimages", tmp_path, n=8).manifest["content_sha256"] == again.manifest["content_sha256"]
+
+
+def test_editing_only_a_manifests_free_text_reuses_the_cache(model, tmp_path, monkeypatch):
+    data = RandomImages(12)
+    _registered(monkeypatch, data, declared=12)
+    first = _extract(model, "tinyimages", tmp_path, n=8)
+    _registered(monkeypatch, data, declared=12, notes="rewritten", title="Tiny", licence="CC0",
+                templates=("a {}.",), source={"kind": "generated"})
+    monkeypatch.setattr(model, "decompose_batch", lambda *a, **k: pytest.fail("a text edit recomputed the cache"))
+    again = _extract(model, "tinyimages", tmp_path, n=8)
+    assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
+    assert again.manifest["params"]["images_sha256"] == first.manifest["params"]["images_sha256"]
+
+
+def test_a_cache_written_before_the_images_digest_is_reused(model, tmp_path, monkeypatch):
+    """The default build's caches on users' machines predate the digest: they are reused, not recomputed."""
+    _registered(monkeypatch, RandomImages(12), declared=12)
+    first = _extract(model, "tinyimages", tmp_path, n=8)
+    manifest = json.loads((first.path / "manifest.json").read_text())
+    assert manifest["params"].pop("images_sha256")
+    (first.path / "manifest.json").write_text(json.dumps(manifest))
+    _registered(monkeypatch, RandomImages(12, seed=1), declared=12, source={"kind": "generated", "texture": 0.25})
+    assert CacheKey(model.name, "tinyimages", "train", 8).status(tmp_path) == "done"
+    monkeypatch.setattr(model, "decompose_batch", lambda *a, **k: pytest.fail("a legacy cache was recomputed"))
+    assert _extract(model, "tinyimages", tmp_path, n=8).manifest["content_sha256"] == first.manifest["content_sha256"]
 
 
 def test_centred_convention_and_float16_storage(model, tmp_path):
