@@ -23,6 +23,7 @@ from residual_lib.data.datasets import dataset_spec
 from residual_lib.paper.reference import REFERENCES
 from residual_lib.paths import REPO_ROOT
 from residual_lib.report import results
+from residual_lib.reproduce import plan as reproduce
 from residual_lib.reproduce.plan import STANDIN, plan
 from residual_lib.store import cache as cache_module
 from residual_lib.store.cache import CacheKey, UnitCache
@@ -68,9 +69,9 @@ def standin_artifacts(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("standin-artifacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RESIDUAL_ARTIFACTS", str(folder))
-        extracted = _python("-m", "residual_lib.reproduce", "--standin", "--no-training", "--device", "cpu",
-                            "--batch-size", "32", "--workers", "2")
-    assert extracted.returncode == 0, extracted.stderr[-3000:]
+        mp.setenv("OMP_NUM_THREADS", "1")  # each worker one thread: two workers of two would crowd two cores
+        assert reproduce.main(["--standin", "--no-training", "--device", "cpu", "--batch-size", "32",
+                               "--workers", "2"]) == 0
     return folder
 
 
@@ -97,15 +98,14 @@ def test_standin_run_extracts_resumably_and_units_sum_to_the_embedding(standin_a
         assert np.abs(total - cache.embedding).max() / scale < 5e-3, manifest.parent  # float16 storage
 
 
-def test_paper_profile_runs_end_to_end_on_the_standin(standin_artifacts, monkeypatch, tmp_path):
+def test_paper_profile_runs_end_to_end_on_the_standin(standin_artifacts, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(standin_artifacts))
-    listed = _python("-m", "residual_lib.reproduce", "--standin", "--list", "--no-training")
-    assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr[-3000:]
-    assert all(line.startswith("done") for line in listed.stdout.splitlines()), listed.stdout
+    assert reproduce.main(["--standin", "--list", "--no-training"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.strip() and all(line.startswith("done") for line in listed.splitlines()), listed
 
-    book_args = _python("-m", "residual_lib.reproduce", "--standin", "--book-args")
-    assert book_args.returncode == 0, book_args.stderr
-    overrides = shlex.split(book_args.stdout) + [w for o in SHRINK for w in ("-p", o)]
+    assert reproduce.main(["--standin", "--book-args"]) == 0
+    overrides = shlex.split(capsys.readouterr().out) + [w for o in SHRINK for w in ("-p", o)]
     root = _project_copy(tmp_path / "project")
     run = _python("-m", "residual_lib.book", "run", "--profile", "paper", "--root", str(root), "--quiet",
                   "--jobs", "2", "--only", *PAPER_NOTEBOOKS, *overrides)  # two pages at once on a 2-core machine

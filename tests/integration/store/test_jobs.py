@@ -42,8 +42,9 @@ def _content_hashes(keys) -> dict:
 def test_a_killed_local_job_resumes_to_the_caches_and_results_of_an_uninterrupted_run(tmp_path, monkeypatch):
     """A stand-in slice of the paper plan: four caches, then Table 1's training of one (model, task) on them.
 
-    The reference runs through the same engine: its worker processes keep torch's default thread count, and a
-    float32 matmul's bits depend on it (the test session itself runs single-threaded)."""
+    The workers run single-threaded, as the reference run in this process does: a float32 matmul's bits depend
+    on the thread count, and two workers of two threads each would crowd a 2-core machine."""
+    from residual_lib.device import cpu_threads
     from residual_lib.experiments import tab01
 
     p = tab01.Params(models=["standin-clip"], datasets=["standin-mnist"], n_train=None, n_val=None, n_test=None,
@@ -52,8 +53,11 @@ def test_a_killed_local_job_resumes_to_the_caches_and_results_of_an_uninterrupte
     extraction = [ExtractJob(k, device="cpu", batch_size=8, shard_size=8) for k in keys]
     training = [TrainJob.of("tab01", p, "standin-clip", "standin-mnist")]
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torch's thread count in the job processes
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "uninterrupted"))
-    assert jobs.run_plan_local(extraction, training, workers=2, poll_s=0.05) == []
+    with cpu_threads(1):
+        for job in extraction + training:
+            job()
     expected = _content_hashes(keys), tab01.train_task(p, "standin-clip", "standin-mnist")[0]
 
     monkeypatch.setenv("RESIDUAL_ARTIFACTS", str(tmp_path / "engine"))
@@ -89,8 +93,10 @@ def test_a_killed_local_job_resumes_to_the_caches_and_results_of_an_uninterrupte
 
 @pytest.mark.slow
 def test_the_slurm_path_submits_an_array_and_chains_training_on_extraction(tmp_path, monkeypatch):
-    """`submit_slurm` through submitit's own local executor standing in for Slurm: both waves run, the second
-    asks to start after the first array succeeded, and the submissions are recorded for `--status`."""
+    """`submit_slurm` through submitit's debug executor standing in for Slurm: both waves run, the second
+    asks to start after the first array succeeded, and the submissions are recorded for `--status`. The debug
+    executor runs each array task in this process when its result is asked for: the submission is under test
+    here, a job in its own killed and resumed process is the local engine's test above."""
     import submitit
 
     from residual_lib.experiments import tab01
@@ -98,16 +104,12 @@ def test_the_slurm_path_submits_an_array_and_chains_training_on_extraction(tmp_p
     requested: list[dict] = []
     submitted: list = []
 
-    class LocalSlurm(submitit.LocalExecutor):
+    class LocalSlurm(submitit.DebugExecutor):
         """Slurm's parameters recorded (a local machine has no scheduler to pass them to)."""
-
-        def __init__(self, folder):
-            super().__init__(folder=folder)
-            super().update_parameters(timeout_min=60)  # submitit's local default is 2 minutes
 
         def update_parameters(self, **kwargs):
             requested.append(kwargs)
-            super().update_parameters(**{k: v for k, v in kwargs.items() if not k.startswith("slurm_")})
+            super().update_parameters(**kwargs)
 
         def map_array(self, fn, *iterables):
             submitted.extend(super().map_array(fn, *iterables))
