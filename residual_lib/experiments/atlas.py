@@ -4,7 +4,7 @@ Two kinds of atlas, each reading caches another page extracts, so a build extrac
 
 - `models` (the toy CLIP): the reference caches are Figure 2's and 3's (same dataset, n and seed), the other
   datasets' are Figure 4's (n images, or the whole split when it is smaller); probes of the toy world's attributes;
-- `real_models` (the real networks): the real-model page's caches (`real_model.model_caches` of the same settings),
+- `network_models` (the real networks): the real-model page's caches (`real_model.model_caches` of the same settings),
   compared datasets named as that page names them; probes of the reference dataset's class.
 """
 
@@ -51,18 +51,18 @@ class Params(ComputeParams):
     probe_test_fraction: float = 0.3
     top: int = 5  # heads compared between the description and the probe rankings
     # one atlas per real network, on the real-model page's setting and caches (empty: none)
-    real_models: list[str] = field(default_factory=lambda: ["dinov2-s", "clip-b16-image-112"])
-    real_reference_dataset: str = "fashion-mnist"  # labelled: the probes decode its class
-    real_datasets: list[str] = field(default_factory=lambda: ["fashion-mnist/test", "sklearn-digits", "lfw-subset",
+    network_models: list[str] = field(default_factory=lambda: ["dinov2-s", "clip-b16-image-112"])
+    network_reference_dataset: str = "fashion-mnist"  # labelled: the probes decode its class
+    network_datasets: list[str] = field(default_factory=lambda: ["fashion-mnist/test", "sklearn-digits", "lfw-subset",
                                                               "random"])  # "dataset" or "dataset/split"
-    real_n: int | None | list[int | None] = field(default_factory=lambda: [400, 100])  # one count, or one per model
-    real_n_reference: int | None | list[int | None] = field(default_factory=lambda: [2000, 400])
+    network_n: int | None | list[int | None] = field(default_factory=lambda: [400, 100])  # one count, or one per model
+    network_n_reference: int | None | list[int | None] = field(default_factory=lambda: [2000, 400])
     page_dir: str = "book/_static/atlas"  # where the pages are written (relative to the working directory)
     embed_images: bool = True  # thumbnails inside the page; false: files beside it, fetched per card (large models)
 
     def check(self) -> None:
         nonempty(self, "models")
-        if self.real_models:
+        if self.network_models:
             self.real()  # the real-model page's rules on the same settings
         positive(self, "n", "n_reference", "batch_size", "k", "n_pcs", "n_thumbs", "thumbnail_size", "top")
         for name in ("threshold", "evr_threshold", "probe_test_fraction"):
@@ -73,11 +73,11 @@ class Params(ComputeParams):
     def real(self) -> real_model.Params:
         """The real networks' setting as the real-model page's parameters (whose caches the atlas reads)."""
         try:
-            return real_model.Params(models=self.real_models, reference_dataset=self.real_reference_dataset,
-                                     datasets=self.real_datasets, split=self.split, n=self.real_n,
-                                     n_reference=self.real_n_reference, seed=self.seed, cache_dtype=self.cache_dtype)
+            return real_model.Params(models=self.network_models, reference_dataset=self.network_reference_dataset,
+                                     datasets=self.network_datasets, split=self.split, n=self.network_n,
+                                     n_reference=self.network_n_reference, seed=self.seed, cache_dtype=self.cache_dtype)
         except ParamsError as err:
-            raise ParamsError(f"real_* parameters (as the real-model page reads them): {err}") from None
+            raise ParamsError(f"network_* parameters (as the real-model page reads them): {err}") from None
 
 
 def _n_for(dataset: str, split: str, wanted: int | None) -> int | None:
@@ -93,8 +93,8 @@ def _model_caches(p: Params, model: str) -> list[CacheKey]:
 
 
 def caches(p: Params) -> list[CacheKey]:
-    """Per model of `models`, then of `real_models`: the reference cache, then one per other dataset."""
-    return [k for m in p.models for k in _model_caches(p, m)] + (real_model.caches(p.real()) if p.real_models else [])
+    """Per model of `models`, then of `network_models`: the reference cache, then one per other dataset."""
+    return [k for m in p.models for k in _model_caches(p, m)] + (real_model.caches(p.real()) if p.network_models else [])
 
 
 def _atlas(p: Params, name: str, real: bool) -> dict:
@@ -106,7 +106,7 @@ def _atlas(p: Params, name: str, real: bool) -> dict:
 
     model = load_model(name, device=p.device)
     keys = real_model.model_caches(p.real(), name) if real else _model_caches(p, name)
-    names = [real_model.label(d, p.split) for d in p.real_datasets] if real else [k.dataset for k in keys[1:]]
+    names = [real_model.label(d, p.split) for d in p.network_datasets] if real else [k.dataset for k in keys[1:]]
 
     def extract(key: CacheKey):
         return cache.extract(model, key.dataset, device=p.device, batch_size=p.batch_size, **key.extract_kwargs())
@@ -132,7 +132,7 @@ def _atlas(p: Params, name: str, real: bool) -> dict:
 def run(p: Params) -> Result:
     """One atlas document and page per model; tables of the heads and of the description-vs-probe check."""
     docs, pages, heads, checks = {}, {}, [], []
-    for name, real in [(m, False) for m in p.models] + [(m, True) for m in p.real_models]:
+    for name, real in [(m, False) for m in p.models] + [(m, True) for m in p.network_models]:
         doc = docs[name] = _atlas(p, name, real)
         doc["settings"]["top"] = p.top  # the page compares the same number of heads as the table below it
         pages[name] = write_page(doc, Path(p.page_dir), embed_images=p.embed_images)

@@ -37,11 +37,11 @@ STANDIN: dict[str, Any] = {
     "reference_dataset": "standin-imagenet",
     "datasets": ["standin-cifar10", "standin-mnist"],
     "probe_dataset": "standin-cifar10",
-    "real_models": ["standin-clip"],  # the atlas's real-network section on the real-model page's stand-in caches
-    "real_reference_dataset": "standin-imagenet",
-    "real_datasets": ["standin-cifar10", "standin-mnist"],
-    "real_n": 64,
-    "real_n_reference": 128,
+    "network_models": ["standin-clip"],  # the atlas's real-network section on the real-model page's stand-in caches
+    "network_reference_dataset": "standin-imagenet",
+    "network_datasets": ["standin-cifar10", "standin-mnist"],
+    "network_n": 64,
+    "network_n_reference": 128,
     "dictionary": "toy",
     "n": 64,
     "n_reference": 128,

@@ -97,8 +97,8 @@ def test_the_page_inlines_the_document_even_when_a_text_could_close_its_script(t
 SMOKE = dict(models=["toy-clip-smoke"], reference_dataset="toy-mixed", datasets=["toy-colour", "toy-noise"],
              n_reference=120, n=100, k=3, n_pcs=2, n_thumbs=3, device="cpu",
              # a real network's atlas: the random stand-in DINO (no download) on labelled bundled digits
-             real_models=["standin-dino"], real_reference_dataset="sklearn-digits", real_datasets=["random"],
-             real_n=40, real_n_reference=120)
+             network_models=["standin-dino"], network_reference_dataset="sklearn-digits", network_datasets=["random"],
+             network_n=40, network_n_reference=120)
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +161,8 @@ def test_a_real_network_gets_its_own_atlas_page_with_class_probes_on_the_real_mo
 def test_the_real_networks_settings_are_checked_as_the_real_model_page_checks_them():
     from residual_lib.experiments import ParamsError, atlas as experiment
 
-    with pytest.raises(ParamsError, match="atlas: real_.*real_model: parameter n_reference=\\[1, 2, 3\\] has 3 counts"):
-        experiment.Params(**{**SMOKE, "real_n_reference": [1, 2, 3]})
+    with pytest.raises(ParamsError, match="atlas: network_.*real_model: parameter n_reference=\\[1, 2, 3\\] has 3 counts"):
+        experiment.Params(**{**SMOKE, "network_n_reference": [1, 2, 3]})
 
 
 @pytest.mark.slow

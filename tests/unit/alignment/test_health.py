@@ -31,7 +31,8 @@ def test_a_planted_diverging_run_is_flagged_on_every_count():
     assert not h["healthy"] and h["cap hit"] and h["lr position in range test"] == 1.0
     for flag in ("kept epoch 0", "non-finite", "edge of the range test", "scales beyond"):
         assert flag in h["flags"]
-    trained = {("toy", "toy-sketch"): {"Base": Trained(None, None, 0.5),
+    trained = {("toy", "toy-sketch", 0): {"Base": Trained(None, None, 0.5),
                                        "RD": Trained(method, run(), 0.2, {"health": h, "remedy": "authors' rate"})}}
     table = training_table(trained)
     assert list(table["method"]) == ["RD"] and not table["healthy"].iloc[0] and table["remedy"].iloc[0]
+    assert table["seed"].iloc[0] == 0
