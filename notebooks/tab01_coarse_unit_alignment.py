@@ -75,6 +75,14 @@ page.claims(tab01, result)
 # its spread in `O sd`).
 
 # %% [markdown]
+# **Training health of O.** {glue:text}`n_o_flagged` of {glue:text}`n_o_runs` runs of O are flagged: they kept
+# epoch 0 (the untrained all-ones weights, that is H), diverged, or picked a rate at the edge of the range test,
+# even after the fallback to the authors' fixed rate. The claim verdicts leave them out.
+
+# %% tags=["remove-input"]
+page.show(tab01.training_health(result), caption="Training health of O per task and seed (flagged runs: left out of the verdicts)")
+
+# %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol
 # page lists each choice), this build used: {glue:text}`readings`.
 

@@ -50,7 +50,7 @@ OPTIONAL_COLUMNS: dict[str, dict[str, list[str]]] = {
     # healthy: the training run passed `alignment.training.health` (Base and untrained rows: true); seed: the
     # training seed of the row (the checks average over seeds and report their spread); classifier: how the frozen
     # classifier was built ("zero-shot (text)", "class-mean, k=10"), named in the verdict's caveat
-    "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance", "seed", "classifier"]},
+    "tab01_coarse_unit_alignment": {"accuracy": ["n", "chance", "seed", "classifier", "healthy"]},
     "fig05_tab02_residual_alignment": {"accuracy": ["n", "chance", "healthy", "seed", "classifier"]},
     "appA2_textspan_equals_somp": {"equivalence": ["model"]},
 }

@@ -143,7 +143,8 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[d
     row, sweep, optimised = coarse_unit_alignment(task, Architecture.from_model(model), p.fraction, p.n_random,
                                                   p.fractions, config, head_score=p.head_score,
                                                   head_count=p.head_count, random_rule=p.random_rule, seeds=p.seeds)
-    row |= {"O": {s: t.test_accuracy for s, t in optimised.items()}, "classifier": task.classifier.kind}
+    row |= {"O": {s: t.test_accuracy for s, t in optimised.items()}, "classifier": task.classifier.kind,
+            "O health": {s: {**t.extra["health"], "remedy": t.extra.get("remedy", "")} for s, t in optimised.items()}}
     return row, sweep, task.classifier.n_classes, kept_heads(task, row["k"], p.head_score)
 
 
@@ -166,14 +167,16 @@ def kept_heads(task, k: int, head_score: str = "per_sample") -> pd.DataFrame:
 def run(p: Params) -> Result:
     """Table 1's row per model and task (O: the mean over training seeds, with its spread), the fraction sweep, the
     paper's tables and the page's findings."""
-    rows, sweeps, probes, n_heads = [], [], [], {}
+    rows, sweeps, probes, n_heads, training = [], [], [], {}, []
     for name in section4.all_models(p):
         model = load_model(name, device=p.device)
         n_heads[model_display(name)] = len(Architecture.from_model(model).heads)
         for ds in section4.model_params(p, name, REAL_FIELDS).datasets:
             row, sweep, n_classes, probe = train_task(p, name, ds, model)
             labels = {"model": model_display(name), "dataset": dataset_display(ds)}
+            health = row.pop("O health", {})  # absent from results stored before O's health was recorded
             rows += [{**labels, "seed": seed, "chance": 1 / n_classes, **row, "O": o} for seed, o in row["O"].items()]
+            training += [{**labels, "seed": seed, "method": "O", **h} for seed, h in health.items()]
             sweeps.append(sweep.assign(**labels))
             probes.append(probe.assign(**labels))
     per_seed = pd.DataFrame(rows)
@@ -185,17 +188,23 @@ def run(p: Params) -> Result:
     table1 = ours.melt(id_vars=["model", "dataset"], value_vars=METHODS, var_name="method", value_name="accuracy")
     table1_seeds = per_seed.melt(id_vars=["model", "dataset", "seed", "chance", "classifier"], value_vars=METHODS,
                                  var_name="method", value_name="accuracy")
+    training = pd.DataFrame(training, columns=["model", "dataset", "seed", "method", "healthy"] if not training else None)
+    # O is the one trained column: a run that kept epoch 0, diverged or picked an edge rate is left out of the verdicts
+    table1_seeds = table1_seeds.merge(training[["model", "dataset", "seed", "method", "healthy"]], how="left")
+    table1_seeds["healthy"] = table1_seeds["healthy"].fillna(True).astype(bool)
     differences = ours_minus_paper(table1, paper)
     heads = pd.DataFrame({"model": list(n_heads), "heads": list(n_heads.values()),
                           "kept": [int(ours.loc[ours["model"] == m, "k"].iloc[0]) for m in n_heads]})
     kept = kept_summary(probe)
     return Result(p, tables={"table1": table1, "ours": ours, "sweep": pd.concat(sweeps, ignore_index=True),
                              "heads": heads, "paper": paper, "ours_minus_paper": differences, "probe": probe,
-                             "kept": kept, "table1_seeds": table1_seeds},
+                             "kept": kept, "table1_seeds": table1_seeds, "training": training},
                   findings=_findings(ours, n_heads, sorted(set(ours["model"]) & set(paper["model"])))
                   | _kept_findings(kept, ours) | {"readings": readings_text(p, AUTHORS),
                                                   "classifier_text": section4.classifier_text(table1_seeds, "B"),
-                                                  "n_seeds": len(p.seeds)})
+                                                  "n_seeds": len(p.seeds),
+                                                  "n_o_flagged": int((~training["healthy"].astype(bool)).sum()),
+                                                  "n_o_runs": len(training)})
 
 
 def ours_minus_paper(table1: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -336,6 +345,14 @@ def plot_sweep(result: Result):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def training_health(result: Result) -> pd.DataFrame:
+    """O's training health per model, task and seed (`alignment.training.health`: rate and its place in the range
+    test, epoch kept, cap hit, scale range, flags) and the remedy that ran; flagged runs are left out of the verdicts."""
+    table = result.tables["training"].copy()
+    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
+    return table
 
 
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:

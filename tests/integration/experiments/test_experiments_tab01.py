@@ -113,7 +113,8 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     assert set(result.findings) == {"shared_models", "avg_b", "avg_h", "avg_o", "avg_u", "avg_ut", "avg_s", "avg_r",
                                     "n_o_beats_b", "n_rows", "h_share_of_b", "heads_text", "k_text",
                                     "readings", "n_tasks", "ut_top3", "s_top3", "s_top1", "n_s_beats_r",
-                                    "n_ut_beats_r", "mean_best_probe", "classifier_text", "n_seeds"}
+                                    "n_ut_beats_r", "mean_best_probe", "classifier_text", "n_seeds",
+                                    "n_o_flagged", "n_o_runs"}
     assert result.findings["n_rows"] == 3 and result.findings["shared_models"] == "none"
     assert "class-mean, k=2" in result.findings["classifier_text"] and result.findings["n_seeds"] == 2
     assert result.findings["avg_b"] == pytest.approx(table1.loc[table1["method"] == "B", "accuracy"].mean())
@@ -130,7 +131,17 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     assert len(probe) == 2 * 4 + 36 and probe.groupby("dataset")["rank"].min().eq(1).all()
     assert (kept["S keeps"] != "").all() and (kept["S: probe rank"] >= 1).all()
     assert result.findings["n_tasks"] == 3 and 0 <= result.findings["s_top1"] <= result.findings["s_top3"] <= 3
+    # O's health per task and seed, carried into the ledger's rows: a flagged O is left out, the rest stay healthy
+    training = result.tables["training"]
+    assert len(training) == 3 * 2 and set(training["method"]) == {"O"} and result.findings["n_o_runs"] == 6
+    assert result.findings["n_o_flagged"] == int((~training["healthy"]).sum())
+    assert {"lr", "epoch kept", "cap hit", "flags", "remedy"} <= set(training.columns)
     accuracy = tab01.claim_tables(result)["accuracy"]
-    assert {"n", "chance", "seed", "classifier"} <= set(accuracy) and set(accuracy["n"]) == {100, 60}
+    assert {"n", "chance", "seed", "classifier", "healthy"} <= set(accuracy) and set(accuracy["n"]) == {100, 60}
+    o_rows = accuracy[accuracy["method"] == "O"].merge(training, on=["model", "dataset", "seed", "method"],
+                                                       suffixes=("", " (training)"))
+    assert len(o_rows) == 6 and (o_rows["healthy"] == o_rows["healthy (training)"]).all()
+    assert accuracy.loc[accuracy["method"] != "O", "healthy"].all()
+    assert set(tab01.training_health(result)["healthy"]) <= {"yes", "FLAGGED"}
     assert len(tab01.plot_averages(result).axes) == 2
     assert len([ax for ax in tab01.plot_sweep(result).axes if ax.axison]) == 3
