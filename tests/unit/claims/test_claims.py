@@ -291,6 +291,14 @@ def test_unhealthy_training_runs_are_left_out_of_the_comparisons():
     assert checks.rdy_behind_rd(acc).status == UNTESTABLE
 
 
+def test_a_run_flagged_on_several_seeds_is_named_once_with_its_seed_count():
+    acc = accuracy({**TAB2_GOOD, "RDY": [0.9, 0.5, 0.9]}).assign(healthy=True)
+    seeds = pd.concat([acc.assign(seed=s) for s in (0, 1, 2)], ignore_index=True)
+    seeds.loc[(seeds["method"] == "RDY") & (seeds["dataset"] == "B") & (seeds["seed"] < 2), "healthy"] = False
+    caveat = checks.rdy_behind_rd(seeds).caveat
+    assert "RDY on B (2 seeds)" in caveat and caveat.count("RDY on B") == 1
+
+
 def test_the_toy_figure_2_directions_are_reported_as_not_holding():
     """The issue's case: L/N falling 2.23 -> 1.34 and EVR1 rising 0.45 -> 0.59 across depth."""
     toy = layers(np.linspace(2.23, 1.34, 8), evr1=np.linspace(0.45, 0.59, 8))
