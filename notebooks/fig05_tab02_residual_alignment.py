@@ -62,7 +62,7 @@ back_projection = "orthonormal"  # RD's map back: "orthonormal" or "authors_code
 # %% tags=["hide-input"]
 from residual_lib.book import page
 from residual_lib.report import style
-from residual_lib.experiments import fig05_tab02 as fig05
+from residual_lib.experiments import fig05_tab02 as fig05, section4
 
 style.apply()
 result = fig05.run(page.params(fig05.Params, globals()))
@@ -173,7 +173,7 @@ page.show(result.tables["count_check"], caption="Parameter counts from the archi
 fig = fig05.plot_lr_range(result)
 
 # %% tags=["hide-input"]
-page.show(fig05.training_health(result), caption="Training health of every run (flagged runs: left out of the verdicts)")
+page.show(section4.training_health(result), caption="Training health of every run (flagged runs: left out of the verdicts)")
 
 # %% [markdown]
 # ## What ResiDual amplified

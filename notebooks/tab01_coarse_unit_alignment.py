@@ -52,7 +52,7 @@ prompts = "manifest"  # class names and templates: "manifest" or "authors"
 # %% tags=["hide-input"]
 from residual_lib.book import page
 from residual_lib.report import results, style
-from residual_lib.experiments import tab01
+from residual_lib.experiments import section4, tab01
 
 style.apply()
 result = tab01.run(page.params(tab01.Params, globals()))
@@ -80,7 +80,7 @@ page.claims(tab01, result)
 # even after the fallback to the authors' fixed rate. The claim verdicts leave them out.
 
 # %% tags=["remove-input"]
-page.show(tab01.training_health(result), caption="Training health of O per task and seed (flagged runs: left out of the verdicts)")
+page.show(section4.training_health(result), caption="Training health of O per task and seed (flagged runs: left out of the verdicts)")
 
 # %% [markdown]
 # **Readings.** Where the paper's text and the authors' code can be read two ways (the Protocol

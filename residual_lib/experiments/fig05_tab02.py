@@ -468,15 +468,6 @@ def table2_panels(result: Result) -> dict[str, pd.DataFrame]:
             **difference_tables(result)}
 
 
-def training_health(result: Result) -> pd.DataFrame:
-    """The training-health table: per model, task and method the rate and its place in the range test (0: the
-    sweep's first rate, 1: its last), the epoch kept (0: untrained), epochs run, cap hit, scale range, flags,
-    and the remedy that ran; flagged runs are left out of the claim verdicts."""
-    table = result.tables["training"].copy()
-    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
-    return table
-
-
 def plot_bars(result: Result):
     """Figure 5: test accuracy per task of Base, Lin, Full finetuning and ResiDual (RD), one panel per model: the mean
     over training seeds, the error bar their standard deviation; chance as a short dash per task."""

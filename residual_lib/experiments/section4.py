@@ -70,3 +70,12 @@ def classifier_text(accuracy: pd.DataFrame, base: str) -> str:
                      f"the model's own output embedding over k labelled images per class, not text), and the model "
                      f"itself reaches {tasks}")
     return "; ".join(parts) + "." if parts else "every model of this build has a text tower and a zero-shot classifier."
+
+
+def training_health(result) -> pd.DataFrame:
+    """A Section 4 page's training-health table (its `training` table: per model, task, seed and trained method the
+    rate and its place in the range test, the epoch kept, epochs run, cap hit, scale range, flags and the remedy
+    that ran), with `healthy` spelled out; flagged runs are left out of the claim verdicts."""
+    table = result.tables["training"].copy()
+    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
+    return table

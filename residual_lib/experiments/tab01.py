@@ -347,14 +347,6 @@ def plot_sweep(result: Result):
     return fig
 
 
-def training_health(result: Result) -> pd.DataFrame:
-    """O's training health per model, task and seed (`alignment.training.health`: rate and its place in the range
-    test, epoch kept, cap hit, scale range, flags) and the remedy that ran; flagged runs are left out of the verdicts."""
-    table = result.tables["training"].copy()
-    table["healthy"] = table["healthy"].map({True: "yes", False: "FLAGGED"})
-    return table
-
-
 def claim_tables(result: Result) -> dict[str, pd.DataFrame]:
     """The tables the claim ledger reads from this page (`residual_lib.claims.TABLES`): one row per seed (the checks
     average them; the methods that do not train repeat their accuracy)."""

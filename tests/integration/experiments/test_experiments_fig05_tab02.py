@@ -4,7 +4,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from residual_lib.experiments import ParamsError, fig05_tab02, page_params
+from residual_lib.experiments import ParamsError, fig05_tab02, page_params, section4
 from residual_lib.paths import REPO_ROOT
 from residual_lib.report.plots_spectral import dataset_display, model_display
 from experiment_smoke import declared_defaults, notebook_parameters
@@ -151,7 +151,7 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
     assert real.loc[0, "Full finetuning"] == ""  # not listed in real_finetune
     assert list(fig05_tab02.paper_table(result).columns) == ["model", "dataset", "Lin", "RD", "RD*", "RDY"]
     assert fig05_tab02.difference_tables(result) == {}
-    health = fig05_tab02.training_health(result)
+    health = section4.training_health(result)
     assert set(health["model"]) == {label, model_display("standin-dino")} and set(health["seed"]) == {0, 1}
     assert set(health["healthy"]) <= {"yes", "FLAGGED"}
     assert {"lr position in range test", "epoch kept", "cap hit", "scale min", "scale max", "remedy"} <= set(health)

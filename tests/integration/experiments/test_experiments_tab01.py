@@ -6,7 +6,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from residual_lib.experiments import ParamsError, page_params, tab01
+from residual_lib.experiments import ParamsError, page_params, section4, tab01
 from residual_lib.paths import REPO_ROOT
 from residual_lib.report.plots_spectral import model_display
 from experiment_smoke import declared_defaults, notebook_parameters
@@ -142,6 +142,6 @@ def test_run_on_the_smoke_profile(smoke_artifacts):
                                                        suffixes=("", " (training)"))
     assert len(o_rows) == 6 and (o_rows["healthy"] == o_rows["healthy (training)"]).all()
     assert accuracy.loc[accuracy["method"] != "O", "healthy"].all()
-    assert set(tab01.training_health(result)["healthy"]) <= {"yes", "FLAGGED"}
+    assert set(section4.training_health(result)["healthy"]) <= {"yes", "FLAGGED"}
     assert len(tab01.plot_averages(result).axes) == 2
     assert len([ax for ax in tab01.plot_sweep(result).axes if ax.axison]) == 3
