@@ -155,12 +155,14 @@ def _wire(monkeypatch, module, names: dict):
 @pytest.mark.parametrize("protocol, lr", [("paper_text", None), ("authors_code", 0.8)])
 def test_tab01_passes_every_reading_to_the_library(monkeypatch, protocol, lr):
     task = SimpleNamespace(classifier=SimpleNamespace(n_classes=3, kind="zero-shot (text)"))
-    optimised = {0: SimpleNamespace(test_accuracy=0.5)}
+    health = {"healthy": True, "flags": ""}
+    optimised = {0: SimpleNamespace(test_accuracy=0.5, extra={"health": health})}
     rec = _wire(monkeypatch, tab01, {"load_task": task, "coarse_unit_alignment": ({"k": 2}, pd.DataFrame(), optimised),
                                      "kept_heads": pd.DataFrame()})
     p = tab01.Params(protocol=protocol, head_score="per_direction", head_count="authors", random_rule="randn_topk",
                      logit_scale="model", prompts="authors", max_epochs=7, device="cpu")
-    tab01._train_task(p, "m", "d", model="model")
+    row, *_ = tab01._train_task(p, "m", "d", model="model")
+    assert row["O health"] == {0: {**health, "remedy": ""}}
     (_, load_kw), = rec["load_task"].calls
     assert load_kw["logit_scale"] == ("resolved", "model") and load_kw["prompts"] == "authors"
     (args, kw), = rec["coarse_unit_alignment"].calls
