@@ -70,6 +70,9 @@ class Params(ComputeParams):
     real_n_val: int | None = 100
     real_n_test: int | None = 360
     real_finetune: list[str] = field(default_factory=list)  # "model/task" pairs of real networks to finetune fully
+    # A real tower's step costs seconds on a CPU: its own finetuning budget (None: finetune_lr's reading)
+    real_finetune_max_epochs: int = 3
+    real_finetune_lr: float | None = None
     classifier: Literal["auto", "zero_shot", "class_mean"] = "auto"  # auto: zero-shot when the model has text
     k_shot: int = DEFAULT_K_SHOT  # labelled images per class of a class-mean classifier
     methods: list[Method] = field(default_factory=lambda: ["Lin", "RD", "RD*", "RDY"])  # Table 2's columns
@@ -107,7 +110,8 @@ class Params(ComputeParams):
             positive(self, "logit_scale")
         positive(self, "n_reference", "real_n_reference", "real_n_train", "real_n_val", "real_n_test", "n_train",
                  "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
-                 "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "n_components_described",
+                 "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "real_finetune_max_epochs",
+                 "real_finetune_lr", "n_components_described",
                  "batch_size")
         if "RD" not in self.methods:
             raise ParamsError(f"parameter methods={self.methods!r} must include 'RD': the page's scale maps, "
@@ -119,7 +123,8 @@ class Params(ComputeParams):
 # A real network's stand-ins for the toy parameters (section4.model_params)
 REAL_FIELDS = {"datasets": "real_datasets", "reference_dataset": "real_reference_dataset",
                "n_reference": "real_n_reference", "n_train": "real_n_train", "n_val": "real_n_val",
-               "n_test": "real_n_test"}
+               "n_test": "real_n_test", "finetune_max_epochs": "real_finetune_max_epochs",
+               "finetune_lr": "real_finetune_lr"}
 
 
 def caches(p: Params) -> list[CacheKey]:
