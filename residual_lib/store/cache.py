@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import to_pil_image
 from tqdm import tqdm
 
 from ..data.images import to_rgb
@@ -130,6 +131,12 @@ class _Preprocessed(Dataset):
         image, label = self.dataset[row]
         # Any dataset may be passed in, not only the manifests' (whose loaders already give RGB)
         image = to_rgb(image, f"dataset {self.name!r} row {row}")
+        size = getattr(self.model, "image_size", None)
+        if getattr(self.dataset, "resizable", False) and isinstance(image, torch.Tensor) and size is not None \
+                and tuple(image.shape[-2:]) != (size, size):
+            # rendered images (the toy world's 32 px) reach a network of another input size as PIL images, which
+            # its own preprocessing resizes as it resizes a photograph; a wrong-size tensor elsewhere is an error
+            image = to_pil_image(image)
         return self.model.preprocess(image), -1 if label is None else int(label)
 
 

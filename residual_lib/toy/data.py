@@ -39,6 +39,10 @@ _CHUNK = 2048  # images rendered per call, bounding the supersampled masks' memo
 class ToyDataset(Dataset):
     """Images uint8 (N, 3, S, S), integer labels (N,) and, where known, every attribute {name: (N,)}."""
 
+    # Drawn, not photographed: a network with another input size sees them through its own resizing (the unit
+    # cache hands them over as PIL images), as Section 4 runs toy-world tasks on DINOv2-S and CLIP-B/16.
+    resizable = True
+
     def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                  attributes: dict[str, np.ndarray] | None = None):
         self.images = torch.from_numpy(images)

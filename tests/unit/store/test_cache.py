@@ -483,3 +483,20 @@ def test_caches_written_with_sha256_digests_still_open_and_are_checked(model, tm
     assert repaired.manifest["hash"] == "xxh3_128"
     assert json.loads((cache.path / "shards" / "00000" / "hashes.json").read_text())["algorithm"] == "xxh3_128"
     repaired.verify_all()
+
+
+def test_a_resizable_dataset_reaches_a_model_of_another_size_through_its_own_resizing(model, tmp_path):
+    """Toy-world images (32 px, drawn) run on DINOv2-S and CLIP-B/16 in Section 4: a dataset that declares itself
+    `resizable` hands its wrong-size tensors over as PIL images, which the model resizes as it resizes photographs;
+    any other dataset keeps the clear error (test_clear_errors)."""
+    from PIL import Image
+
+    data = RandomImages(6, image_size=40)
+    data.resizable = True
+    cache = _extract(model, data, tmp_path / "resized")
+    expected = torch.stack([model.preprocess(Image.fromarray(data.images[i].permute(1, 2, 0).numpy()))
+                            for i in range(6)])
+    with torch.no_grad():
+        reference = model.encode_image(expected)
+    assert cache.n == 6
+    np.testing.assert_allclose(cache.embedding, reference.numpy(), atol=1e-5)
