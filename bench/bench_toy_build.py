@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_toy_build.py                        # fresh artifacts (a temporary folder): everything
     .venv/bin/python bench/bench_toy_build.py --only train           # the training stage alone
     .venv/bin/python bench/bench_toy_build.py --only tab01_coarse_unit_alignment --artifacts artifacts
-    .venv/bin/python bench/bench_toy_build.py --jobs 2                # as `make book`: training, then one book build
+    .venv/bin/python bench/bench_toy_build.py --jobs 2                # as `make book`: one book build, training inside
 
 Each stage is a subprocess, as `make book` runs it: `python -m residual_lib.toy.train --profile toy`, then
 `python -m residual_lib.book run --profile toy --only NAME --quiet` per page in the table of contents' order
@@ -17,8 +17,9 @@ kernels use, e.g. AVX2 or AVX512; bf16 arithmetic is fast only with AVX512-BF16 
 load average (1, 5 and 15 minutes); the last also gives the whole's wall and CPU seconds and their ratio to the
 10-minute budget.
 
-With --jobs N the pages run as `make book` runs them: one `python -m residual_lib.book build --jobs N` (N pages at
-once, then the site); the table gives each page's runtime from the build report and the book stage's wall time.
+With --jobs N the build runs as `make book` runs it: one `python -m residual_lib.book build --jobs N` that trains the
+toy model in one worker beside the pages that read no toy model, then runs N pages at once, then the site; the
+table gives the training's and each page's runtime (manifest, build report) and the book stage's wall time.
 The budget of the whole (training, pages and site after the packages are installed): 10 minutes.
 """
 
@@ -109,14 +110,21 @@ def main() -> int:
                   f"load {os.getloadavg()[0]:.2f})", flush=True)
 
         stages = [n for n in names if n in chosen]
-        if "train" in stages:
+        pages_chosen = [n for n in stages if n != "train"]
+        if "train" in stages and not (args.jobs and pages_chosen):
             cmd = [sys.executable, "-m", "residual_lib.toy.train", "--profile", "toy"]
             show("train", *stage("train", cmd, env), BUDGET_S["train"])
-        pages_chosen = [n for n in stages if n != "train"]
         if args.jobs and pages_chosen:
+            # as make book: the runner trains the toy model in one worker beside the pages that do not read it
             cmd = [sys.executable, "-m", "residual_lib.book", "build", "--profile", "toy", "--jobs", str(args.jobs),
                    "--quiet", *(["--only", *pages_chosen] if args.only else [])]
             seconds, cpu, rc = stage("book", cmd, env)
+            manifest = artifacts / "toy" / "toy" / "manifest.json"
+            if "train" in stages and manifest.is_file():
+                import json
+
+                print(f"  {'toy model (trained in the book stage)':38s} "
+                      f"{json.loads(manifest.read_text())['train_seconds']:8.1f} s wall", flush=True)
             for name, runtime in report_runtimes().items():
                 if name in pages_chosen:
                     print(f"  {name:38s} {runtime:8.1f} s wall (CPU: in the book stage's; budget "

@@ -171,6 +171,20 @@ def declared_parameters(source: str) -> list[str]:
     return names
 
 
+def literal_parameters(source: str) -> dict[str, Any]:
+    """The parameters a parameters cell assigns a literal value (the page's defaults); others are left out."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            values.update({t.id: value for t in targets if isinstance(t, ast.Name)})
+    return values
+
+
 def parameters_cell(nb, name: str) -> int:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):

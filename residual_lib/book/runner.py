@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from residual_lib.book import provenance
-from residual_lib.book.layout import (PROFILES, BookError, Layout, load_notebook, page_parameters, parameters_cell,
-                                       parse_overrides, positive_int, select, toc_notebooks)
+from residual_lib.book.layout import (PROFILES, BookError, Layout, literal_parameters, load_notebook, page_parameters,
+                                       parameters_cell, parse_overrides, positive_int, select, toc_notebooks)
 from residual_lib.files import atomic_file, write_text
 from residual_lib.paths import REPO_ROOT
 
@@ -337,9 +337,13 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
         from residual_lib.claims import clear_records
 
         clear_records(profile)
+    toy = toy_training(layout, chosen, profile, overrides)
     if jobs > 1:
-        records = run_parallel(layout, chosen, profile, overrides, jobs)
+        records = run_parallel(layout, chosen, profile, overrides, jobs, toy)
     else:
+        if toy is not None:
+            print(f"== toy model ({toy}): training", file=sys.stderr, flush=True)
+            print(f"== toy model: {_train_toy(toy)}", file=sys.stderr, flush=True)
         records = []
         for name in tqdm(chosen, desc=f"notebooks ({profile})", unit="nb", mininterval=0):
             print(f"== {name} ({profile})", file=sys.stderr, flush=True)
@@ -376,32 +380,99 @@ def longest_first(layout: Layout, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: -known.get(n, float("inf")))
 
 
+def toy_training(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any]) -> str | None:
+    """The toy profile whose checkpoint some page of `names` reads and that is not trained yet, else None."""
+    from residual_lib.toy.model import ARCHS
+    from residual_lib.toy.train import CONFIGS, is_current, output_dir, training_profile
+
+    toy = training_profile(profile)
+    if is_current(output_dir(toy), CONFIGS[toy]):
+        return None
+    return toy if any(reads_toy_model(layout, n, profile, overrides, set(ARCHS.values())) for n in names) else None
+
+
+def reads_toy_model(layout: Layout, name: str, profile: str, overrides: dict[str, Any], archs: set[str]) -> bool:
+    """Whether a page's parameters (its cell's defaults under the profile's values) name a toy model: a page that
+    names none runs while the toy model trains."""
+    def names_one(value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(names_one(v) for v in value)
+        return isinstance(value, str) and value in archs
+
+    nb, _, params = notebook_parameters(layout, name, profile, overrides)
+    values = {**literal_parameters(nb.cells[parameters_cell(nb, name)].source), **params}
+    return any(names_one(v) for v in values.values())
+
+
+def _train_toy(toy: str) -> str:
+    """Train the toy model of profile `toy` (a no-op when current); a line saying where it is and what it took."""
+    from residual_lib.files import read_json
+    from residual_lib.toy.train import ensure_model
+
+    path = ensure_model(toy)
+    return f"{path} trained in {read_json(path.parent / 'manifest.json')['train_seconds']} s"
+
+
+def _train_logged(layout: Layout, toy: str) -> str:
+    """`_train_toy` in a worker process, its progress written to the toy model's log."""
+    log = layout.run_log(TOY_MODEL_LOG)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return _train_toy(toy)
+
+
+TOY_MODEL_LOG = "toy-model"
+
+
 def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any],
-                 jobs: int) -> list[RunRecord]:
+                 jobs: int, toy: str | None = None) -> list[RunRecord]:
     """Run `names` (in `execution_order`) `jobs` at a time in worker processes; summary pages wait for the rest.
 
-    Each notebook's output goes to `book/_generated/logs/<name>.log` (two pages' streams interleaved would be
-    unreadable); this process prints one line per finished page. Pages that share a cache wait on its lock.
+    With `toy` (a toy profile to train first), the training takes one worker and the pages that read no toy model
+    run beside it (the real-model page's extractions); the others start once it is done. Each notebook's output goes
+    to `book/_generated/logs/<name>.log` (two pages' streams interleaved would be unreadable); this process prints
+    one line per finished page. Pages that share a cache wait on its lock.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from tqdm.auto import tqdm
 
+    from residual_lib.toy.model import ARCHS
+
     summary = summary_pages(names)
-    waves = [longest_first(layout, [n for n in names if n not in summary]), summary]
+    pages = longest_first(layout, [n for n in names if n not in summary])
+    waiting = [n for n in pages if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))] if toy else []
+    queue = [n for n in pages if n not in waiting]
     records: dict[str, RunRecord] = {}
     bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
     started = time.time()
     # spawn: a worker must not inherit this process's imported state (torch's thread pools, open kernels).
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for wave in waves:
-            if any(LOST in r.error for r in records.values()):  # a broken pool takes no more pages
-                records.update({n: lost_page(layout, n, profile, started, None) for n in wave})
+        running = {pool.submit(_train_logged, layout, toy): TOY_MODEL_LOG} if toy else {}
+        if toy:
+            print(f"== toy model ({toy}): training beside {len(queue)} page(s) that read no toy model "
+                  f"(log: {layout.run_log(TOY_MODEL_LOG).relative_to(layout.root)})", file=sys.stderr, flush=True)
+        while queue or waiting or running or summary:
+            if not (queue or waiting or running):  # the summary pages read what every other page left behind
+                queue, summary = summary, []
+            broken = any(LOST in r.error for r in records.values())
+            for name in (queue if broken else []):  # a broken pool takes no more pages
+                records[name] = lost_page(layout, name, profile, started, None)
+                bar.update()
+            queue = [] if broken else queue
+            while queue and len(running) < jobs:
+                name = queue.pop(0)
+                running[pool.submit(_run_logged, layout, name, profile, overrides)] = name
+            if not running:
                 continue
-            futures = {pool.submit(_run_logged, layout, n, profile, overrides): n for n in wave}
-            for future in as_completed(futures):
-                name = futures[future]
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                if name == TOY_MODEL_LOG:
+                    queue += trained(future, waiting, records, layout, profile, started, bar)
+                    waiting = []
+                    continue
                 try:
                     records[name] = future.result()
                 except BrokenProcessPool as died:  # every page still running or queued ends here
@@ -411,6 +482,25 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
                       f"(log: {layout.run_log(name).relative_to(layout.root)})", file=sys.stderr, flush=True)
     bar.close()
     return [records[n] for n in names]
+
+
+def trained(future, waiting: list[str], records: dict[str, RunRecord], layout: Layout, profile: str,
+            started: float, bar) -> list[str]:
+    """The pages that waited for the toy model, to run now; when its training failed, they fail with its error."""
+    log = layout.run_log(TOY_MODEL_LOG).relative_to(layout.root)
+    try:
+        print(f"== toy model: {future.result()} (log: {log})", file=sys.stderr, flush=True)
+        return waiting
+    except Exception as exc:  # a failed training fails the pages that read the model, not the others
+        died = exc if isinstance(exc, BrokenProcessPool) else None
+        for name in waiting:
+            records[name] = (lost_page(layout, name, profile, started, None) if died else
+                             RunRecord(name, profile, "failed", 0.0, None, provenance.git_commit(),
+                                       datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+                                       f"notebook {name!r} never ran: training the toy model failed ({exc!r}; log: "
+                                       f"{log})"))
+            bar.update()
+        return []
 
 
 LOST = ("a worker process of the parallel build died (killed by a signal or out of memory; the pool then stops "

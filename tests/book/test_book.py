@@ -420,3 +420,57 @@ def test_parallel_run_starts_summary_pages_after_every_other_page(book_project, 
         times[name] = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()}
     assert times["summary"]["start"] > max(times["slow"]["end"], times["quick"]["end"])
     assert times["quick"]["start"] < times["slow"]["end"]  # the other pages did run at once
+
+
+TOY_READER = '''\
+# %% [markdown]
+# # A page that reads the toy model
+
+# %% tags=["parameters"]
+model = "toy-clip-smoke"
+
+# %%
+import time
+
+print("start", time.time())
+'''
+
+
+@pytest.mark.slow
+def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(book_project, tmp_artifacts,
+                                                                                   monkeypatch):
+    """`make book` no longer trains first: the training takes one worker, the pages that name no toy model run on
+    the other, and a page that reads it starts only once the checkpoint is written."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from residual_lib.files import read_json
+
+    submitted = {}
+    submit = ProcessPoolExecutor.submit
+
+    def spy(pool, fn, *args, **kwargs):
+        submitted[args[1] if fn is book._run_logged else fn.__name__] = time.time()
+        return submit(pool, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", spy)
+    from residual_lib.toy.train import CONFIGS, is_current, output_dir
+
+    root = book_project({"reader": TOY_READER, "free": TIMED_NOTEBOOK}, params={"free": "seconds: 1.0\n"})
+    layout = book_layout.Layout(root)
+    assert book.toy_training(layout, ["free"], "smoke", {}) is None, "no page reads the toy model: nothing to train"
+    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == "smoke"
+    records = book.run(layout, "smoke", jobs=2)
+    assert {r.status for r in records} == {"ok"}
+    out = output_dir("smoke")
+    assert is_current(out, CONFIGS["smoke"]) and "trained" not in layout.run_log("reader").read_text()
+    written = (out / "manifest.json").stat().st_mtime
+    assert read_json(out / "manifest.json")["train_seconds"] > 0
+    times = {n: {line.split()[0]: float(line.split()[1])
+                 for line in stream_text(nbformat.read(layout.executed(n), as_version=4)).splitlines()}
+             for n in ("reader", "free")}
+    assert times["reader"]["start"] >= written, "the reader waited for the checkpoint"
+    assert submitted["_train_logged"] <= submitted["free"] < written, "the free page went in while the model trained"
+    assert submitted["reader"] >= written and times["free"]["start"] < times["reader"]["start"]
+    assert layout.run_log(book.TOY_MODEL_LOG).is_file()
+    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) is None, "a current checkpoint is not retrained"

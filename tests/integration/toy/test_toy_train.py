@@ -90,10 +90,10 @@ def test_same_seed_gives_the_same_checkpoint_bytes(tmp_path):
     b = train.train(SHORT, tmp_path / "b", progress=False)
     c = train.train(replace(SHORT, seed=1), tmp_path / "c", progress=False)
     assert sha256(a) == sha256(b) != sha256(c)
-    two = replace(SHORT, threads=2)  # the toy profile's thread count: still one checkpoint per seed
+    two = replace(SHORT, threads=2)  # another thread count: still one checkpoint per seed
     d, e = (train.train(two, tmp_path / name, progress=False) for name in "de")
     assert sha256(d) == sha256(e)
-    bf16 = replace(two, precision="bf16")  # the toy profile's arithmetic: deterministic too, and not fp32's
+    bf16 = replace(two, precision="bf16")  # deterministic too, and not fp32's
     f, g = (train.train(bf16, tmp_path / name, progress=False) for name in "fg")
     assert sha256(f) == sha256(g) != sha256(d)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
