@@ -297,6 +297,14 @@ def write_report(path: Path, records: list[RunRecord], order: list[str]) -> None
         writer.writerows(table + [total])
 
 
+def pages_before(name: str) -> tuple[str, ...]:
+    """The pages whose caches page `name` reads (its experiment's `AFTER`): with --jobs it starts after them rather
+    than hold a worker waiting on their cache locks."""
+    from residual_lib.experiments import experiment
+
+    return tuple(getattr(experiment(name), "AFTER", ()))
+
+
 def summary_pages(names: list[str]) -> list[str]:
     """The summary pages among `names` (an experiment with `SUMMARY`: the front page, the reproduction report),
     which read what the other pages leave behind."""
@@ -444,6 +452,7 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
     pages = longest_first(layout, [n for n in names if n not in summary])
     waiting = [n for n in pages if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))] if toy else []
     queue = [n for n in pages if n not in waiting]
+    after = {n: [a for a in pages_before(n) if a in names] for n in pages}
     records: dict[str, RunRecord] = {}
     bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
     started = time.time()
@@ -461,8 +470,12 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
                 records[name] = lost_page(layout, name, profile, started, None)
                 bar.update()
             queue = [] if broken else queue
-            while queue and len(running) < jobs:
-                name = queue.pop(0)
+            while len(running) < jobs and queue:
+                ready = [n for n in queue if all(a in records for a in after.get(n, []))]
+                if not ready and running:
+                    break
+                name = (ready or queue)[0]  # nothing running and nothing ready: a cycle of AFTERs runs in order
+                queue.remove(name)
                 running[pool.submit(_run_logged, layout, name, profile, overrides)] = name
             if not running:
                 continue

@@ -25,6 +25,10 @@ from . import real_model
 from .base import CacheDtype, ComputeParams, Dictionary, ParamsError, Result, computes, in_range, nonempty, positive
 
 
+# The pages that extract the caches the atlas reads: a parallel build starts it after them (book.runner)
+AFTER = ("fig02_intrinsic_dimension", "fig03_textspan_vs_omp", "fig04_spectral_dataset_similarity", "real_model")
+
+
 @dataclass(frozen=True)
 class Params(ComputeParams):
     models: list[str] = field(default_factory=lambda: ["toy-clip"])  # one atlas per model

@@ -474,3 +474,25 @@ def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(
     assert submitted["reader"] >= written and times["free"]["start"] < times["reader"]["start"]
     assert layout.run_log(book.TOY_MODEL_LOG).is_file()
     assert book.toy_training(layout, ["free", "reader"], "smoke", {}) is None, "a current checkpoint is not retrained"
+
+
+@pytest.mark.slow
+def test_parallel_run_starts_a_page_after_the_pages_whose_caches_it_reads(book_project, monkeypatch):
+    """The atlas reads the real-model page's caches (`AFTER`): it starts once that page is done instead of holding
+    a worker on its cache locks, and the other pages fill the second worker meanwhile."""
+    from types import SimpleNamespace
+
+    import residual_lib.experiments as experiments
+
+    root = book_project({"reader": TIMED_NOTEBOOK, "slow": TIMED_NOTEBOOK, "quick": TIMED_NOTEBOOK},
+                        params={"slow": "seconds: 3.0\n"})
+    reader = SimpleNamespace(AFTER=("slow", "absent"), Params=SimpleNamespace(names=lambda: ["seconds"],
+                                                                               from_dict=lambda values: values))
+    monkeypatch.setattr(experiments, "experiment", lambda name: reader if name == "reader" else None)
+    records = book.run(book_layout.Layout(root), "smoke", jobs=2)
+    assert {r.status for r in records} == {"ok"}
+    times = {n: {line.split()[0]: float(line.split()[1])
+                 for line in stream_text(nbformat.read(book_layout.Layout(root).executed(n), as_version=4)).splitlines()}
+             for n in ("reader", "slow", "quick")}
+    assert times["reader"]["start"] > times["slow"]["end"], "the reader waited for the page it reads"
+    assert times["quick"]["start"] < times["slow"]["end"], "the first in the toc did not hold a worker idle"
