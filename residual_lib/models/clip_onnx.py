@@ -33,6 +33,7 @@ checkpoint at another size (`open_clip.model.resize_pos_embed`: bicubic, antiali
 
 from __future__ import annotations
 
+import logging
 import re
 
 import torch
@@ -136,9 +137,16 @@ def _visual(image_size: int = NATIVE_IMAGE_SIZE) -> nn.Module:
 
     if image_size % PATCH:
         raise ValueError(f"image size {image_size} is not a multiple of the patch size {PATCH}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random weights are the same on every load, so their caches are reused
-        model = open_clip.create_model(ARCH, pretrained=None, force_quick_gelu=True, force_image_size=image_size)
+    previous = logging.root.manager.disable
+    # open_clip warns that the model "initialized randomly": true of this skeleton, not of the tower a user gets,
+    # whose weights the converted ONNX file fills in next; the warning on every page misled readers
+    logging.disable(logging.WARNING)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights are the same on every load, so their caches are reused
+            model = open_clip.create_model(ARCH, pretrained=None, force_quick_gelu=True, force_image_size=image_size)
+    finally:
+        logging.disable(previous)
     return model.visual.eval()
 
 
