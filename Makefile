@@ -1,6 +1,6 @@
 # Two commands set up a fresh machine: `make book` and `make test` (both create the environment first).
 # Book profiles (residual_lib.book.layout.PROFILES): toy (default), smoke, real (the real networks at full counts,
-# CPU, offline, about 45 minutes), paper (GPU, network).
+# CPU, offline, 40 minutes on 2 cores, measured), paper (GPU, network).
 PROFILE ?= toy
 PYTHON ?= python3.11
 VENV := .venv
