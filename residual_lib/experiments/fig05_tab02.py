@@ -480,8 +480,13 @@ def plot_bars(result: Result):
     bars = [b for b in FIG5_BARS if b in set(spread["method"])]
     shades = {"Base": "#b0b0b0", "Lin": "#7fa6d6", "Full finetuning": "#2a9d8f", "RD": style.OURS}
     widths = [max(4, 1.3 * len(result.artifacts["tasks_of"][label])) for label in archs]
-    fig, axes = plt.subplots(1, len(archs), figsize=(sum(widths), 3.8), squeeze=False,
-                             gridspec_kw={"width_ratios": widths})
+    # Two panels a row: three in one row shrank every label below reading size in the book's column
+    cols = min(len(archs), 2)
+    rows = -(-len(archs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(sum(widths) if rows == 1 else cols * max(widths), 3.8 * rows),
+                             squeeze=False, gridspec_kw={"width_ratios": widths} if rows == 1 else None)
+    for ax in axes.flat[len(archs):]:
+        ax.axis("off")
     for ax, label in zip(axes.flat, archs):
         own = spread[spread["model"] == label]
         mean, sd = (own.pivot(index="dataset", columns="method", values=v).reindex(
@@ -499,7 +504,7 @@ def plot_bars(result: Result):
     # Above the panels: inside, the legend hid the low bars of the tasks with room.
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, ncol=len(bars) + 1, loc="upper center", frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.08 / rows))
     return fig
 
 
