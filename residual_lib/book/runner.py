@@ -345,9 +345,9 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
         from residual_lib.claims import clear_records
 
         clear_records(profile)
-    toy = toy_training(layout, chosen, profile, overrides)
+    toy, readers = toy_training(layout, chosen, profile, overrides)
     if jobs > 1:
-        records = run_parallel(layout, chosen, profile, overrides, jobs, toy)
+        records = run_parallel(layout, chosen, profile, overrides, jobs, toy, readers)
     else:
         if toy is not None:
             print(f"== toy model ({toy}): training", file=sys.stderr, flush=True)
@@ -388,15 +388,18 @@ def longest_first(layout: Layout, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: -known.get(n, float("inf")))
 
 
-def toy_training(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any]) -> str | None:
-    """The toy profile whose checkpoint some page of `names` reads and that is not trained yet, else None."""
+def toy_training(layout: Layout, names: list[str], profile: str,
+                 overrides: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """(the toy profile to train first, the pages of `names` that read its model): (None, []) when the checkpoint is
+    current or no page reads it."""
     from residual_lib.toy.model import ARCHS
     from residual_lib.toy.train import CONFIGS, is_current, output_dir, training_profile
 
     toy = training_profile(profile)
     if is_current(output_dir(toy), CONFIGS[toy]):
-        return None
-    return toy if any(reads_toy_model(layout, n, profile, overrides, set(ARCHS.values())) for n in names) else None
+        return None, []
+    readers = [n for n in names if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))]
+    return (toy, readers) if readers else (None, [])
 
 
 def reads_toy_model(layout: Layout, name: str, profile: str, overrides: dict[str, Any], archs: set[str]) -> bool:
@@ -433,11 +436,11 @@ TOY_MODEL_LOG = "toy-model"
 
 
 def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any],
-                 jobs: int, toy: str | None = None) -> list[RunRecord]:
+                 jobs: int, toy: str | None = None, readers: list[str] | None = None) -> list[RunRecord]:
     """Run `names` (in `execution_order`) `jobs` at a time in worker processes; summary pages wait for the rest.
 
-    With `toy` (a toy profile to train first), the training takes one worker and the pages that read no toy model
-    run beside it (the real-model page's extractions); the others start once it is done. Each notebook's output goes
+    With `toy` (a toy profile to train first), the training takes one worker and the pages not among `readers` (those
+    that read its model, `toy_training`) run beside it (the real-model page's extractions); the others start once it is done. Each notebook's output goes
     to `book/_generated/logs/<name>.log` (two pages' streams interleaved would be unreadable); this process prints
     one line per finished page. Pages that share a cache wait on its lock.
     """
@@ -446,11 +449,9 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
 
     from tqdm.auto import tqdm
 
-    from residual_lib.toy.model import ARCHS
-
     summary = summary_pages(names)
     pages = longest_first(layout, [n for n in names if n not in summary])
-    waiting = [n for n in pages if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))] if toy else []
+    waiting = [n for n in pages if n in (readers or [])] if toy else []
     queue = [n for n in pages if n not in waiting]
     after = {n: [a for a in pages_before(n) if a in names] for n in pages}
     records: dict[str, RunRecord] = {}
@@ -505,9 +506,8 @@ def trained(future, waiting: list[str], records: dict[str, RunRecord], layout: L
         print(f"== toy model: {future.result()} (log: {log})", file=sys.stderr, flush=True)
         return waiting
     except Exception as exc:  # a failed training fails the pages that read the model, not the others
-        died = exc if isinstance(exc, BrokenProcessPool) else None
         for name in waiting:
-            records[name] = (lost_page(layout, name, profile, started, None) if died else
+            records[name] = (lost_page(layout, name, profile, started, None) if isinstance(exc, BrokenProcessPool) else
                              RunRecord(name, profile, "failed", 0.0, None, provenance.git_commit(),
                                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                                        f"notebook {name!r} never ran: training the toy model failed ({exc!r}; log: "

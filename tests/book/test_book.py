@@ -458,8 +458,8 @@ def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(
 
     root = book_project({"reader": TOY_READER, "free": TIMED_NOTEBOOK}, params={"free": "seconds: 1.0\n"})
     layout = book_layout.Layout(root)
-    assert book.toy_training(layout, ["free"], "smoke", {}) is None, "no page reads the toy model: nothing to train"
-    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == "smoke"
+    assert book.toy_training(layout, ["free"], "smoke", {}) == (None, []), "no page reads the toy model: no training"
+    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == ("smoke", ["reader"])
     records = book.run(layout, "smoke", jobs=2)
     assert {r.status for r in records} == {"ok"}
     out = output_dir("smoke")
@@ -473,7 +473,7 @@ def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(
     assert submitted["_train_logged"] <= submitted["free"] < written, "the free page went in while the model trained"
     assert submitted["reader"] >= written and times["free"]["start"] < times["reader"]["start"]
     assert layout.run_log(book.TOY_MODEL_LOG).is_file()
-    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) is None, "a current checkpoint is not retrained"
+    assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == (None, []), "a current checkpoint: no training"
 
 
 @pytest.mark.slow
