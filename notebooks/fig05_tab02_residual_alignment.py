@@ -43,6 +43,7 @@ methods = ["Lin", "RD", "RD*", "RDY"]  # Table 2's columns
 rd_star_variance = 0.9  # RD*: explained variance kept per head (the paper: 90%)
 max_epochs = 30  # the paper: 30
 patience = 5  # the paper: 5
+range_steps = 100  # batches of each method's LR range test (paper_text)
 train_batch_size = 64  # the authors: 64
 finetune = True  # Full finetuning of the vision tower (expensive beyond the toy model: GPU)
 finetune_every_seed = False  # False: Full finetuning on the first training seed only

@@ -37,6 +37,7 @@ n_random = 10  # seeds of the random control R
 fractions = [0.0, 0.01, 0.05, 0.10, 0.25, 0.50]  # the sweep; 0.0 stands for a single head
 max_epochs = 30  # O: training budget (the paper: 30)
 patience = 5  # O: early stopping on validation accuracy (the paper: 5)
+range_steps = 100  # O: batches of its LR range test (paper_text)
 train_batch_size = 64  # O: batch size (the authors: 64)
 cache_dtype = "float32"
 batch_size = 64  # images per forward pass when extracting caches

@@ -106,7 +106,14 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
     """An exclusive `flock` on `folder/.lock` for the block (created with the folder): other holders wait."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
+    with file_lock(folder / ".lock"):
+        yield
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive `flock` on the file `path` (created if missing, its folder must exist) for the block."""
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

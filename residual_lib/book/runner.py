@@ -347,7 +347,8 @@ def run(layout: Layout, profile: str, only: list[str] | None = None, overrides: 
         clear_records(profile)
     toy, readers = toy_training(layout, chosen, profile, overrides)
     if jobs > 1:
-        records = run_parallel(layout, chosen, profile, overrides, jobs, toy, readers)
+        early = early_training(layout, readers, profile, overrides) if toy else []
+        records = run_parallel(layout, chosen, profile, overrides, jobs, toy, readers, early)
     else:
         if toy is not None:
             print(f"== toy model ({toy}): training", file=sys.stderr, flush=True)
@@ -392,14 +393,15 @@ def toy_training(layout: Layout, names: list[str], profile: str,
                  overrides: dict[str, Any]) -> tuple[str | None, list[str]]:
     """(the toy profile to train first, the pages of `names` that read its model): (None, []) when the checkpoint is
     current or no page reads it."""
-    from residual_lib.toy.model import ARCHS
+    from residual_lib.toy import ARCHS
+
+    readers = [n for n in names if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))]
+    if not readers:  # before the training module: it loads torch and open_clip
+        return None, []
     from residual_lib.toy.train import CONFIGS, is_current, output_dir, training_profile
 
     toy = training_profile(profile)
-    if is_current(output_dir(toy), CONFIGS[toy]):
-        return None, []
-    readers = [n for n in names if reads_toy_model(layout, n, profile, overrides, set(ARCHS.values()))]
-    return (toy, readers) if readers else (None, [])
+    return (None, []) if is_current(output_dir(toy), CONFIGS[toy]) else (toy, readers)
 
 
 def reads_toy_model(layout: Layout, name: str, profile: str, overrides: dict[str, Any], archs: set[str]) -> bool:
@@ -435,12 +437,49 @@ def _train_logged(layout: Layout, toy: str) -> str:
 TOY_MODEL_LOG = "toy-model"
 
 
+def early_training(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any]) -> list:
+    """The Section 4 training that pages waiting for the toy model do on other models (their `training_pairs` of
+    real networks), as `residual_lib.store.jobs.TrainJob`s not yet stored. A worker that the toy training leaves
+    free runs them; the pages then read them back (`residual_lib.store.stored`) instead of training them after it."""
+    from residual_lib.experiments import PAGES, experiment
+    from residual_lib.store.jobs import TrainJob
+    from residual_lib.toy import ARCHS
+
+    jobs = []
+    for name in names:
+        module = experiment(name)
+        if module is None or not hasattr(module, "training_pairs"):
+            continue
+        _, _, values = notebook_parameters(layout, name, profile, overrides)
+        p = module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()})
+        jobs += [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p) if m not in ARCHS.values()]
+    return [j for j in jobs if not j.done()]
+
+
+def _early_logged(layout: Layout, job) -> str:
+    """One `early_training` job in a worker process, under its page's `threads`, its output written to its log."""
+    from residual_lib.device import cpu_threads
+
+    log = layout.run_log(early_log(job))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        with cpu_threads(dict(job.params).get("threads")):
+            return f"{job()['seconds']} s"
+
+
+def early_log(job) -> str:
+    """The log name of an `early_training` job: 'early-<page's experiment>-<model>-<task>'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"early-{job.module}-{job.model}-{job.dataset}")
+
+
 def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict[str, Any],
-                 jobs: int, toy: str | None = None, readers: list[str] | None = None) -> list[RunRecord]:
+                 jobs: int, toy: str | None = None, readers: list[str] | None = None,
+                 early: list | None = None) -> list[RunRecord]:
     """Run `names` (in `execution_order`) `jobs` at a time in worker processes; summary pages wait for the rest.
 
     With `toy` (a toy profile to train first), the training takes one worker and the pages not among `readers` (those
-    that read its model, `toy_training`) run beside it (the real-model page's extractions); the others start once it is done. Each notebook's output goes
+    that read its model, `toy_training`) run beside it (the real-model page's extractions), after the `early` jobs
+    (`early_training`); the others start once it is done. Each notebook's output goes
     to `book/_generated/logs/<name>.log` (two pages' streams interleaved would be unreadable); this process prints
     one line per finished page. Pages that share a cache wait on its lock.
     """
@@ -453,6 +492,7 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
     pages = longest_first(layout, [n for n in names if n not in summary])
     waiting = [n for n in pages if n in (readers or [])] if toy else []
     queue = [n for n in pages if n not in waiting]
+    early = list(early or [])
     after = {n: [a for a in pages_before(n) if a in names] for n in pages}
     records: dict[str, RunRecord] = {}
     bar = tqdm(total=len(names), desc=f"notebooks ({profile}, {jobs} at once)", unit="nb", mininterval=0)
@@ -471,6 +511,11 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
                 records[name] = lost_page(layout, name, profile, started, None)
                 bar.update()
             queue = [] if broken else queue
+            # While the toy model trains, a free worker takes the early jobs first: each shortens a page that waits
+            # for the training, whereas a free page can also run after it, beside those pages.
+            while len(running) < jobs and early and TOY_MODEL_LOG in running.values():
+                job = early.pop(0)
+                running[pool.submit(_early_logged, layout, job)] = job
             while len(running) < jobs and queue:
                 ready = [n for n in queue if all(a in records for a in after.get(n, []))]
                 if not ready and running:
@@ -483,6 +528,11 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
+                if not isinstance(name, str):  # an early job: its page trains what it could not, so only say so
+                    print(f"== {name.name} (early, for a page waiting on the toy model): {finished(future)} "
+                          f"(log: {layout.run_log(early_log(name)).relative_to(layout.root)})",
+                          file=sys.stderr, flush=True)
+                    continue
                 if name == TOY_MODEL_LOG:
                     queue += trained(future, waiting, records, layout, profile, started, bar)
                     waiting = []
@@ -496,6 +546,14 @@ def run_parallel(layout: Layout, names: list[str], profile: str, overrides: dict
                       f"(log: {layout.run_log(name).relative_to(layout.root)})", file=sys.stderr, flush=True)
     bar.close()
     return [records[n] for n in names]
+
+
+def finished(future) -> str:
+    """'done in <seconds>' of a finished early job, or the error that stopped it."""
+    try:
+        return f"done in {future.result()}"
+    except Exception as exc:  # noqa: BLE001 (the page that needs this training runs it again and reports)
+        return f"failed ({exc!r}); its page trains it"
 
 
 def trained(future, waiting: list[str], records: dict[str, RunRecord], layout: Layout, profile: str,

@@ -79,6 +79,7 @@ class Params(ComputeParams):
     rd_star_variance: float = 0.9  # RD*: explained variance kept per head (the paper: 90%)
     max_epochs: int = 30  # the paper: 30
     patience: int = 5  # the paper: 5
+    range_steps: int = 100  # batches of each method's LR range test (paper_text; TrainConfig's default)
     train_batch_size: int = 64  # the authors: 64
     finetune: bool = True  # Full finetuning of the vision tower
     finetune_every_seed: bool = False  # False: on the first seed only (it is most of the page's cost)
@@ -109,7 +110,7 @@ class Params(ComputeParams):
         if self.logit_scale != "model":
             positive(self, "logit_scale")
         positive(self, "n_reference", "real_n_reference", "real_n_train", "real_n_val", "real_n_test", "n_train",
-                 "n_val", "n_test", "max_epochs", "patience", "train_batch_size",
+                 "n_val", "n_test", "max_epochs", "patience", "range_steps", "train_batch_size",
                  "finetune_max_epochs", "finetune_lr", "finetune_range_steps", "real_finetune_max_epochs",
                  "real_finetune_lr", "n_components_described",
                  "batch_size")
@@ -191,6 +192,7 @@ def _train_task(p: Params, model_name: str, dataset: str, model=None, seed: int 
     out = residual_alignment(task, Architecture.from_model(model), reference_units, p.methods,
                              variance=p.rd_star_variance, protocol=p.protocol,
                              overrides={**shared, "max_epochs": p.max_epochs, "batch_size": p.train_batch_size,
+                                        "range_steps": p.range_steps,
                                         "back_projection": p.back_projection})
     out["Base"].extra["classifier"] = task.classifier.kind
     if finetuned:

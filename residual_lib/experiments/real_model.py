@@ -168,11 +168,13 @@ def _extract(model, key: CacheKey, p: Params):
 
 def _compared_beside(keys: list[CacheKey], p: Params):
     """On the CPU, the compared datasets' caches are extracted by a helper process while this one extracts the
-    reference's (two cores, each on its own forward passes); on a GPU, one after the other here."""
+    reference's (two cores, each on its own forward passes); on a GPU, one after the other here. With `threads=1`
+    (the toy and smoke books, two pages at once on two cores) the page keeps to its one core: a helper would only
+    share it with the page beside, after paying for its own interpreter and model load."""
     from ..device import resolve_device
     from ..store.jobs import ExtractJob, beside
 
-    if resolve_device(p.device).type != "cpu":
+    if resolve_device(p.device).type != "cpu" or p.threads == 1:
         return nullcontext()
     return beside([ExtractJob(k, device="cpu", batch_size=p.batch_size) for k in keys], threads=p.threads)
 

@@ -60,6 +60,7 @@ class Params(ComputeParams):
     fractions: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.05, 0.10, 0.25, 0.50])  # 0.0: one head
     max_epochs: int = 30  # O: training budget (the paper: 30)
     patience: int = 5  # O: early stopping on validation accuracy (the paper: 5)
+    range_steps: int = 100  # O: batches of its LR range test (paper_text; TrainConfig's default)
     train_batch_size: int = 64  # O: batch size (the authors: 64)
     cache_dtype: CacheDtype = "float32"
     batch_size: int = 64  # images per forward pass when extracting caches
@@ -76,7 +77,8 @@ class Params(ComputeParams):
     def check(self) -> None:
         nonempty(self, "models", "datasets")
         section4.check_models_and_seeds(self)
-        positive(self, "n_train", "n_val", "n_test", "real_n_train", "real_n_val", "real_n_test", "n_random", "max_epochs", "patience", "train_batch_size",
+        positive(self, "n_train", "n_val", "n_test", "real_n_train", "real_n_val", "real_n_test", "n_random", "max_epochs", "patience", "range_steps",
+                 "train_batch_size",
                  "batch_size")
         if self.logit_scale != "model":
             positive(self, "logit_scale")
@@ -135,7 +137,7 @@ def train_key(p: Params, model_name: str, dataset: str) -> dict:
 def _train_task(p: Params, model_name: str, dataset: str, model=None) -> tuple[dict, pd.DataFrame, int, pd.DataFrame]:
     p = section4.model_params(p, model_name, REAL_FIELDS)
     model = model if model is not None else load_model(model_name, device=p.device)
-    config = protocol_config("O", p.protocol, max_epochs=p.max_epochs, patience=p.patience,
+    config = protocol_config("O", p.protocol, max_epochs=p.max_epochs, patience=p.patience, range_steps=p.range_steps,
                              batch_size=p.train_batch_size, device=p.device, seed=p.seeds[0])
     task = load_task(model, dataset, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=p.seed, device=p.device,
                      batch_size=p.batch_size, dtype=p.cache_dtype, logit_scale=resolve_logit_scale(model, p.logit_scale),

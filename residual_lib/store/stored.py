@@ -17,7 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from ..files import DamagedFileError, atomic_file, read, write_text
+from ..files import DamagedFileError, atomic_file, file_lock, read, write_text
 from ..paths import artifacts_dir
 from ..version import __version__
 
@@ -36,16 +36,21 @@ def is_stored(kind: str, key: dict[str, Any]) -> bool:
 
 
 def stored(kind: str, key: dict[str, Any], compute: Callable[[], T]) -> T:
-    """The stored result for `key`, or `compute()` saved atomically (a killed run leaves no partial file)."""
+    """The stored result for `key`, or `compute()` saved atomically (a killed run leaves no partial file).
+
+    Callers of one key wait for each other (a page and the book runner's early job for it): one computes, the
+    others read what it stored."""
     path = stored_path(kind, key)
-    if path.is_file():
-        try:  # our own pickles: trained modules and their records
-            return read(path, lambda p: torch.load(p, weights_only=False), (RuntimeError, EOFError, UnpicklingError))
-        except DamagedFileError as err:
-            print(f"stored result: {err}; computing it again", file=sys.stderr, flush=True)
-    value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        torch.save(value, tmp)
-    write_text(path.with_suffix(".json"), json.dumps(key, indent=1, sort_keys=True, default=str))
+    with file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            try:  # our own pickles: trained modules and their records
+                return read(path, lambda p: torch.load(p, weights_only=False),
+                            (RuntimeError, EOFError, UnpicklingError))
+            except DamagedFileError as err:
+                print(f"stored result: {err}; computing it again", file=sys.stderr, flush=True)
+        value = compute()
+        with atomic_file(path) as tmp:
+            torch.save(value, tmp)
+        write_text(path.with_suffix(".json"), json.dumps(key, indent=1, sort_keys=True, default=str))
     return value

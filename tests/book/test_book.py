@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from residual_lib.book import layout as book_layout, runner as book, provenance
+from residual_lib.paths import REPO_ROOT
 
 OK_NOTEBOOK = '''\
 # %% [markdown]
@@ -455,11 +456,16 @@ def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", spy)
     from residual_lib.toy.train import CONFIGS, is_current, output_dir
+    from marker_job import MarkerJob
 
     root = book_project({"reader": TOY_READER, "free": TIMED_NOTEBOOK}, params={"free": "seconds: 1.0\n"})
     layout = book_layout.Layout(root)
     assert book.toy_training(layout, ["free"], "smoke", {}) == (None, []), "no page reads the toy model: no training"
     assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == ("smoke", ["reader"])
+    # the reader's training of another model (`early_training`): the free worker runs it before the free page
+    early = MarkerJob(str(root / "early-ran"))
+    monkeypatch.setattr(book, "early_training",
+                        lambda layout, names, profile, overrides: [early] * (names == ["reader"]))
     records = book.run(layout, "smoke", jobs=2)
     assert {r.status for r in records} == {"ok"}
     out = output_dir("smoke")
@@ -473,7 +479,23 @@ def test_parallel_run_trains_the_toy_model_beside_the_pages_that_do_not_read_it(
     assert submitted["_train_logged"] <= submitted["free"] < written, "the free page went in while the model trained"
     assert submitted["reader"] >= written and times["free"]["start"] < times["reader"]["start"]
     assert layout.run_log(book.TOY_MODEL_LOG).is_file()
+    ran = float((root / "early-ran").read_text())
+    assert submitted["_train_logged"] <= submitted["_early_logged"] <= submitted["free"] and ran < written, \
+        "the early job went in first, and ran while the model trained"
+    assert layout.run_log(book.early_log(early)) == layout.run_log("early-page-net-task")
     assert book.toy_training(layout, ["free", "reader"], "smoke", {}) == (None, []), "a current checkpoint: no training"
+
+
+def test_early_training_is_the_real_networks_section4_training_of_the_pages_given(tmp_artifacts):
+    """What a worker left free by the toy training runs: the smoke profile's Section 4 pages train the random
+    stand-in DINO on scikit-learn digits beside the toy CLIP; only the former needs no toy model."""
+    layout = book_layout.Layout(REPO_ROOT)
+    pages = ["fig05_tab02_residual_alignment", "tab01_coarse_unit_alignment", "fig02_intrinsic_dimension"]
+    jobs = book.early_training(layout, pages, "smoke", {})
+    assert [j.name for j in jobs] == ["train:fig05_tab02/standin-dino/sklearn-digits",
+                                      "train:tab01/standin-dino/sklearn-digits"]
+    assert dict(jobs[0].params)["threads"] == 1 and dict(jobs[0].params)["range_steps"] == 20
+    assert book.early_training(layout, pages, "smoke", {"real_models": []}) == []
 
 
 @pytest.mark.slow

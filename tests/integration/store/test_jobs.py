@@ -48,7 +48,7 @@ def test_a_killed_local_job_resumes_to_the_caches_and_results_of_an_uninterrupte
     from residual_lib.experiments import tab01
 
     p = tab01.Params(models=["standin-clip"], datasets=["standin-mnist"], n_train=None, n_val=None, n_test=None,
-                     n_random=1, max_epochs=1, patience=1, fractions=[0.05], batch_size=8, device="cpu")
+                     n_random=1, max_epochs=1, patience=1, range_steps=20, fractions=[0.05], batch_size=8, device="cpu")
     keys = [CacheKey("standin-clip", "standin-imagenet", "train", 64, 0), *tab01.caches(p)]
     extraction = [ExtractJob(k, device="cpu", batch_size=8, shard_size=8) for k in keys]
     training = [TrainJob.of("tab01", p, "standin-clip", "standin-mnist")]
