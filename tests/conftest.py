@@ -65,20 +65,17 @@ def book_project(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def smoke_model_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway artifacts folder holding the smoke model, trained once a session by the command `make book` runs.
-    The smoke book and the tests that run the smoke model share it, so they read each other's caches back; the
-    user's download folders and drawn toy images are linked, so the session downloads and draws nothing twice."""
+    """The session's throwaway artifacts folder of the smoke profile: the smoke book's build trains the smoke model
+    into it (as `make book` does, beside the pages that read no toy model) and fills its caches; the tests that run
+    the smoke model share it, so they read those back (one that runs before the book trains the model itself,
+    `toy.train.ensure_model`). The user's download folders and drawn toy images are linked, so the session
+    downloads and draws nothing twice."""
     from residual_lib.paths import artifacts_dir
-    from residual_lib.toy.train import CONFIGS, is_current
 
     folder = tmp_path_factory.mktemp("smoke-artifacts")
     for name in SHARED_DOWNLOADS:
         (artifacts_dir() / name).mkdir(parents=True, exist_ok=True)
         (folder / name).symlink_to(artifacts_dir() / name)
-    train = subprocess.run([sys.executable, "-m", "residual_lib.toy.train", "--profile", "smoke"],
-                           env={**os.environ, "RESIDUAL_ARTIFACTS": str(folder)}, capture_output=True, text=True)
-    assert train.returncode == 0, f"toy model training (smoke) failed:\n{train.stderr[-4000:]}"
-    assert is_current(folder / "toy" / "smoke", CONFIGS["smoke"])
     return folder
 
 
@@ -92,7 +89,8 @@ def smoke_artifacts(smoke_model_artifacts: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture(scope="session")
 def smoke_book(smoke_model_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of a temporary project holding this repo's book and notebooks, built once in the smoke profile (two
-    pages at a time, as `make book` runs them) into the session's smoke artifacts folder."""
+    pages at a time, the smoke model trained inside, as `make book` runs them) into the session's smoke artifacts
+    folder."""
     root = tmp_path_factory.mktemp("site")
     shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "_generated", "notebooks"))
     shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
@@ -101,4 +99,7 @@ def smoke_book(smoke_model_artifacts: Path, tmp_path_factory: pytest.TempPathFac
                           env={**os.environ, "RESIDUAL_ARTIFACTS": str(smoke_model_artifacts)},
                           capture_output=True, text=True)
     assert proc.returncode == 0, f"smoke book build failed:\n{proc.stderr[-6000:]}"
+    from residual_lib.toy.train import CONFIGS, is_current
+
+    assert is_current(smoke_model_artifacts / "toy" / "smoke", CONFIGS["smoke"]), "the build trained no smoke model"
     return root

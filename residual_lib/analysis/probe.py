@@ -9,6 +9,7 @@ instead of E. Accuracy is reported beside chance (the held-out share of the most
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Mapping, Sequence
 
@@ -30,10 +31,27 @@ def probe_accuracy(units: Units, labels: Mapping[str, np.ndarray], names: list[s
 
     labels: {attribute: (n,) labels of the unit set's samples}
     names:  units to probe (None: all of the set's units)
+
+    On a unit cache the table is stored (`residual_lib.store.stored`), keyed by the cache's content hash, the
+    labels and the settings: the real-model page and the head atlas probe the same caches' heads, and the second
+    reads the first's table.
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction={test_fraction!r}; must be in (0, 1)")
     names = list(units.units) if names is None else list(names)
+    compute = lambda: _probe_table(units, labels, names, test_fraction, C, seed, progress)  # noqa: E731
+    content = (getattr(units, "manifest", None) or {}).get("content_sha256")
+    if content is None:  # not a cache: nothing to key it by
+        return compute()
+    from ..store.stored import stored
+
+    key = {"units": content, "names": names, "test_fraction": test_fraction, "C": C, "seed": seed,
+           "labels": {a: hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() for a, y in labels.items()}}
+    return stored("probes", key, compute)
+
+
+def _probe_table(units: Units, labels: Mapping[str, np.ndarray], names: list[str], test_fraction: float, C: float,
+                 seed: int, progress: bool) -> pd.DataFrame:
     rows = []
     splits = {a: _split(np.asarray(y), test_fraction, seed, a) for a, y in labels.items()}
     # One BLAS/OpenMP thread: each fit is a few hundred tiny (n, r) products, for which threads cost more in

@@ -13,13 +13,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..store import cache
 from ..report import plots_spectral, style
 from ..store.cache import CacheKey
 from ..data.datasets import dataset_spec
 from ..models.registry import load_model
+from ..models.text import encode_texts
 from ..paper.reference import reference
 from ..report.plots_spectral import order_by_role, dataset_display, model_display, order_agreement, order_table
 from ..analysis.pursuit import signals_from_units, somp
@@ -207,9 +207,9 @@ def _standout(first_table: pd.DataFrame, name: str, model, ref, p: Params) -> tu
     if not model.has_text:
         return standout, {}, no_probe
     texts = text_dictionary(p.dictionary)
-    # float32 embeddings, normalised before the float64 pursuit: the page's numbers were made this way
-    with torch.no_grad():
-        atoms = model.encode_text(texts).float()
+    # float32 embeddings, normalised before the float64 pursuit: the page's numbers were made this way; encoded in
+    # the batches every other page uses, so they read the same stored embeddings (`models.text.stored_embeddings`)
+    atoms = encode_texts(model.encode_text, texts)
     atoms = (atoms / atoms.norm(dim=1, keepdim=True)).cpu().numpy()
     named = paper_heads("4b") if model_display(name) == PAPER_MODEL else {}
     named_units = {head_name(*lh): role for lh, role in named.items() if head_name(*lh) in set(ref.heads)}

@@ -522,7 +522,10 @@ def plot_lr_range(result: Result):
             if t.result is not None and t.result.lr_range is not None:
                 t.result.lr_range.plot(ax, label=f"{method} ({t.result.lr:.2g})")
         ax.set_title(key[1])
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+        else:  # every method of this task trained at a fixed rate (a retrained unhealthy run, authors_code)
+            _note(ax, "no LR range test")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(f"LR range tests, {label0} (picked rate in the legend)")

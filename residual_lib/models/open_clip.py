@@ -99,6 +99,7 @@ class OpenClipAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
                     torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), dtype=torch.float32))
         self._mean, self._std = (t.view(3, 1, 1) for t in norm)
         self._tokenizer = tokenizer
+        self._text_tower: str | None = None  # "<name>-<digest of the text weights>", on the first encode_text
         self._readouts: dict[torch.device, Readout] = {}
 
     # -- outputs --------------------------------------------------------------------------------
@@ -112,13 +113,25 @@ class OpenClipAdapter(ImageInput, ReadoutDecomposition, ResidualModel):
         return hasattr(self.module, "encode_text")
 
     def encode_text(self, texts: list[str]) -> Tensor:
-        """(N,) strings -> (N, E) raw (unnormalised) text embeddings."""
+        """(N,) strings -> (N, E) raw (unnormalised) text embeddings; without gradients, stored per text tower and
+        list of texts and read back on the next call (`text.stored_embeddings`)."""
+        texts = list(texts)
+        if torch.is_grad_enabled():
+            return self._encode_text(texts)
+        from .text import stored_embeddings, tower_digest
+
+        if self._text_tower is None:
+            digest = tower_digest(self.module, getattr(self.module, "context_length", None))
+            self._text_tower = f"{self.name}-{digest[:12]}"
+        return stored_embeddings(self._text_tower, texts, self._encode_text).to(self.device)
+
+    def _encode_text(self, texts: list[str]) -> Tensor:
         import open_clip
 
         if self._tokenizer is None:
             self._tokenizer = open_clip.get_tokenizer(
                 self.name, context_length=getattr(self.module, "context_length", None))
-        tokens = self._tokenizer(list(texts)).to(self.device)
+        tokens = self._tokenizer(texts).to(self.device)
         return self.module.encode_text(tokens, normalize=False)
 
     def readout(self) -> Readout:

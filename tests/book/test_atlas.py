@@ -102,8 +102,9 @@ SMOKE = dict(models=["toy-clip-smoke"], reference_dataset="toy-mixed", datasets=
 
 
 @pytest.fixture(scope="module")
-def smoke(smoke_model_artifacts, tmp_path_factory):
-    """The atlas experiment on the session's smoke model and artifacts folder, its page in a throwaway folder."""
+def smoke(smoke_book, smoke_model_artifacts, tmp_path_factory):
+    """The atlas experiment on the session's smoke model and artifacts folder, its page in a throwaway folder; after
+    the smoke book, which trains the model and extracts the caches this reads."""
     from residual_lib.experiments import atlas as experiment
 
     pages = tmp_path_factory.mktemp("atlas") / "pages"

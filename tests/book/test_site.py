@@ -4,20 +4,16 @@ Needs Debian's `chromium` for the screenshots (`make browser` installs it); scre
 `<artifacts>/site-check/` to be looked at.
 """
 
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
-from residual_lib.book import layout as book_layout, runner as book, provenance
+from residual_lib.book import layout as book_layout, provenance
 from residual_lib.paths import artifacts_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.site]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--window-size=1280,2000"]
 ERROR_MARKERS = ('class="output traceback', "Traceback (most recent call last)", "papermill-error-cell")
 
 
@@ -86,21 +82,24 @@ def test_every_notebook_page_has_a_complete_provenance_block(site):
 
 
 def test_pages_render_in_headless_chromium(site, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    """Every page in one browser session (a browser start per page and check took a second each, 28 in all): its
+    first 1280 x 2000 pixels as a screenshot to look at, and its DOM after loading, with a title and no error."""
+    from browser import Browser, chromium
+
+    if chromium() is None:
         pytest.skip("headless browser missing: install Debian's 'chromium' package (apt-get install chromium, "
                     "or `make browser`)")
     shots = artifacts_dir() / "site-check"
     shots.mkdir(parents=True, exist_ok=True)
-    for page in pages(site):
-        url = html_of(site, page).as_uri()
-        flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
-        png = shots / f"{page.replace('/', '_')}.png"
-        png.unlink(missing_ok=True)
-        subprocess.run([chromium, *flags, f"--screenshot={png}", url], capture_output=True, timeout=120)
-        assert png.is_file() and png.stat().st_size > 10_000, f"no screenshot of {page}"
-        dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-        assert "<h1>" in dom.stdout and not any(m in dom.stdout for m in ERROR_MARKERS), f"{page} renders wrong"
+    with Browser(tmp_path / "profile", width=1280, height=2000) as browser:
+        for page in pages(site):
+            png = shots / f"{page.replace('/', '_')}.png"
+            png.unlink(missing_ok=True)
+            browser.open(html_of(site, page).as_uri())
+            browser.screenshot(png, full_page=False)
+            assert png.is_file() and png.stat().st_size > 10_000, f"no screenshot of {page}"
+            dom = browser.eval("document.documentElement.outerHTML")
+            assert "<h1>" in dom and not any(m in dom for m in ERROR_MARKERS), f"{page} renders wrong"
 
 
 # What a reader sees broken in a page's tables, measured in the browser's layout (rendering checks of issue 27).
@@ -146,19 +145,17 @@ LAYOUT_PROBLEMS = r"""(() => {
 })()"""
 
 
-def layout_problems(html: Path, profile: Path, width: int = 1400) -> list[str]:
-    """Tables of one built page that are clipped, break words or leave a cell blank, at `width` CSS pixels."""
-    from browser import Browser
-
-    with Browser(profile, width=width, height=1200) as b:
-        b.open(html.as_uri())
-        return b.eval(LAYOUT_PROBLEMS)
+def page_layout_problems(browser, html: Path) -> list[str]:
+    """Tables of one built page that are clipped, break words or leave a cell blank, in an open browser session."""
+    browser.open(html.as_uri())
+    return browser.eval(LAYOUT_PROBLEMS)
 
 
 def test_tables_scroll_rather_than_clip_keep_words_whole_and_leave_no_cell_blank(site, tmp_path):
-    from browser import chromium
+    from browser import Browser, chromium
 
     if chromium() is None:
         pytest.skip("headless browser missing: install Debian's 'chromium' package (apt-get install chromium)")
-    problems = {page: found for page in pages(site) if (found := layout_problems(html_of(site, page), tmp_path / "p"))}
+    with Browser(tmp_path / "p", width=1400, height=1200) as b:  # one session for every page
+        problems = {page: found for page in pages(site) if (found := page_layout_problems(b, html_of(site, page)))}
     assert not problems, "\n".join(f"{page}: {p}" for page, found in problems.items() for p in found)

@@ -106,3 +106,29 @@ def test_cache_attributes_line_up_with_the_cached_rows(tmp_path):
     np.testing.assert_array_equal(attributes["colour"], cache.labels)
     table = probe_accuracy(cache, {"shape": attributes["shape"]}, cache.heads[:2], progress=False)
     assert table.accuracy.between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_a_caches_probe_table_is_stored_and_read_back(tmp_artifacts, tmp_path, monkeypatch):
+    """The real-model page and the head atlas probe the same cache: the second call reads the first's table, keyed
+    by the cache's content, the labels and the settings; an in-memory unit set is computed each time."""
+    from unit_fixtures import tiny_model
+
+    import residual_lib.analysis.probe as probe
+    from residual_lib.store.cache import extract
+
+    cache = extract(tiny_model(), "sklearn-digits", split="train", n=60, device="cpu", root=tmp_path)
+    first = probe_accuracy(cache, {"class": cache.labels}, cache.heads[:3], progress=False)
+    computed = probe._probe_table
+    monkeypatch.setattr(probe, "_probe_table", lambda *a: pytest.fail("a stored probe table was computed again"))
+    pd.testing.assert_frame_equal(probe_accuracy(cache, {"class": cache.labels}, cache.heads[:3], progress=False),
+                                  first)
+    calls = []
+    monkeypatch.setattr(probe, "_probe_table", lambda *a: calls.append(a) or computed(*a))
+    probe_accuracy(cache, {"class": cache.labels}, cache.heads[:3], seed=1, progress=False)  # other settings
+    probe_accuracy(cache, {"class": cache.labels[::-1].copy()}, cache.heads[:3], progress=False)  # other labels
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    units = UnitSet({"u": x}, {"u": np.eye(4)}, {"u": np.zeros(4)}, x, cache.labels)
+    probe_accuracy(units, {"class": cache.labels}, progress=False)
+    probe_accuracy(units, {"class": cache.labels}, progress=False)
+    assert len(calls) == 4

@@ -143,3 +143,24 @@ def test_offline_pretrained_weights_are_a_clear_error_without_a_request(tmp_arti
     with pytest.raises(models.ModelUnavailableError, match="model 'clip-b' needs its pretrained weights 'openai'") as err:
         models.load_model("clip-b", device="cpu")
     assert str(tmp_artifacts / "models") in str(err.value) and "RESIDUAL_OFFLINE" in str(err.value)
+
+
+def test_text_embeddings_are_stored_per_text_tower_and_read_back(tmp_artifacts, monkeypatch):
+    """Pages in separate processes embed the same dictionary: the second reads the first's embeddings, keyed by the
+    text weights and the texts; with gradients (training) nothing is stored or read."""
+    from unit_fixtures import tiny_model
+
+    model = tiny_model()
+    texts = ["a red circle", "a blue square"]
+    with torch.no_grad():
+        first = model.encode_text(texts)
+        stored = list((tmp_artifacts / "text").rglob("*.pt"))
+        assert len(stored) == 1
+        again = tiny_model()  # a new process's model: same weights, nothing cached in memory
+        monkeypatch.setattr(again.module, "encode_text", lambda *a, **k: pytest.fail("stored texts encoded again"))
+        assert torch.equal(again.encode_text(texts), first)
+        other = tiny_model(seed=1)  # other text weights: their own embeddings
+        assert not torch.equal(other.encode_text(texts), first)
+        assert len(list((tmp_artifacts / "text").rglob("*.pt"))) == 2
+    with_grad = model.encode_text(texts)
+    assert with_grad.requires_grad and len(list((tmp_artifacts / "text").rglob("*.pt"))) == 2
