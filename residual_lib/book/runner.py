@@ -428,10 +428,17 @@ def _train_toy(toy: str) -> str:
 
 def _train_logged(layout: Layout, toy: str) -> str:
     """`_train_toy` in a worker process, its progress written to the toy model's log."""
-    log = layout.run_log(TOY_MODEL_LOG)
+    with _logging_to(layout, TOY_MODEL_LOG):
+        return _train_toy(toy)
+
+
+@contextlib.contextmanager
+def _logging_to(layout: Layout, name: str) -> Iterator[None]:
+    """This process's Python-level stdout and stderr go to `book/_generated/logs/<name>.log` for the block."""
+    log = layout.run_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        return _train_toy(toy)
+        yield
 
 
 TOY_MODEL_LOG = "toy-model"
@@ -441,30 +448,32 @@ def early_training(layout: Layout, names: list[str], profile: str, overrides: di
     """The Section 4 training that pages waiting for the toy model do on other models (their `training_pairs` of
     real networks), as `residual_lib.store.jobs.TrainJob`s not yet stored. A worker that the toy training leaves
     free runs them; the pages then read them back (`residual_lib.store.stored`) instead of training them after it."""
-    from residual_lib.experiments import PAGES, experiment
-    from residual_lib.store.jobs import TrainJob
     from residual_lib.toy import ARCHS
 
-    jobs = []
-    for name in names:
-        module = experiment(name)
-        if module is None or not hasattr(module, "training_pairs"):
-            continue
-        _, _, values = notebook_parameters(layout, name, profile, overrides)
-        p = module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()})
-        jobs += [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p) if m not in ARCHS.values()]
-    return [j for j in jobs if not j.done()]
+    return [job for name in names for job in page_training(layout, name, profile, overrides)
+            if job.model not in ARCHS.values() and not job.done()]
+
+
+def page_training(layout: Layout, name: str, profile: str, overrides: dict[str, Any] | None = None) -> list:
+    """One `residual_lib.store.jobs.TrainJob` per (model, task) page `name` trains (`training_pairs`); [] for a page
+    that trains nothing. The paper profile's planner (`residual_lib.reproduce.plan`) and `early_training` read it."""
+    from residual_lib.experiments import PAGES, experiment
+    from residual_lib.store.jobs import TrainJob
+
+    module = experiment(name)
+    if module is None or not hasattr(module, "training_pairs"):
+        return []
+    _, _, values = notebook_parameters(layout, name, profile, dict(overrides or {}))
+    p = module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()})
+    return [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p)]
 
 
 def _early_logged(layout: Layout, job) -> str:
     """One `early_training` job in a worker process, under its page's `threads`, its output written to its log."""
     from residual_lib.device import cpu_threads
 
-    log = layout.run_log(early_log(job))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        with cpu_threads(dict(job.params).get("threads")):
-            return f"{job()['seconds']} s"
+    with _logging_to(layout, early_log(job)), cpu_threads(dict(job.params).get("threads")):
+        return f"{job()['seconds']} s"
 
 
 def early_log(job) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import sys
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..files import atomic_file
+from ..files import DamagedFileError, atomic_file, file_lock, read
 from ..paths import artifacts_dir
 
 
@@ -24,14 +25,12 @@ def encode_texts(encode_text: Callable[[list[str]], Tensor], texts: Sequence[str
 
 
 def tower_digest(module: nn.Module, context_length: int | None) -> str:
-    """sha256 over a CLIP's text side: every parameter and buffer outside `visual.` (names, shapes, bytes) and the
+    """sha256 over a CLIP's text side: every parameter and buffer outside `visual.` (`digest.weights_digest`) and the
     tokenizer's context length. Two models with this digest embed every text alike."""
-    h = hashlib.sha256(f"context_length={context_length}".encode())
-    for name, t in sorted(module.state_dict().items()):
-        if not name.startswith("visual."):
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    from .digest import weights_digest
+
+    return weights_digest([(n, t) for n, t in module.state_dict().items() if not n.startswith("visual.")],
+                          prefix=f"context_length={context_length}")
 
 
 def stored_embeddings(tower: str, texts: list[str], encode: Callable[[list[str]], Tensor]) -> Tensor:
@@ -39,17 +38,21 @@ def stored_embeddings(tower: str, texts: list[str], encode: Callable[[list[str]]
 
     The pages that describe heads in text (Figures 3-5, Appendix A.2, the atlas) embed the same dictionary with the
     same model, each in its own process: 414 toy texts through the stand-in's ViT-S text tower took 25 s on one
-    thread. `tower` names the model and its text weights (`tower_digest`); a damaged file is encoded again.
+    thread. `tower` names the model and its text weights (`tower_digest`). Callers of one list at once wait for
+    each other (two pages starting together): one encodes, the others read. A damaged file is named and encoded
+    again.
     """
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
     path = artifacts_dir() / "text" / tower / f"{digest}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError):
-            pass  # cut short (a full disk, a killed run): encode again below
-    out = encode(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        torch.save(out.detach().cpu(), tmp)
+    with file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            try:
+                return read(path, lambda p: torch.load(p, weights_only=True), (RuntimeError, EOFError,
+                                                                                pickle.UnpicklingError))
+            except DamagedFileError as err:
+                print(f"stored text embeddings: {err}; encoding them again", file=sys.stderr, flush=True)
+        out = encode(texts)
+        with atomic_file(path) as tmp:
+            torch.save(out.detach().cpu(), tmp)
     return out

@@ -96,22 +96,12 @@ def plan(profile: str, overrides: dict[str, Any] | None = None, models: Iterable
 def plan_training(profile: str, overrides: dict[str, Any] | None = None, models: Iterable[str] | None = None,
                   datasets: Iterable[str] | None = None, root: Path = REPO_ROOT) -> list:
     """One `residual_lib.store.jobs.TrainJob` per (model, task) of every Section 4 page (`training_pairs`), filtered."""
-    from ..book.runner import Layout, notebook_parameters, toc_notebooks
-    from ..experiments import PAGES, experiment
-    from ..store.jobs import TrainJob
+    from ..book.runner import Layout, page_training, toc_notebooks
 
     layout = Layout(Path(root))
     keep_models, keep_datasets = set(models or []), set(datasets or [])
-    work = []
-    for name in toc_notebooks(layout):
-        module = experiment(name)
-        if module is None or not hasattr(module, "training_pairs"):
-            continue
-        _, _, values = notebook_parameters(layout, name, profile, dict(overrides or {}))
-        p = module.Params.from_dict({k: v for k, v in values.items() if k in module.Params.names()})
-        work += [TrainJob.of(PAGES[name], p, m, d) for m, d in module.training_pairs(p)
-                 if (not keep_models or m in keep_models) and (not keep_datasets or d in keep_datasets)]
-    return work
+    return [job for name in toc_notebooks(layout) for job in page_training(layout, name, profile, overrides)
+            if (not keep_models or job.model in keep_models) and (not keep_datasets or job.dataset in keep_datasets)]
 
 
 def _yaml_word(value: Any) -> str:

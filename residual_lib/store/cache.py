@@ -93,12 +93,9 @@ class CacheConflictError(RuntimeError):
 
 def weights_hash(model: ResidualModel) -> str:
     """sha256 over the image tower's parameters and buffers (names, shapes and bytes, sorted by name)."""
-    module = getattr(model.module, "visual", model.module)
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    from ..models.digest import weights_digest
+
+    return weights_digest(getattr(model.module, "visual", model.module).state_dict().items())
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
